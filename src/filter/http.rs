@@ -1,0 +1,227 @@
+//! The HTTP filter (root id `tokengate`): one decision per request.
+//!
+//! `GateRoot` holds the compiled configuration, the metrics and this worker's
+//! copy of the revocation snapshot (refreshed on a tick, never on the request
+//! path). `Gate`, one per request, reads the few headers the configuration
+//! names, asks the core for a verdict, and applies it.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, LogLevel};
+
+use super::host::{self, Metric};
+use crate::config::{Config, Secrets};
+use crate::gate::{Connection, Decision, Request, Revocations};
+use crate::refusal::Reason;
+use crate::revocation::Snapshot;
+use crate::shared::{self, Published};
+
+/// How often a worker looks for a new revocation snapshot.
+const REVOCATION_CHECK: Duration = Duration::from_millis(250);
+
+struct Metrics {
+    allowed: Metric,
+    anonymous: Metric,
+    denied: [Metric; Reason::ALL.len()],
+}
+
+impl Metrics {
+    fn define() -> Metrics {
+        Metrics {
+            allowed: Metric::counter("tokengate.allowed"),
+            anonymous: Metric::counter("tokengate.anonymous"),
+            denied: Reason::ALL.map(|r| Metric::counter(&format!("tokengate.denied.{}", r.as_str()))),
+        }
+    }
+
+    fn count(&self, decision: Decision) {
+        match decision {
+            Decision::Allow => self.allowed.increment(),
+            Decision::Anonymous => self.anonymous.increment(),
+            Decision::Deny(reason) => {
+                if let Some(m) = Reason::ALL
+                    .iter()
+                    .position(|r| *r == reason)
+                    .and_then(|i| self.denied.get(i))
+                {
+                    m.increment();
+                }
+            }
+        }
+    }
+}
+
+/// This worker's view of the published revocation list.
+#[derive(Default)]
+struct WorkerList {
+    generation: Option<u64>,
+    snapshot: Option<Snapshot>,
+    last_fetch: Option<u64>,
+}
+
+struct Shared {
+    config: Config,
+    metrics: Metrics,
+    /// The headers the configuration reads, fetched one host call each.
+    headers: Vec<String>,
+    list: RefCell<WorkerList>,
+}
+
+#[derive(Default)]
+pub struct GateRoot {
+    shared: Option<Rc<Shared>>,
+}
+
+impl GateRoot {
+    pub fn on_configure(&mut self, _size: usize) -> bool {
+        let Some(json) = host::plugin_configuration() else {
+            host::warn("tokengate: the plugin configuration is empty; it must be the JSON of SPEC section 3");
+            return false;
+        };
+        let config = match Config::from_json(&json, &Secrets::process_env()) {
+            Ok(c) => c,
+            Err(e) => {
+                host::warn(&format!("tokengate: configuration refused: {e}"));
+                return false;
+            }
+        };
+        if config.revocation.is_some() {
+            let _ = hostcalls::set_tick_period(REVOCATION_CHECK);
+        }
+        let headers = config.header_names_read();
+        let shared = Rc::new(Shared {
+            config,
+            metrics: Metrics::define(),
+            headers,
+            list: RefCell::new(WorkerList::default()),
+        });
+        self.shared = Some(shared);
+        self.on_tick();
+        true
+    }
+
+    /// Picks up a newly published snapshot. The small state record is read
+    /// every tick; the snapshot itself only when its generation changed.
+    pub fn on_tick(&mut self) {
+        let Some(shared) = &self.shared else { return };
+        if shared.config.revocation.is_none() {
+            return;
+        }
+        let Some(published) = host::shared_data(shared::STATE_KEY).and_then(|b| Published::decode(&b)) else {
+            return;
+        };
+        let mut list = shared.list.borrow_mut();
+        list.last_fetch = Some(published.last_fetch);
+        if list.generation == Some(published.generation) {
+            return;
+        }
+        match shared::read_snapshot(host::shared_data, &published) {
+            Some(snapshot) => {
+                list.snapshot = Some(snapshot);
+                list.generation = Some(published.generation);
+            }
+            None => host::warn("tokengate: the published revocation snapshot is unreadable; keeping the one in force"),
+        }
+    }
+
+    pub fn create_http_context(&self) -> Option<Box<dyn HttpContext>> {
+        let shared = self.shared.clone()?;
+        Some(Box::new(Gate { shared }))
+    }
+}
+
+pub struct Gate {
+    shared: Rc<Shared>,
+}
+
+impl Context for Gate {}
+
+/// Connection facts, fetched from the host only when a check asks.
+struct HostConnection;
+
+impl Connection for HostConnection {
+    fn is_tls(&self) -> bool {
+        host::property(&["connection", "tls_version"]).is_some_and(|v| !v.is_empty())
+    }
+
+    fn peer_certificate_sha256(&self) -> Option<[u8; 32]> {
+        let hex = host::property(&["connection", "sha256_peer_certificate_digest"])?;
+        crate::shared::decode_hex32(&hex)
+    }
+}
+
+impl HttpContext for Gate {
+    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        let shared = Rc::clone(&self.shared);
+        let config = &shared.config;
+        let method = host::request_header(":method").unwrap_or_default();
+        let path = host::request_header(":path").unwrap_or_default();
+        let authority = host::request_header(":authority").unwrap_or_default();
+        let headers: Vec<(String, Vec<u8>)> = shared
+            .headers
+            .iter()
+            .filter_map(|name| host::request_header(name).map(|v| (name.clone(), v)))
+            .collect();
+        let request = Request {
+            method: std::str::from_utf8(&method).unwrap_or(""),
+            path: &path,
+            authority: &authority,
+            headers: &headers,
+        };
+        let now = host::now_secs();
+        let verdict = {
+            let list = shared.list.borrow();
+            let revocations = Revocations {
+                list: list.snapshot.as_ref(),
+                last_fetch: list.last_fetch,
+            };
+            config.decide(&request, &HostConnection, revocations, now)
+        };
+
+        shared.metrics.count(verdict.decision);
+        host::set_filter_state("tokengate.decision", verdict.decision.as_str().as_bytes());
+        if let Some(reason) = verdict.decision.reason() {
+            host::set_filter_state("tokengate.reason", reason.as_str().as_bytes());
+        }
+        for (name, value) in [("tokengate.sub", &verdict.sub), ("tokengate.jti", &verdict.jti), ("tokengate.kid", &verdict.kid)] {
+            if let Some(value) = value {
+                host::set_filter_state(name, value.as_bytes());
+            }
+        }
+
+        if let Some(response) = verdict.response(&config.realm) {
+            if host::debug_enabled() {
+                host::log(
+                    LogLevel::Debug,
+                    &format!(
+                        "tokengate: refused {} {}: {}",
+                        request.method,
+                        String::from_utf8_lossy(path.split(|b| *b == b'?').next().unwrap_or(&[])),
+                        verdict.decision.reason().map_or("", |r| r.as_str())
+                    ),
+                );
+            }
+            let headers: Vec<(&str, &str)> = response.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            let _ = hostcalls::send_http_response(response.status, headers, Some(response.body.as_bytes()));
+            return Action::Pause;
+        }
+
+        for name in &verdict.remove_headers {
+            host::set_request_header(name, None);
+        }
+        for (name, value) in &verdict.set_headers {
+            host::set_request_header(name, Some(value.as_bytes()));
+        }
+        if let Some(new_path) = &verdict.new_path {
+            host::set_request_header(":path", Some(new_path));
+        }
+        if let Some(cookie) = &verdict.new_cookie {
+            host::set_request_header("cookie", cookie.as_deref().map(str::as_bytes));
+        }
+        Action::Continue
+    }
+}

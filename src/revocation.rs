@@ -1,0 +1,1465 @@
+//! The revocation list of SPEC section 5: the document, its signature, the
+//! compact snapshot that crosses shared data, and the lookups.
+//!
+//! This module owns the list [`Document`] (its strict JSON form, refused on
+//! any other shape, and its signed form: a JWS compact token with `typ`
+//! `tokengate-revocations`, HMAC-signed with the service's `verify_key`), the
+//! [`Snapshot`] the singleton builds once per new list and publishes, which
+//! every worker then uses exactly as it copied it out of shared data, and the
+//! one question the gate asks of either: is this verified token revoked?
+//! The filter's few `static` entries answer the same question through a
+//! [`StaticList`].
+//!
+//! It does not fetch, touch shared data, read a clock, or decide what an old
+//! or missing list means: the service root polls, compares versions (rollback)
+//! and publishes; the filter root copies the bytes and applies `max_stale_s`
+//! and `on_unavailable`. Times are arguments.
+//!
+//! # The snapshot
+//!
+//! Shared data hands a worker a fresh copy of the whole value on every read
+//! (about 40 µs per MiB), so the published form is the form looked up: a
+//! worker moves the copied `Vec<u8>` into a [`Snapshot`] after checking a
+//! 64-byte header, with no per-entry decoding and no allocation. All numbers
+//! are little-endian and read through checked slices, so hostile bytes give
+//! an error or a wrong-but-sane answer, never a panic or an endless probe.
+//!
+//! ```text
+//!  offset  size  field
+//!       0     4  magic "TGRL"
+//!       4     4  format (1)
+//!       8     8  version        the document's version
+//!      16     8  fetched_at     unix seconds of the fetch that made it
+//!      24     8  entries        distinct entries in the table
+//!      32     8  homes H        home of a fingerprint: (hi × H) >> 64, < H
+//!      40     8  slots S        table length, S ≥ H (the tail is overflow)
+//!      48     8  befores B      length of the `before` array
+//!      56     8  max_probe P    largest (position − home) in the table, < S
+//!      64  16×S  slots          hi u64 | lo u32 | aux u32; all zero = empty
+//!   64+16S  8×B  befores        u64 each
+//! ```
+//!
+//! An entry is its 96-bit [`Fingerprint`]: XXH3-128 of the value, seeded
+//! differently for `jti`, `sub` and `kid`, so a `jti` never meets a `sub`
+//! entry of the same text. With at most three lookups per token against a
+//! million entries, a false match (a token wrongly refused, never one wrongly
+//! let through) has a probability near 2^-75 per request. `aux` only means
+//! something on `sub` slots: 0 revokes every token of the subject, k ≥ 1
+//! revokes those issued before `befores[k-1]`.
+//!
+//! The table is an *ordered* open-addressing table: slots hold the
+//! fingerprints in ascending order, each at `max(home, previous + 1)`, which
+//! is linear probing without wrap-around (Robin Hood order comes free from
+//! the sort). A lookup starts at its home and stops at an empty slot, at a
+//! larger fingerprint, or after `P + 1` slots: so a miss, the common case,
+//! costs about as much as a hit, about three slots at load 0.8. `H` is
+//! `n + n/4` rather than a power of two (the home is a multiply-shift, not a
+//! mask), so the load stays at 0.8 whatever `n` is: a table costs 20 bytes
+//! per entry, plus 8 for each `sub` entry with `before`, 28 at worst.
+//! Lookup cost does not grow with the list.
+
+use std::cell::Cell;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::{self, Write as _};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use xxhash_rust::xxh3::xxh3_128_with_seed;
+
+use crate::keys::Key;
+
+/// The `typ` of a signed list's JWS header (compared case-insensitively).
+pub const JWS_TYPE: &str = "tokengate-revocations";
+
+// ---------------------------------------------------------------------------
+// The document
+// ---------------------------------------------------------------------------
+
+/// One entry, as in the document: exactly one of jti, sub, kid; `before`
+/// only with sub; optional exp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// Revokes the token with this `jti`.
+    Jti { jti: String, exp: Option<u64> },
+    /// Revokes the subject's tokens issued before `before` (or lacking
+    /// `iat`); without `before`, all of them.
+    Sub {
+        sub: String,
+        before: Option<u64>,
+        exp: Option<u64>,
+    },
+    /// Revokes every token signed with this key id.
+    Kid { kid: String, exp: Option<u64> },
+}
+
+impl Entry {
+    /// When the entry may be dropped (unix seconds), if ever.
+    pub fn exp(&self) -> Option<u64> {
+        match self {
+            Entry::Jti { exp, .. } | Entry::Sub { exp, .. } | Entry::Kid { exp, .. } => *exp,
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            Entry::Jti { .. } => Kind::Jti,
+            Entry::Sub { .. } => Kind::Sub,
+            Entry::Kid { .. } => Kind::Kid,
+        }
+    }
+
+    /// The revoked `jti`, `sub` or `kid`.
+    pub fn value(&self) -> &str {
+        match self {
+            Entry::Jti { jti: v, .. } | Entry::Sub { sub: v, .. } | Entry::Kid { kid: v, .. } => v,
+        }
+    }
+
+    fn expired_at(&self, now: u64) -> bool {
+        matches!(self.exp(), Some(exp) if exp < now)
+    }
+}
+
+/// The revocation list document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    /// Must rise from one list to the next (checked by the service root).
+    pub version: u64,
+    pub generated_at: Option<u64>,
+    pub entries: Vec<Entry>,
+}
+
+/// Why a body is not an acceptable list. Messages are short and never hold
+/// the body (an unknown member's name is quoted, cut to 40 characters).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DocumentError {
+    /// Not JSON at all; the message gives the position.
+    Json(String),
+    /// JSON of another shape, e.g. `entries[3]: has both jti and sub`.
+    Shape(String),
+    /// A signed list was expected and this is not a JWS compact token (wrong
+    /// segment count, non-canonical base64url, header not a JSON object,
+    /// `crit` present).
+    NotJws,
+    /// The MAC does not match `verify_key`.
+    BadSignature,
+    /// The JWS header's `typ` is missing or not `tokengate-revocations`.
+    WrongType,
+    /// The JWS header's `alg` is not the `alg` of `verify_key`.
+    WrongAlg,
+}
+
+impl fmt::Display for DocumentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DocumentError::Json(m) => write!(f, "revocation list is not JSON: {m}"),
+            DocumentError::Shape(m) => write!(f, "revocation list: {m}"),
+            DocumentError::NotJws => f.write_str("revocation list is not a JWS compact token"),
+            DocumentError::BadSignature => f.write_str("revocation list signature does not match"),
+            DocumentError::WrongType => {
+                write!(f, "revocation list JWS typ is not \"{JWS_TYPE}\"")
+            }
+            DocumentError::WrongAlg => {
+                f.write_str("revocation list JWS alg is not the verify key's")
+            }
+        }
+    }
+}
+
+impl std::error::Error for DocumentError {}
+
+impl Document {
+    /// Strict parse of the JSON document: `version` integer >= 1 and
+    /// `entries` required; `generated_at` optional integer; each entry an
+    /// object with exactly one of jti/sub/kid (non-empty strings), optional
+    /// `exp` (integer >= 0), `before` (integer >= 0) only on sub entries;
+    /// unknown members anywhere refused; duplicate member names refused;
+    /// `null` is never taken for an absent member.
+    pub fn parse_json(body: &[u8]) -> Result<Document, DocumentError> {
+        // serde_json appends "at line L column C" to every error; the
+        // path-naming message is kept aside here and returned as written.
+        let shape = Cell::new(None);
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let parsed = DocSeed { shape: &shape }
+            .deserialize(&mut de)
+            .and_then(|doc| de.end().map(|()| doc));
+        match parsed {
+            Ok(doc) => Ok(doc),
+            Err(e) => match shape.take() {
+                Some(message) => Err(DocumentError::Shape(message)),
+                // Only syntax and end-of-input errors get here; their text
+                // names what was expected and where, never the body.
+                None if !e.is_data() => Err(DocumentError::Json(e.to_string())),
+                None => Err(DocumentError::Shape(format!(
+                    "unexpected value at line {} column {}",
+                    e.line(),
+                    e.column()
+                ))),
+            },
+        }
+    }
+
+    /// The body is a JWS compact token (three base64url-no-pad segments,
+    /// canonical) whose header has `alg` == `key.alg()` and `typ` ==
+    /// `tokengate-revocations` (case-insensitive), HMAC-verified with `key`;
+    /// only then is the payload decoded and parsed with [`parse_json`].
+    /// Surrounding ASCII white space (a file's final newline) is ignored.
+    ///
+    /// [`parse_json`]: Document::parse_json
+    pub fn parse_signed(body: &[u8], key: &Key) -> Result<Document, DocumentError> {
+        let body = body.trim_ascii();
+        let mut parts = body.split(|&b| b == b'.');
+        let (header_seg, payload_seg, signature_seg) =
+            match (parts.next(), parts.next(), parts.next(), parts.next()) {
+                (Some(h), Some(p), Some(s), None) => (h, p, s),
+                _ => return Err(DocumentError::NotJws),
+            };
+        let header = URL_SAFE_NO_PAD
+            .decode(header_seg)
+            .map_err(|_| DocumentError::NotJws)?;
+        let header: JwsHeader =
+            serde_json::from_slice(&header).map_err(|_| DocumentError::NotJws)?;
+        if header.crit.is_some() {
+            return Err(DocumentError::NotJws);
+        }
+        // The key decides the algorithm, never the list.
+        if header.alg != key.alg().name() {
+            return Err(DocumentError::WrongAlg);
+        }
+        if !header
+            .typ
+            .is_some_and(|typ| typ.eq_ignore_ascii_case(JWS_TYPE))
+        {
+            return Err(DocumentError::WrongType);
+        }
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature_seg)
+            .map_err(|_| DocumentError::NotJws)?;
+        let signing_input = body
+            .get(..header_seg.len() + 1 + payload_seg.len())
+            .ok_or(DocumentError::NotJws)?;
+        if !key.verify(signing_input, &signature) {
+            return Err(DocumentError::BadSignature);
+        }
+        // Nothing of the payload is read before the MAC holds.
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload_seg)
+            .map_err(|_| DocumentError::NotJws)?;
+        Document::parse_json(&payload)
+    }
+
+    /// The canonical JSON form: members in a fixed order, one entry per line
+    /// (list files diff well), no trailing newline.
+    pub fn to_json(&self) -> String {
+        let mut out = String::with_capacity(48 + 48 * self.entries.len());
+        let _ = write!(out, "{{\"version\":{}", self.version);
+        if let Some(at) = self.generated_at {
+            let _ = write!(out, ",\"generated_at\":{at}");
+        }
+        out.push_str(",\"entries\":[");
+        for (i, entry) in self.entries.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push('\n');
+            write_entry(&mut out, entry);
+        }
+        if !self.entries.is_empty() {
+            out.push('\n');
+        }
+        out.push_str("]}");
+        out
+    }
+
+    /// The signed form: a JWS compact token with header
+    /// `{"alg":…,"typ":"tokengate-revocations"}` and [`to_json`] as payload.
+    ///
+    /// [`to_json`]: Document::to_json
+    pub fn to_signed(&self, key: &Key) -> String {
+        let header = format!(r#"{{"alg":"{}","typ":"{JWS_TYPE}"}}"#, key.alg().name());
+        let mut out = URL_SAFE_NO_PAD.encode(header);
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(self.to_json(), &mut out);
+        let tag = key.sign(out.as_bytes());
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(tag, &mut out);
+        out
+    }
+
+    /// Drops entries whose `exp` < `now`.
+    pub fn drop_expired(&mut self, now: u64) {
+        self.entries.retain(|e| !e.expired_at(now));
+    }
+
+    /// Parses a JSON array of entries under the document's rules (for the
+    /// filter's `revocation.static`); errors name the JSON path, e.g.
+    /// `revocation.static[2]: has both jti and sub`. Duplicate member names
+    /// are the caller's to refuse: a `Value` has already merged them.
+    pub fn parse_entries(value: &serde_json::Value, path: &str) -> Result<Vec<Entry>, String> {
+        let items = value
+            .as_array()
+            .ok_or_else(|| format!("{path}: must be an array"))?;
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| entry_from_value(item, Path::entry(path, i)))
+            .collect()
+    }
+}
+
+#[derive(Deserialize)]
+struct JwsHeader {
+    alg: String,
+    #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
+    crit: Option<IgnoredAny>,
+}
+
+fn write_entry(out: &mut String, entry: &Entry) {
+    let (name, value) = match entry {
+        Entry::Jti { jti, .. } => ("jti", jti),
+        Entry::Sub { sub, .. } => ("sub", sub),
+        Entry::Kid { kid, .. } => ("kid", kid),
+    };
+    let _ = write!(out, "{{\"{name}\":");
+    write_json_str(out, value);
+    if let Entry::Sub {
+        before: Some(before),
+        ..
+    } = entry
+    {
+        let _ = write!(out, ",\"before\":{before}");
+    }
+    if let Some(exp) = entry.exp() {
+        let _ = write!(out, ",\"exp\":{exp}");
+    }
+    out.push('}');
+}
+
+fn write_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c < ' ' || c == '\u{7f}' => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+// --- Parsing, shared between the document and `static` ----------------------
+
+/// A JSON path for messages: `version`, `entries[3]`, `entries[3].exp`.
+#[derive(Clone, Copy)]
+struct Path<'a> {
+    base: &'a str,
+    index: Option<usize>,
+    field: Option<&'static str>,
+}
+
+impl<'a> Path<'a> {
+    fn top(field: &'static str) -> Path<'static> {
+        Path {
+            base: "",
+            index: None,
+            field: Some(field),
+        }
+    }
+
+    fn entry(base: &'a str, index: usize) -> Path<'a> {
+        Path {
+            base,
+            index: Some(index),
+            field: None,
+        }
+    }
+
+    fn field(self, field: &'static str) -> Path<'a> {
+        Path {
+            field: Some(field),
+            ..self
+        }
+    }
+}
+
+impl fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.base)?;
+        if let Some(i) = self.index {
+            write!(f, "[{i}]")?;
+        }
+        match self.field {
+            Some(field) if self.base.is_empty() && self.index.is_none() => f.write_str(field),
+            Some(field) => write!(f, ".{field}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A member name as it may appear in a message: quoted, escaped, cut short.
+fn quoted(name: &str) -> String {
+    let cut: String = name.chars().take(40).collect();
+    format!("{cut:?}")
+}
+
+fn must_be_int(path: Path<'_>, min: u64) -> String {
+    format!("{path}: must be an integer >= {min}")
+}
+
+fn must_be_str(path: Path<'_>) -> String {
+    format!("{path}: must be a non-empty string")
+}
+
+/// An entry's members before the rules between them are checked.
+#[derive(Default)]
+struct RawEntry {
+    jti: Option<String>,
+    sub: Option<String>,
+    kid: Option<String>,
+    exp: Option<u64>,
+    before: Option<u64>,
+}
+
+const ENTRY_FIELDS: [&str; 5] = ["jti", "sub", "kid", "exp", "before"];
+
+impl RawEntry {
+    fn is_set(&self, field: &str) -> bool {
+        match field {
+            "jti" => self.jti.is_some(),
+            "sub" => self.sub.is_some(),
+            "kid" => self.kid.is_some(),
+            "exp" => self.exp.is_some(),
+            "before" => self.before.is_some(),
+            _ => false,
+        }
+    }
+
+    fn finish(self, path: Path<'_>) -> Result<Entry, String> {
+        let RawEntry {
+            jti,
+            sub,
+            kid,
+            exp,
+            before,
+        } = self;
+        let kinds = [
+            ("jti", jti.is_some()),
+            ("sub", sub.is_some()),
+            ("kid", kid.is_some()),
+        ];
+        let mut present = kinds.iter().filter(|(_, set)| *set).map(|(name, _)| *name);
+        if let (Some(first), Some(second)) = (present.next(), present.next()) {
+            return Err(format!("{path}: has both {first} and {second}"));
+        }
+        if before.is_some() && sub.is_none() {
+            return Err(format!("{path}: before is allowed only on sub entries"));
+        }
+        match (jti, sub, kid) {
+            (Some(jti), _, _) => Ok(Entry::Jti { jti, exp }),
+            (_, Some(sub), _) => Ok(Entry::Sub { sub, before, exp }),
+            (_, _, Some(kid)) => Ok(Entry::Kid { kid, exp }),
+            (None, None, None) => Err(format!("{path}: needs one of jti, sub, kid")),
+        }
+    }
+}
+
+fn entry_from_value(value: &serde_json::Value, path: Path<'_>) -> Result<Entry, String> {
+    let object = value
+        .as_object()
+        .ok_or_else(|| format!("{path}: must be an object"))?;
+    let mut raw = RawEntry::default();
+    for (name, value) in object {
+        match name.as_str() {
+            "jti" => raw.jti = Some(str_from_value(value, path.field("jti"))?),
+            "sub" => raw.sub = Some(str_from_value(value, path.field("sub"))?),
+            "kid" => raw.kid = Some(str_from_value(value, path.field("kid"))?),
+            "exp" => raw.exp = Some(int_from_value(value, path.field("exp"))?),
+            "before" => raw.before = Some(int_from_value(value, path.field("before"))?),
+            other => return Err(format!("{path}: unknown field {}", quoted(other))),
+        }
+    }
+    raw.finish(path)
+}
+
+fn str_from_value(value: &serde_json::Value, path: Path<'_>) -> Result<String, String> {
+    match value.as_str() {
+        Some(s) if !s.is_empty() => Ok(s.to_owned()),
+        _ => Err(must_be_str(path)),
+    }
+}
+
+fn int_from_value(value: &serde_json::Value, path: Path<'_>) -> Result<u64, String> {
+    value.as_u64().ok_or_else(|| must_be_int(path, 0))
+}
+
+/// Where a visitor leaves its message before failing (see `parse_json`).
+type ShapeSlot<'c> = &'c Cell<Option<String>>;
+
+fn refuse<E: de::Error>(slot: ShapeSlot<'_>, message: String) -> E {
+    slot.set(Some(message));
+    E::custom("shape")
+}
+
+/// The visitor methods for JSON values of every type but the one a visitor
+/// wants; each calls `self.wrong()`, so no message of serde's own (which
+/// would quote the offending string) ever reaches the caller.
+macro_rules! refuse_other_types {
+    ($($method:ident($ty:ty)),* $(,)?) => {
+        $(
+            fn $method<E: de::Error>(self, _: $ty) -> Result<Self::Value, E> {
+                Err(self.wrong())
+            }
+        )*
+    };
+}
+
+macro_rules! refuse_scalars {
+    () => {
+        refuse_other_types!(
+            visit_bool(bool),
+            visit_i64(i64),
+            visit_u64(u64),
+            visit_f64(f64),
+            visit_str(&str)
+        );
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Err(self.wrong())
+        }
+    };
+}
+
+macro_rules! refuse_seq {
+    () => {
+        fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+            Err(self.wrong())
+        }
+    };
+}
+
+macro_rules! refuse_map {
+    () => {
+        fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+            Err(self.wrong())
+        }
+    };
+}
+
+/// A member name, borrowed from the body when it holds no escape.
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = std::borrow::Cow<'de, str>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(KeySeed)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = std::borrow::Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Borrowed(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Owned(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Owned(v))
+    }
+}
+
+#[derive(Clone, Copy)]
+struct IntSeed<'c, 'p> {
+    shape: ShapeSlot<'c>,
+    path: Path<'p>,
+    min: u64,
+}
+
+impl IntSeed<'_, '_> {
+    fn wrong<E: de::Error>(self) -> E {
+        refuse(self.shape, must_be_int(self.path, self.min))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for IntSeed<'_, '_> {
+    type Value = u64;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<u64, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for IntSeed<'_, '_> {
+    type Value = u64;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "an integer >= {}", self.min)
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+        if v >= self.min {
+            Ok(v)
+        } else {
+            Err(self.wrong())
+        }
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
+        match u64::try_from(v) {
+            Ok(v) => self.visit_u64(v),
+            Err(_) => Err(self.wrong()),
+        }
+    }
+
+    refuse_other_types!(visit_bool(bool), visit_f64(f64), visit_str(&str));
+
+    fn visit_unit<E: de::Error>(self) -> Result<u64, E> {
+        Err(self.wrong())
+    }
+
+    refuse_seq!();
+    refuse_map!();
+}
+
+#[derive(Clone, Copy)]
+struct StrSeed<'c, 'p> {
+    shape: ShapeSlot<'c>,
+    path: Path<'p>,
+}
+
+impl StrSeed<'_, '_> {
+    fn wrong<E: de::Error>(self) -> E {
+        refuse(self.shape, must_be_str(self.path))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for StrSeed<'_, '_> {
+    type Value = String;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StrSeed<'_, '_> {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a non-empty string")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        if v.is_empty() {
+            Err(self.wrong())
+        } else {
+            Ok(v.to_owned())
+        }
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<String, E> {
+        if v.is_empty() {
+            Err(self.wrong())
+        } else {
+            Ok(v)
+        }
+    }
+
+    refuse_other_types!(
+        visit_bool(bool),
+        visit_i64(i64),
+        visit_u64(u64),
+        visit_f64(f64)
+    );
+
+    fn visit_unit<E: de::Error>(self) -> Result<String, E> {
+        Err(self.wrong())
+    }
+
+    refuse_seq!();
+    refuse_map!();
+}
+
+#[derive(Clone, Copy)]
+struct DocSeed<'c> {
+    shape: ShapeSlot<'c>,
+}
+
+impl DocSeed<'_> {
+    fn wrong<E: de::Error>(self) -> E {
+        refuse(self.shape, "the document must be a JSON object".to_owned())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for DocSeed<'_> {
+    type Value = Document;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Document, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DocSeed<'_> {
+    type Value = Document;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a revocation list object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Document, A::Error> {
+        let shape = self.shape;
+        let mut version = None;
+        let mut generated_at = None;
+        let mut entries = None;
+        while let Some(name) = map.next_key_seed(KeySeed)? {
+            let duplicate = match &*name {
+                "version" => version.is_some(),
+                "generated_at" => generated_at.is_some(),
+                "entries" => entries.is_some(),
+                other => return Err(refuse(shape, format!("unknown field {}", quoted(other)))),
+            };
+            if duplicate {
+                return Err(refuse(shape, format!("duplicate field {}", quoted(&name))));
+            }
+            match &*name {
+                "version" => {
+                    version = Some(map.next_value_seed(IntSeed {
+                        shape,
+                        path: Path::top("version"),
+                        min: 1,
+                    })?)
+                }
+                "generated_at" => {
+                    generated_at = Some(map.next_value_seed(IntSeed {
+                        shape,
+                        path: Path::top("generated_at"),
+                        min: 0,
+                    })?)
+                }
+                _ => entries = Some(map.next_value_seed(EntriesSeed { shape })?),
+            }
+        }
+        let version = version.ok_or_else(|| refuse(shape, "version: required".to_owned()))?;
+        let entries = entries.ok_or_else(|| refuse(shape, "entries: required".to_owned()))?;
+        Ok(Document {
+            version,
+            generated_at,
+            entries,
+        })
+    }
+
+    refuse_scalars!();
+    refuse_seq!();
+}
+
+#[derive(Clone, Copy)]
+struct EntriesSeed<'c> {
+    shape: ShapeSlot<'c>,
+}
+
+impl EntriesSeed<'_> {
+    fn wrong<E: de::Error>(self) -> E {
+        refuse(self.shape, "entries: must be an array".to_owned())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for EntriesSeed<'_> {
+    type Value = Vec<Entry>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Vec<Entry>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EntriesSeed<'_> {
+    type Value = Vec<Entry>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of entries")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Entry>, A::Error> {
+        let mut entries = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+        while let Some(entry) = seq.next_element_seed(EntrySeed {
+            shape: self.shape,
+            path: Path::entry("entries", entries.len()),
+        })? {
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
+
+    refuse_scalars!();
+    refuse_map!();
+}
+
+#[derive(Clone, Copy)]
+struct EntrySeed<'c, 'p> {
+    shape: ShapeSlot<'c>,
+    path: Path<'p>,
+}
+
+impl EntrySeed<'_, '_> {
+    fn wrong<E: de::Error>(self) -> E {
+        refuse(self.shape, format!("{}: must be an object", self.path))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for EntrySeed<'_, '_> {
+    type Value = Entry;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Entry, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EntrySeed<'_, '_> {
+    type Value = Entry;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an entry object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entry, A::Error> {
+        let (shape, path) = (self.shape, self.path);
+        let mut raw = RawEntry::default();
+        while let Some(name) = map.next_key_seed(KeySeed)? {
+            let Some(&field) = ENTRY_FIELDS.iter().find(|f| **f == name) else {
+                return Err(refuse(
+                    shape,
+                    format!("{path}: unknown field {}", quoted(&name)),
+                ));
+            };
+            if raw.is_set(field) {
+                return Err(refuse(
+                    shape,
+                    format!("{path}: duplicate field {}", quoted(field)),
+                ));
+            }
+            let text = StrSeed {
+                shape,
+                path: path.field(field),
+            };
+            let int = IntSeed {
+                shape,
+                path: path.field(field),
+                min: 0,
+            };
+            match field {
+                "jti" => raw.jti = Some(map.next_value_seed(text)?),
+                "sub" => raw.sub = Some(map.next_value_seed(text)?),
+                "kid" => raw.kid = Some(map.next_value_seed(text)?),
+                "exp" => raw.exp = Some(map.next_value_seed(int)?),
+                _ => raw.before = Some(map.next_value_seed(int)?),
+            }
+        }
+        raw.finish(path).map_err(|message| refuse(shape, message))
+    }
+
+    refuse_scalars!();
+    refuse_seq!();
+}
+
+// ---------------------------------------------------------------------------
+// Lookups
+// ---------------------------------------------------------------------------
+
+/// What an entry names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Jti,
+    Sub,
+    Kid,
+}
+
+impl Kind {
+    /// One XXH3 seed per kind: the same text under two kinds gives unrelated
+    /// fingerprints, without copying the value behind a tag byte.
+    fn seed(self) -> u64 {
+        match self {
+            Kind::Jti => 0x7467_726c_006a_7469, // "tgrl\0jti"
+            Kind::Sub => 0x7467_726c_0073_7562, // "tgrl\0sub"
+            Kind::Kid => 0x7467_726c_006b_6964, // "tgrl\0kid"
+        }
+    }
+}
+
+/// The 96 bits of XXH3-128 by which an entry is known in a snapshot. Never
+/// all zero (that marks an empty slot). Ordered by (`hi`, `lo`): the order of
+/// the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Fingerprint {
+    hi: u64,
+    lo: u32,
+}
+
+impl Fingerprint {
+    fn is_empty(self) -> bool {
+        self.hi == 0 && self.lo == 0
+    }
+}
+
+/// The fingerprint of `value` as an entry of `kind`.
+pub fn fingerprint(kind: Kind, value: &str) -> Fingerprint {
+    let h = xxh3_128_with_seed(value.as_bytes(), kind.seed());
+    let hi = (h >> 64) as u64;
+    let lo = h as u32;
+    // Losing one value of 2^96 to the empty marker costs nothing.
+    Fingerprint {
+        hi,
+        lo: if hi == 0 && lo == 0 { 1 } else { lo },
+    }
+}
+
+/// The parts of a verified token that revocation reads.
+#[derive(Clone, Copy, Debug)]
+pub struct TokenRef<'a> {
+    pub jti: Option<&'a str>,
+    pub sub: Option<&'a str>,
+    /// `None` when the token has no `iat`.
+    pub iat: Option<f64>,
+    /// The id of the key that verified the token.
+    pub kid: &'a str,
+}
+
+/// Does a `sub` entry with this `before` revoke a token issued at `iat`?
+/// Exact for every f64: for an integer B, `iat < B` ⇔ `floor(iat) < B`, and
+/// `floor(iat)` converts to u64 exactly below 2^64 (saturating above, where
+/// `iat < B` is false anyway). No `iat`, a negative one or NaN is revoked:
+/// a fault never un-revokes.
+fn issued_before(iat: Option<f64>, before: u64) -> bool {
+    match iat {
+        None => true,
+        Some(iat) if iat.is_nan() || iat < 0.0 => true,
+        Some(iat) => (iat.floor() as u64) < before,
+    }
+}
+
+/// Does a `sub` entry revoke this token? `before` `None`: every token.
+fn sub_revokes(before: Option<u64>, iat: Option<f64>) -> bool {
+    match before {
+        None => true,
+        Some(before) => issued_before(iat, before),
+    }
+}
+
+/// Of two `sub` entries for the same subject, the one that revokes more:
+/// no `before` (all tokens) beats any `before`, else the later `before`.
+fn stricter(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The snapshot
+// ---------------------------------------------------------------------------
+
+pub const SNAPSHOT_MAGIC: [u8; 4] = *b"TGRL";
+pub const SNAPSHOT_FORMAT: u32 = 1;
+const HEADER_LEN: usize = 64;
+const SLOT_LEN: usize = 16;
+const BEFORE_LEN: usize = 8;
+
+/// Why bytes are not a snapshot.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotError {
+    /// Fewer bytes than a header.
+    TooShort { len: usize },
+    /// The bytes do not start with `TGRL`.
+    BadMagic,
+    /// A format this build does not read (a newer singleton, say).
+    UnsupportedFormat(u32),
+    /// The header contradicts itself or the byte count; names the check.
+    Inconsistent(&'static str),
+}
+
+impl fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SnapshotError::TooShort { len } => {
+                write!(f, "revocation snapshot too short: {len} bytes")
+            }
+            SnapshotError::BadMagic => f.write_str("not a revocation snapshot (bad magic)"),
+            SnapshotError::UnsupportedFormat(v) => {
+                write!(f, "revocation snapshot format {v} is not supported")
+            }
+            SnapshotError::Inconsistent(what) => {
+                write!(f, "revocation snapshot header is inconsistent: {what}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SnapshotError {}
+
+/// The validated header; every count fits the byte length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Header {
+    version: u64,
+    fetched_at: u64,
+    entries: u64,
+    homes: u64,
+    slots: u64,
+    befores: u64,
+    max_probe: u64,
+}
+
+impl Header {
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&SNAPSHOT_MAGIC);
+        out.extend_from_slice(&SNAPSHOT_FORMAT.to_le_bytes());
+        for field in [
+            self.version,
+            self.fetched_at,
+            self.entries,
+            self.homes,
+            self.slots,
+            self.befores,
+            self.max_probe,
+        ] {
+            out.extend_from_slice(&field.to_le_bytes());
+        }
+    }
+
+    fn read(bytes: &[u8]) -> Result<Header, SnapshotError> {
+        if bytes.len() < HEADER_LEN {
+            return Err(SnapshotError::TooShort { len: bytes.len() });
+        }
+        if bytes.get(0..4) != Some(&SNAPSHOT_MAGIC[..]) {
+            return Err(SnapshotError::BadMagic);
+        }
+        let format = read_u32(bytes, 4).ok_or(SnapshotError::TooShort { len: bytes.len() })?;
+        if format != SNAPSHOT_FORMAT {
+            return Err(SnapshotError::UnsupportedFormat(format));
+        }
+        let field = |at| read_u64(bytes, at).ok_or(SnapshotError::TooShort { len: bytes.len() });
+        let header = Header {
+            version: field(8)?,
+            fetched_at: field(16)?,
+            entries: field(24)?,
+            homes: field(32)?,
+            slots: field(40)?,
+            befores: field(48)?,
+            max_probe: field(56)?,
+        };
+        let inconsistent = SnapshotError::Inconsistent;
+        if header.homes == 0 {
+            return Err(inconsistent("no home slots"));
+        }
+        if header.slots < header.homes {
+            return Err(inconsistent("fewer slots than homes"));
+        }
+        if header.entries > header.slots {
+            return Err(inconsistent("more entries than slots"));
+        }
+        if header.befores > header.entries {
+            return Err(inconsistent("more befores than entries"));
+        }
+        if header.max_probe >= header.slots {
+            return Err(inconsistent("probe bound beyond the table"));
+        }
+        let expected = header
+            .slots
+            .checked_mul(SLOT_LEN as u64)
+            .and_then(|t| t.checked_add(header.befores.checked_mul(BEFORE_LEN as u64)?))
+            .and_then(|t| t.checked_add(HEADER_LEN as u64));
+        if expected != Some(bytes.len() as u64) {
+            return Err(inconsistent("lengths do not match the byte count"));
+        }
+        Ok(header)
+    }
+}
+
+fn read_u64(bytes: &[u8], at: usize) -> Option<u64> {
+    let raw = bytes.get(at..at.checked_add(8)?)?;
+    Some(u64::from_le_bytes(raw.try_into().ok()?))
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    let raw = bytes.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes(raw.try_into().ok()?))
+}
+
+/// The home slot of a fingerprint: a multiply-shift onto `0..homes`, which
+/// keeps homes in fingerprint order and allows any table size.
+fn home(hi: u64, homes: u64) -> u64 {
+    ((u128::from(hi) * u128::from(homes)) >> 64) as u64
+}
+
+/// One entry while a snapshot is built.
+struct Pending {
+    fp: Fingerprint,
+    /// For `sub` entries: `None` revokes all tokens. Always `None` otherwise.
+    before: Option<u64>,
+}
+
+/// The compact, position-independent binary form published through shared
+/// data; see the module docs for the layout. Built once in the singleton;
+/// workers hold the bytes they copied.
+#[derive(Clone)]
+pub struct Snapshot {
+    bytes: Vec<u8>,
+    header: Header,
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("version", &self.header.version)
+            .field("fetched_at", &self.header.fetched_at)
+            .field("entries", &self.header.entries)
+            .field("bytes", &self.bytes.len())
+            .finish()
+    }
+}
+
+impl Snapshot {
+    /// Builds the table from `doc`, leaving out entries already expired at
+    /// `fetched_at` and merging repeats (a repeated `sub` keeps its strictest
+    /// form).
+    pub fn build(doc: &Document, fetched_at: u64) -> Snapshot {
+        let mut pending: Vec<Pending> = doc
+            .entries
+            .iter()
+            .filter(|e| !e.expired_at(fetched_at))
+            .map(|e| Pending {
+                fp: fingerprint(e.kind(), e.value()),
+                before: match e {
+                    Entry::Sub { before, .. } => *before,
+                    _ => None,
+                },
+            })
+            .collect();
+        pending.sort_unstable_by_key(|p| p.fp);
+        // Equal fingerprints are the same kind and value (or a 2^-96 accident,
+        // which this merges towards revoking more).
+        pending.dedup_by(|later, kept| {
+            let same = later.fp == kept.fp;
+            if same {
+                kept.before = stricter(kept.before, later.before);
+            }
+            same
+        });
+
+        let entries = pending.len() as u64;
+        let homes = (entries + entries / 4).max(1);
+        // First pass: positions, hence the table length and the probe bound.
+        let mut next = 0u64;
+        let mut max_probe = 0u64;
+        let mut befores = 0u64;
+        for p in &pending {
+            let home = home(p.fp.hi, homes);
+            let at = home.max(next);
+            max_probe = max_probe.max(at - home);
+            next = at + 1;
+            befores += u64::from(p.before.is_some());
+        }
+        let slots = next.max(homes);
+        let header = Header {
+            version: doc.version,
+            fetched_at,
+            entries,
+            homes,
+            slots,
+            befores,
+            max_probe,
+        };
+
+        // Sizes are bounded by the entries already in memory (28 bytes each
+        // at most, fewer than a `Entry` takes), so they cannot overflow.
+        let len = HEADER_LEN
+            .saturating_add((slots as usize).saturating_mul(SLOT_LEN))
+            .saturating_add((befores as usize).saturating_mul(BEFORE_LEN));
+        let mut bytes = Vec::with_capacity(len);
+        header.write(&mut bytes);
+        let mut before_values = Vec::with_capacity(befores as usize);
+        let mut next = 0u64;
+        for p in &pending {
+            let at = home(p.fp.hi, homes).max(next);
+            for _ in next..at {
+                bytes.extend_from_slice(&[0; SLOT_LEN]);
+            }
+            let aux = match p.before {
+                Some(before) => {
+                    before_values.push(before);
+                    // Beyond 2^32 - 1 befores (not reachable within
+                    // max_bytes), fall back to revoking all: stricter.
+                    u32::try_from(before_values.len()).unwrap_or(0)
+                }
+                None => 0,
+            };
+            bytes.extend_from_slice(&p.fp.hi.to_le_bytes());
+            bytes.extend_from_slice(&p.fp.lo.to_le_bytes());
+            bytes.extend_from_slice(&aux.to_le_bytes());
+            next = at + 1;
+        }
+        for _ in next..slots {
+            bytes.extend_from_slice(&[0; SLOT_LEN]);
+        }
+        for before in before_values {
+            bytes.extend_from_slice(&before.to_le_bytes());
+        }
+        Snapshot { bytes, header }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Takes bytes copied out of shared data after checking the header
+    /// (magic, format, counts consistent with the byte count): no per-entry
+    /// work. Hostile bytes past the header give wrong answers at worst,
+    /// never a panic, and each lookup reads at most `max_probe + 1` slots.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Snapshot, SnapshotError> {
+        let header = Header::read(&bytes)?;
+        Ok(Snapshot { bytes, header })
+    }
+
+    /// The document's version.
+    pub fn version(&self) -> u64 {
+        self.header.version
+    }
+
+    /// Unix seconds of the successful fetch that made it.
+    pub fn fetched_at(&self) -> u64 {
+        self.header.fetched_at
+    }
+
+    /// Distinct entries in force (static entries are not in snapshots).
+    pub fn len(&self) -> usize {
+        usize::try_from(self.header.entries).unwrap_or(usize::MAX)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.header.entries == 0
+    }
+
+    /// Is a verified token revoked? A `jti` entry revokes that token, a `kid`
+    /// entry every token signed with that key, a `sub` entry every token of
+    /// the subject, or with `before` B those with `iat` < B or without `iat`.
+    pub fn is_revoked(&self, token: &TokenRef<'_>) -> bool {
+        if let Some(jti) = token.jti {
+            if self.find(fingerprint(Kind::Jti, jti)).is_some() {
+                return true;
+            }
+        }
+        if self.find(fingerprint(Kind::Kid, token.kid)).is_some() {
+            return true;
+        }
+        match token
+            .sub
+            .and_then(|sub| self.find(fingerprint(Kind::Sub, sub)))
+        {
+            None => false,
+            Some(0) => true,
+            // A `before` that is not there (hostile bytes) revokes all.
+            Some(aux) => sub_revokes(self.before(aux), token.iat),
+        }
+    }
+
+    /// The `aux` word of the slot holding `fp`, if any.
+    fn find(&self, fp: Fingerprint) -> Option<u32> {
+        let h = &self.header;
+        let start = home(fp.hi, h.homes);
+        let end = start
+            .saturating_add(h.max_probe)
+            .saturating_add(1)
+            .min(h.slots);
+        for i in start..end {
+            let (slot, aux) = self.slot(i)?;
+            if slot.is_empty() {
+                return None;
+            }
+            match slot.cmp(&fp) {
+                Ordering::Equal => return Some(aux),
+                Ordering::Greater => return None,
+                Ordering::Less => {}
+            }
+        }
+        None
+    }
+
+    fn slot(&self, i: u64) -> Option<(Fingerprint, u32)> {
+        let at = usize::try_from(i)
+            .ok()?
+            .checked_mul(SLOT_LEN)?
+            .checked_add(HEADER_LEN)?;
+        let hi = read_u64(&self.bytes, at)?;
+        let lo = read_u32(&self.bytes, at.checked_add(8)?)?;
+        let aux = read_u32(&self.bytes, at.checked_add(12)?)?;
+        Some((Fingerprint { hi, lo }, aux))
+    }
+
+    fn before(&self, aux: u32) -> Option<u64> {
+        let index = u64::from(aux).checked_sub(1)?;
+        if index >= self.header.befores {
+            return None;
+        }
+        let at = usize::try_from(self.header.slots)
+            .ok()?
+            .checked_mul(SLOT_LEN)?
+            .checked_add(HEADER_LEN)?
+            .checked_add(usize::try_from(index).ok()?.checked_mul(BEFORE_LEN)?)?;
+        read_u64(&self.bytes, at)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Static entries
+// ---------------------------------------------------------------------------
+
+/// The filter's `static` entries (few), with the same semantics as a
+/// snapshot. They always apply, and their `exp` is not consulted: a static
+/// entry lasts as long as the configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StaticList {
+    jti: BTreeSet<String>,
+    kid: BTreeSet<String>,
+    /// `None`: every token of the subject.
+    sub: BTreeMap<String, Option<u64>>,
+}
+
+impl StaticList {
+    pub fn new(entries: Vec<Entry>) -> StaticList {
+        let mut list = StaticList::default();
+        for entry in entries {
+            match entry {
+                Entry::Jti { jti, .. } => {
+                    list.jti.insert(jti);
+                }
+                Entry::Kid { kid, .. } => {
+                    list.kid.insert(kid);
+                }
+                Entry::Sub { sub, before, .. } => {
+                    list.sub
+                        .entry(sub)
+                        .and_modify(|kept| *kept = stricter(*kept, before))
+                        .or_insert(before);
+                }
+            }
+        }
+        list
+    }
+
+    pub fn is_revoked(&self, token: &TokenRef<'_>) -> bool {
+        token.jti.is_some_and(|jti| self.jti.contains(jti))
+            || self.kid.contains(token.kid)
+            || token
+                .sub
+                .and_then(|sub| self.sub.get(sub))
+                .is_some_and(|before| sub_revokes(*before, token.iat))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.jti.is_empty() && self.kid.is_empty() && self.sub.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.jti.len() + self.kid.len() + self.sub.len()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Fuzzing entry points
+// ---------------------------------------------------------------------------
+
+/// Entry points for a fuzz harness. Each checks a property and returns the
+/// broken one as `Err`; the harness panics on it. Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::{Document, Entry, Snapshot, StaticList, TokenRef};
+
+    const PROBES: [&str; 4] = ["", "a", "user-42", "2026-09"];
+
+    /// Any bytes: `from_bytes` refuses them, or answers every lookup
+    /// (bounded probing, checked reads) without panicking.
+    pub fn snapshot_bytes(data: &[u8]) -> Result<(), String> {
+        if let Ok(snapshot) = Snapshot::from_bytes(data.to_vec()) {
+            for value in PROBES {
+                for iat in [None, Some(0.0), Some(f64::NAN), Some(1e300)] {
+                    let _ = snapshot.is_revoked(&TokenRef {
+                        jti: Some(value),
+                        sub: Some(value),
+                        iat,
+                        kid: value,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Any body: if it parses, its canonical form parses to the same
+    /// document, and the snapshot and the static list built from it revoke
+    /// every unexpired entry's token.
+    pub fn document_json(data: &[u8]) -> Result<(), String> {
+        let Ok(doc) = Document::parse_json(data) else {
+            return Ok(());
+        };
+        let again = Document::parse_json(doc.to_json().as_bytes())
+            .map_err(|e| format!("canonical form does not parse: {e}"))?;
+        if again != doc {
+            return Err("canonical form parses to another document".into());
+        }
+        let snapshot = Snapshot::build(&doc, 0);
+        let static_list = StaticList::new(doc.entries.clone());
+        let reloaded = Snapshot::from_bytes(snapshot.as_bytes().to_vec())
+            .map_err(|e| format!("built snapshot refused: {e}"))?;
+        for entry in &doc.entries {
+            let token = token_for(entry);
+            if !snapshot.is_revoked(&token)
+                || !reloaded.is_revoked(&token)
+                || !static_list.is_revoked(&token)
+            {
+                return Err(format!("entry not enforced: {:?}", entry.kind()));
+            }
+        }
+        Ok(())
+    }
+
+    /// A token the entry revokes whatever else it holds (a `sub` one without
+    /// `iat`, which every `sub` entry revokes).
+    pub fn token_for(entry: &Entry) -> TokenRef<'_> {
+        let none = "\u{0}none";
+        match entry {
+            Entry::Jti { jti, .. } => TokenRef {
+                jti: Some(jti),
+                sub: None,
+                iat: None,
+                kid: none,
+            },
+            Entry::Sub { sub, .. } => TokenRef {
+                jti: None,
+                sub: Some(sub),
+                iat: None,
+                kid: none,
+            },
+            Entry::Kid { kid, .. } => TokenRef {
+                jti: None,
+                sub: None,
+                iat: Some(0.0),
+                kid,
+            },
+        }
+    }
+}

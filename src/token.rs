@@ -1,0 +1,932 @@
+//! JWS compact tokens: splitting, the protected header, the MAC, and claims.
+//!
+//! This module turns the bytes a client sent into a [`Verified`] token, or a
+//! [`Reason`]. The order is fixed and deliberate (RFC 8725 §2, STYLE.md): size
+//! cap → exactly three segments → canonical base64url → header → key chosen by
+//! (`kid`, `alg`) → constant-time MAC check → only then is the payload parsed.
+//! Nothing from the payload is trusted, or even read as JSON, before the MAC
+//! holds. What the claims mean for a request (time, issuer, audience, scopes)
+//! is decided in `gate`; this module only establishes what the token says and
+//! that a configured key said it.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserializer;
+
+use crate::keys::{Alg, Key, KeySet};
+use crate::refusal::Reason;
+
+/// The largest NumericDate accepted, 2^53: beyond it a JSON number is no
+/// longer an exact integer in the f64 that most libraries use.
+pub const MAX_NUMERIC_DATE: f64 = 9_007_199_254_740_992.0;
+
+/// The token type the header's `typ` (or the `token_use` claim) declares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenType {
+    /// `typ` absent, `JWT` or `at+jwt`.
+    Access,
+    /// `typ` `rt+jwt`, or the claim `token_use: "refresh"`.
+    Refresh,
+}
+
+/// The three segments of a compact JWS, still encoded.
+#[derive(Clone, Copy, Debug)]
+pub struct Compact<'t> {
+    pub header: &'t str,
+    pub payload: &'t str,
+    pub signature: &'t str,
+    /// `header.payload`, the bytes the MAC covers.
+    pub signing_input: &'t str,
+}
+
+/// Splits a compact JWS into exactly three non-empty-header segments.
+pub fn split(token: &str, max_bytes: usize) -> Result<Compact<'_>, Reason> {
+    if token.is_empty() || token.len() > max_bytes {
+        return Err(Reason::Malformed);
+    }
+    let mut parts = token.splitn(4, '.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Reason::Malformed);
+    };
+    let signing_input = token
+        .get(..header.len() + 1 + payload.len())
+        .ok_or(Reason::Malformed)?;
+    Ok(Compact {
+        header,
+        payload,
+        signature,
+        signing_input,
+    })
+}
+
+/// Decodes base64url without padding, refusing non-canonical input (trailing
+/// bits set, padding, the standard alphabet's `+` and `/`, white space).
+pub fn b64url_decode(segment: &str) -> Result<Vec<u8>, Reason> {
+    URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| Reason::Malformed)
+}
+
+pub fn b64url_encode(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The protected header, as far as tokengate reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub alg: Alg,
+    pub kid: Option<String>,
+    pub typ: Option<TokenType>,
+}
+
+impl Header {
+    /// Parses the header JSON. Every flaw is `malformed`: a missing or
+    /// non-HMAC `alg` (`none` included), a non-string `kid`, `crit`, a `typ`
+    /// that is neither JWT, at+jwt nor rt+jwt, a duplicate member.
+    pub fn parse(json: &[u8]) -> Result<Header, Reason> {
+        let mut de = serde_json::Deserializer::from_slice(json);
+        let raw = de
+            .deserialize_map(HeaderVisitor)
+            .map_err(|_| Reason::Malformed)?;
+        de.end().map_err(|_| Reason::Malformed)?;
+        let alg = raw.alg.ok_or(Reason::Malformed)?;
+        Ok(Header {
+            alg,
+            kid: raw.kid,
+            typ: raw.typ,
+        })
+    }
+}
+
+/// Classifies a `typ` value: case-insensitive, `application/` prefix allowed
+/// (RFC 7515 §4.1.9).
+pub fn token_type_of(typ: &str) -> Option<TokenType> {
+    let t = typ.trim();
+    let t = match t.get(..12) {
+        Some(p) if p.eq_ignore_ascii_case("application/") => t.get(12..).unwrap_or(""),
+        _ => t,
+    };
+    if t.eq_ignore_ascii_case("jwt") || t.eq_ignore_ascii_case("at+jwt") {
+        Some(TokenType::Access)
+    } else if t.eq_ignore_ascii_case("rt+jwt") {
+        Some(TokenType::Refresh)
+    } else {
+        None
+    }
+}
+
+struct RawHeader {
+    alg: Option<Alg>,
+    kid: Option<String>,
+    typ: Option<TokenType>,
+}
+
+struct HeaderVisitor;
+
+impl<'de> Visitor<'de> for HeaderVisitor {
+    type Value = RawHeader;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JOSE header object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawHeader, A::Error> {
+        let mut seen = MemberNames::default();
+        let mut raw = RawHeader {
+            alg: None,
+            kid: None,
+            typ: None,
+        };
+        while let Some(name) = map.next_key::<Name<'de>>()? {
+            let name = seen.add(name)?;
+            match name {
+                "alg" => {
+                    let alg: Cow<'de, str> = map.next_value::<Text<'de>>()?.0;
+                    raw.alg = Some(Alg::from_name(&alg).ok_or_else(|| de::Error::custom("alg"))?);
+                }
+                "kid" => {
+                    let kid = map.next_value::<Text<'de>>()?.0;
+                    check_controls(&kid)?;
+                    raw.kid = Some(kid.into_owned());
+                }
+                "typ" => {
+                    let typ = map.next_value::<Text<'de>>()?.0;
+                    raw.typ = Some(token_type_of(&typ).ok_or_else(|| de::Error::custom("typ"))?);
+                }
+                "crit" => return Err(de::Error::custom("crit")),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        seen.finish()?;
+        Ok(raw)
+    }
+}
+
+/// A NumericDate (RFC 7519 §2): a JSON number, 0 ≤ value ≤ 2^53.
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
+pub struct NumericDate(f64);
+
+impl NumericDate {
+    pub fn new(value: f64) -> Option<NumericDate> {
+        (value.is_finite() && (0.0..=MAX_NUMERIC_DATE).contains(&value)).then_some(NumericDate(value))
+    }
+
+    pub fn get(self) -> f64 {
+        self.0
+    }
+
+    /// Decimal text: integers without a fraction, fractions as the shortest
+    /// exact decimal.
+    pub fn to_decimal(self) -> String {
+        if self.0.fract() == 0.0 {
+            format!("{}", self.0 as u64)
+        } else {
+            format!("{}", self.0)
+        }
+    }
+}
+
+/// An arbitrary claim captured for `claims_to_headers` or `require_claims`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClaimValue {
+    Str(String),
+    /// A number, kept as the decimal text that will be forwarded.
+    Num(String),
+    Strs(Vec<String>),
+    /// Present, of a type no header carries (object, bool, null, mixed array).
+    Other,
+}
+
+/// The claims tokengate reads. Everything else in the payload is skipped
+/// (but still counted for duplicate member names).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Claims {
+    pub exp: Option<NumericDate>,
+    pub nbf: Option<NumericDate>,
+    pub iat: Option<NumericDate>,
+    pub iss: Option<String>,
+    pub sub: Option<String>,
+    pub jti: Option<String>,
+    /// `aud` as a list; a single string becomes a list of one.
+    pub aud: Option<Vec<String>>,
+    /// `scope`, split on spaces.
+    pub scope: Option<Vec<String>>,
+    pub scp: Option<Vec<String>>,
+    pub role: Option<String>,
+    pub roles: Option<Vec<String>>,
+    pub token_use: Option<String>,
+    /// `cnf.x5t#S256` (RFC 8705 §3.1), still base64url.
+    pub x5t_s256: Option<String>,
+    /// Claims captured by name for `claims_to_headers` and `require_claims`.
+    pub extra: Vec<(String, ClaimValue)>,
+}
+
+/// Which claims beyond the registered ones a payload parse captures.
+#[derive(Clone, Debug, Default)]
+pub struct ClaimSpec {
+    /// Claim names to capture into [`Claims::extra`].
+    pub extra: Vec<String>,
+}
+
+impl Claims {
+    /// Parses a payload. Wrong types, out-of-range dates, control characters
+    /// in read claims and duplicate member names are all `malformed`.
+    pub fn parse(json: &[u8], spec: &ClaimSpec) -> Result<Claims, Reason> {
+        let mut de = serde_json::Deserializer::from_slice(json);
+        let claims = de
+            .deserialize_map(ClaimsVisitor { spec })
+            .map_err(|_| Reason::Malformed)?;
+        de.end().map_err(|_| Reason::Malformed)?;
+        Ok(claims)
+    }
+
+    /// Whether a claim is present, by name.
+    pub fn has(&self, name: &str) -> bool {
+        match name {
+            "exp" => self.exp.is_some(),
+            "nbf" => self.nbf.is_some(),
+            "iat" => self.iat.is_some(),
+            "iss" => self.iss.is_some(),
+            "sub" => self.sub.is_some(),
+            "jti" => self.jti.is_some(),
+            "aud" => self.aud.is_some(),
+            "scope" => self.scope.is_some(),
+            "scp" => self.scp.is_some(),
+            "role" => self.role.is_some(),
+            "roles" => self.roles.is_some(),
+            "token_use" => self.token_use.is_some(),
+            "cnf" => self.x5t_s256.is_some(),
+            other => self.extra.iter().any(|(n, _)| n == other),
+        }
+    }
+
+    /// The token's roles: `role` and `roles` together.
+    pub fn all_roles(&self) -> impl Iterator<Item = &str> + Clone {
+        self.role
+            .iter()
+            .map(String::as_str)
+            .chain(self.roles.iter().flatten().map(String::as_str))
+    }
+
+    /// The scopes the token itself grants: `scope`, then `scp`.
+    pub fn own_scopes(&self) -> impl Iterator<Item = &str> + Clone {
+        self.scope
+            .iter()
+            .flatten()
+            .chain(self.scp.iter().flatten())
+            .map(String::as_str)
+    }
+}
+
+/// The names of registered claims with a fixed meaning; these are never
+/// captured as extra claims.
+pub const KNOWN_CLAIMS: [&str; 14] = [
+    "exp", "nbf", "iat", "iss", "sub", "jti", "aud", "scope", "scp", "role", "roles", "token_use",
+    "cnf", "typ",
+];
+
+struct ClaimsVisitor<'s> {
+    spec: &'s ClaimSpec,
+}
+
+impl<'de> Visitor<'de> for ClaimsVisitor<'_> {
+    type Value = Claims;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JWT claims object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Claims, A::Error> {
+        let mut seen = MemberNames::default();
+        let mut c = Claims::default();
+        while let Some(name) = map.next_key::<Name<'de>>()? {
+            let name = seen.add(name)?;
+            match name {
+                "exp" => c.exp = Some(map.next_value::<Date>()?.0),
+                "nbf" => c.nbf = Some(map.next_value::<Date>()?.0),
+                "iat" => c.iat = Some(map.next_value::<Date>()?.0),
+                "iss" => c.iss = Some(checked_string(&mut map)?),
+                "sub" => c.sub = Some(checked_string(&mut map)?),
+                "jti" => c.jti = Some(checked_string(&mut map)?),
+                "role" => c.role = Some(checked_string(&mut map)?),
+                "token_use" => c.token_use = Some(checked_string(&mut map)?),
+                "aud" => c.aud = Some(map.next_value::<Audience>()?.0),
+                "scope" => {
+                    let s = checked_string(&mut map)?;
+                    c.scope = Some(s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect());
+                }
+                "scp" => c.scp = Some(map.next_value::<Strings>()?.0),
+                "roles" => c.roles = Some(map.next_value::<Strings>()?.0),
+                "cnf" => c.x5t_s256 = map.next_value::<Confirmation>()?.0,
+                other if self.spec.extra.iter().any(|n| n == other) => {
+                    let value = map.next_value::<Captured>()?.0;
+                    c.extra.push((other.to_owned(), value));
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        seen.finish()?;
+        Ok(c)
+    }
+}
+
+fn checked_string<'de, A: MapAccess<'de>>(map: &mut A) -> Result<String, A::Error> {
+    let s = map.next_value::<Text<'de>>()?.0;
+    check_controls(&s)?;
+    Ok(s.into_owned())
+}
+
+fn has_controls(s: &str) -> bool {
+    s.bytes().any(|b| b < 0x20 || b == 0x7f)
+}
+
+fn check_controls<E: de::Error>(s: &str) -> Result<(), E> {
+    if has_controls(s) {
+        Err(E::custom("control character"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Member names seen in one object, to refuse duplicates (RFC 7515 §5.2 and
+/// RFC 7519 §4: parsers must reject or use the last; tokengate rejects, so
+/// two parsers can never disagree about what a token says).
+#[derive(Default)]
+struct MemberNames<'de> {
+    names: Vec<Cow<'de, str>>,
+}
+
+impl<'de> MemberNames<'de> {
+    fn add<E: de::Error>(&mut self, name: Name<'de>) -> Result<&str, E> {
+        // Small objects are the norm: a linear scan beats hashing. Large
+        // hostile objects are bounded by max_token_bytes; past 32 members the
+        // check moves to a sort in `finish`.
+        if self.names.len() < 32 && self.names.iter().any(|n| *n == name.0) {
+            return Err(E::custom("duplicate member"));
+        }
+        self.names.push(name.0);
+        Ok(self.names.last().map(|n| n.as_ref()).unwrap_or(""))
+    }
+
+    fn finish<E: de::Error>(mut self) -> Result<(), E> {
+        if self.names.len() > 32 {
+            self.names.sort_unstable();
+            if self.names.windows(2).any(|w| w.first() == w.get(1)) {
+                return Err(E::custom("duplicate member"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An object member name, borrowed from the input when it has no escapes.
+struct Name<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Name<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(TextVisitor).map(|t| Name(t.0))
+    }
+}
+
+/// A JSON string, borrowed when it has no escapes.
+struct Text<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(TextVisitor)
+    }
+}
+
+struct TextVisitor;
+
+impl<'de> Visitor<'de> for TextVisitor {
+    type Value = Text<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+        Ok(Text(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+        Ok(Text(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Text<'de>, E> {
+        Ok(Text(Cow::Owned(v)))
+    }
+}
+
+/// A NumericDate claim value.
+struct Date(NumericDate);
+
+impl<'de> de::Deserialize<'de> for Date {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Date;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a NumericDate")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Date, E> {
+                if v > MAX_NUMERIC_DATE as u64 {
+                    return Err(E::custom("date out of range"));
+                }
+                Ok(Date(NumericDate(v as f64)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Date, E> {
+                // serde_json only calls this for negative integers: a negative
+                // exp must never wrap to the far future (jwt-simple, 2021).
+                u64::try_from(v)
+                    .map_err(|_| E::custom("negative date"))
+                    .and_then(|v| self.visit_u64(v))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Date, E> {
+                NumericDate::new(v)
+                    .map(Date)
+                    .ok_or_else(|| E::custom("date out of range"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `aud`: a string or an array of strings.
+struct Audience(Vec<String>);
+
+impl<'de> de::Deserialize<'de> for Audience {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Audience;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or an array of strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Audience, E> {
+                check_controls(v)?;
+                Ok(Audience(vec![v.to_owned()]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Audience, A::Error> {
+                StringsVisitor.visit_seq(seq).map(|s| Audience(s.0))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An array of strings without control characters.
+struct Strings(Vec<String>);
+
+impl<'de> de::Deserialize<'de> for Strings {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_seq(StringsVisitor)
+    }
+}
+
+struct StringsVisitor;
+
+impl<'de> Visitor<'de> for StringsVisitor {
+    type Value = Strings;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of strings")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Strings, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(4).min(16));
+        while let Some(s) = seq.next_element::<Text<'de>>()? {
+            check_controls(&s.0)?;
+            out.push(s.0.into_owned());
+        }
+        Ok(Strings(out))
+    }
+}
+
+/// `cnf`: an object; tokengate reads its `x5t#S256` member (RFC 8705 §3.1).
+struct Confirmation(Option<String>);
+
+impl<'de> de::Deserialize<'de> for Confirmation {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Confirmation;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a confirmation object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Confirmation, A::Error> {
+                let mut seen = MemberNames::default();
+                let mut thumb = None;
+                while let Some(name) = map.next_key::<Name<'de>>()? {
+                    if seen.add(name)? == "x5t#S256" {
+                        thumb = Some(checked_string(&mut map)?);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                seen.finish()?;
+                Ok(Confirmation(thumb))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// A captured extra claim: never an error, whatever its type, except a
+/// control character in a string that would be forwarded in a header.
+struct Captured(ClaimValue);
+
+impl<'de> de::Deserialize<'de> for Captured {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = <serde_json::Value as de::Deserialize>::deserialize(d)?;
+        let value = match v {
+            serde_json::Value::String(s) => {
+                check_controls(&s)?;
+                ClaimValue::Str(s)
+            }
+            serde_json::Value::Number(n) => ClaimValue::Num(n.to_string()),
+            serde_json::Value::Array(items) if items.iter().all(|i| i.is_string()) => {
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    if let serde_json::Value::String(s) = item {
+                        check_controls(&s)?;
+                        out.push(s);
+                    }
+                }
+                ClaimValue::Strs(out)
+            }
+            _ => ClaimValue::Other,
+        };
+        Ok(Captured(value))
+    }
+}
+
+
+/// A token whose MAC was verified under a configured key. Only
+/// [`verify`] makes one, so holding a `Verified` means the check ran.
+#[derive(Debug)]
+pub struct Verified<'k> {
+    key: &'k Key,
+    header: Header,
+    claims: Claims,
+}
+
+impl<'k> Verified<'k> {
+    pub fn key(&self) -> &'k Key {
+        self.key
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    pub fn claims(&self) -> &Claims {
+        &self.claims
+    }
+
+    /// The declared token type: the header's `typ`, else `token_use`.
+    pub fn token_type(&self) -> TokenType {
+        match self.header.typ {
+            Some(TokenType::Refresh) => TokenType::Refresh,
+            _ if self.claims.token_use.as_deref() == Some("refresh") => TokenType::Refresh,
+            _ => TokenType::Access,
+        }
+    }
+}
+
+/// Parses and verifies a token: size, segments, base64url, header, key,
+/// MAC, then the claims. The first failure gives the reason.
+pub fn verify<'k>(
+    token: &str,
+    keys: &'k KeySet,
+    max_bytes: usize,
+    spec: &ClaimSpec,
+) -> Result<Verified<'k>, Reason> {
+    let parts = split(token, max_bytes)?;
+    let header = Header::parse(&b64url_decode(parts.header)?)?;
+    // Decode payload and signature now: their form is part of the format
+    // check, though the payload is not read as JSON until the MAC holds.
+    let payload = b64url_decode(parts.payload)?;
+    let tag = b64url_decode(parts.signature)?;
+    let key = keys
+        .select(header.kid.as_deref(), header.alg)
+        .ok_or(Reason::UnknownKey)?;
+    if !key.verify(parts.signing_input.as_bytes(), &tag) {
+        return Err(Reason::BadSignature);
+    }
+    let claims = Claims::parse(&payload, spec)?;
+    Ok(Verified {
+        key,
+        header,
+        claims,
+    })
+}
+
+/// Signs `claims` (a JSON object) with `key`, with header
+/// `{"alg", "typ", "kid"}`. Used by the CLI and by refresh.
+pub fn sign(claims: &serde_json::Value, key: &Key, typ: &str) -> String {
+    let header = serde_json::json!({"alg": key.alg().name(), "typ": typ, "kid": key.kid().as_str()});
+    let mut out = b64url_encode(header.to_string().as_bytes());
+    out.push('.');
+    out.push_str(&b64url_encode(claims.to_string().as_bytes()));
+    let tag = key.sign(out.as_bytes());
+    out.push('.');
+    out.push_str(&b64url_encode(&tag));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::KeyId;
+
+    fn key(kid: &str, alg: Alg, secret: &[u8]) -> Key {
+        Key::new(KeyId(kid.into()), alg, secret).unwrap()
+    }
+
+    /// Signs arbitrary header and payload text, for crafting attack tokens.
+    fn craft(header: &str, payload: &str, key: &Key) -> String {
+        let input = format!("{}.{}", b64url_encode(header.as_bytes()), b64url_encode(payload.as_bytes()));
+        let tag = key.sign(input.as_bytes());
+        format!("{input}.{}", b64url_encode(&tag))
+    }
+
+    fn one_key() -> (KeySet, Key) {
+        let k = key("k1", Alg::Hs256, &[9; 32]);
+        (KeySet::new(vec![k.clone()]), k)
+    }
+
+    fn check(token: &str, keys: &KeySet) -> Result<Claims, Reason> {
+        verify(token, keys, 4096, &ClaimSpec::default()).map(|v| v.claims().clone())
+    }
+
+    #[test]
+    fn rfc7515_a1_example_verifies() {
+        // RFC 7515 appendix A.1: HS256 with the JWK's `k`.
+        let secret = URL_SAFE_NO_PAD
+            .decode("AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow")
+            .unwrap();
+        let keys = KeySet::new(vec![key("any", Alg::Hs256, &secret)]);
+        let token = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        let claims = check(token, &keys).unwrap();
+        assert_eq!(claims.iss.as_deref(), Some("joe"));
+        assert_eq!(claims.exp, NumericDate::new(1_300_819_380.0));
+    }
+
+    #[test]
+    fn rejects_tampered_payload() {
+        let (keys, k) = one_key();
+        let token = craft(r#"{"alg":"HS256"}"#, r#"{"sub":"a"}"#, &k);
+        let (hp, sig) = token.rsplit_once('.').unwrap();
+        let (h, _) = hp.split_once('.').unwrap();
+        let forged = format!("{h}.{}.{sig}", b64url_encode(br#"{"sub":"b"}"#));
+        assert_eq!(check(&forged, &keys), Err(Reason::BadSignature));
+    }
+
+    #[test]
+    fn rejects_alg_none_in_any_spelling() {
+        let (keys, k) = one_key();
+        for alg in ["none", "None", "NONE", "nOnE", ""] {
+            let t = craft(&format!(r#"{{"alg":"{alg}"}}"#), r#"{"sub":"a"}"#, &k);
+            assert_eq!(check(&t, &keys), Err(Reason::Malformed), "{alg}");
+        }
+    }
+
+    #[test]
+    fn rejects_asymmetric_algorithms_as_malformed() {
+        let (keys, k) = one_key();
+        for alg in ["RS256", "ES256", "PS256", "EdDSA", "hs256"] {
+            let t = craft(&format!(r#"{{"alg":"{alg}"}}"#), r#"{"sub":"a"}"#, &k);
+            assert_eq!(check(&t, &keys), Err(Reason::Malformed), "{alg}");
+        }
+    }
+
+    #[test]
+    fn rejects_other_hmac_size_than_the_key() {
+        let (keys, _) = one_key();
+        let k512 = key("k1", Alg::Hs512, &[9; 64]);
+        let t = craft(r#"{"alg":"HS512","kid":"k1"}"#, r#"{"sub":"a"}"#, &k512);
+        assert_eq!(check(&t, &keys), Err(Reason::UnknownKey));
+    }
+
+    #[test]
+    fn rejects_crit() {
+        let (keys, k) = one_key();
+        let t = craft(r#"{"alg":"HS256","crit":["b64"],"b64":false}"#, r#"{}"#, &k);
+        assert_eq!(check(&t, &keys), Err(Reason::Malformed));
+    }
+
+    #[test]
+    fn rejects_duplicate_members_in_header_and_payload() {
+        let (keys, k) = one_key();
+        let t = craft(r#"{"alg":"HS256","alg":"HS256"}"#, r#"{}"#, &k);
+        assert_eq!(check(&t, &keys), Err(Reason::Malformed));
+        let t = craft(r#"{"alg":"HS256"}"#, r#"{"sub":"a","sub":"b"}"#, &k);
+        assert_eq!(check(&t, &keys), Err(Reason::Malformed));
+        // An escaped name is the same name.
+        let t = craft(r#"{"alg":"HS256"}"#, r#"{"sub":"a","\u0073ub":"b"}"#, &k);
+        assert_eq!(check(&t, &keys), Err(Reason::Malformed));
+        // Unknown members count too.
+        let t = craft(r#"{"alg":"HS256"}"#, r#"{"x":1,"x":2}"#, &k);
+        assert_eq!(check(&t, &keys), Err(Reason::Malformed));
+    }
+
+    #[test]
+    fn rejects_duplicates_among_many_members() {
+        let (keys, k) = one_key();
+        let mut payload = String::from("{");
+        for i in 0..40 {
+            payload.push_str(&format!("\"m{i}\":{i},"));
+        }
+        payload.push_str("\"m3\":0}");
+        let t = craft(r#"{"alg":"HS256"}"#, &payload, &k);
+        assert_eq!(check(&t, &keys), Err(Reason::Malformed));
+    }
+
+    #[test]
+    fn rejects_padded_and_noncanonical_base64url() {
+        let (keys, k) = one_key();
+        let good = craft(r#"{"alg":"HS256"}"#, r#"{"sub":"ab"}"#, &k);
+        assert!(check(&good, &keys).is_ok());
+        let (h, rest) = good.split_once('.').unwrap();
+        assert_eq!(check(&format!("{h}=.{rest}"), &keys), Err(Reason::Malformed));
+        // Standard-alphabet characters.
+        let std_sig = good.replace('-', "+").replace('_', "/");
+        if std_sig != good {
+            assert_eq!(check(&std_sig, &keys), Err(Reason::Malformed));
+        }
+        // Non-canonical trailing bits in the signature (43 chars: last holds 2 spare bits).
+        let (hp, sig) = good.rsplit_once('.').unwrap();
+        let last = sig.chars().last().unwrap();
+        let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let idx = alphabet.find(last).unwrap();
+        let tweaked = alphabet.chars().nth(idx ^ 1).unwrap();
+        let bad = format!("{hp}.{}{tweaked}", &sig[..sig.len() - 1]);
+        assert_eq!(check(&bad, &keys), Err(Reason::Malformed));
+    }
+
+    #[test]
+    fn rejects_wrong_segment_counts_and_size() {
+        let (keys, k) = one_key();
+        let good = craft(r#"{"alg":"HS256"}"#, r#"{}"#, &k);
+        assert_eq!(check(&format!("{good}.x"), &keys), Err(Reason::Malformed));
+        assert_eq!(check(good.rsplit_once('.').unwrap().0, &keys), Err(Reason::Malformed));
+        assert_eq!(check("", &keys), Err(Reason::Malformed));
+        assert_eq!(check("..", &keys), Err(Reason::Malformed));
+        assert_eq!(verify(&good, &keys, good.len() - 1, &ClaimSpec::default()).err(), Some(Reason::Malformed));
+    }
+
+    #[test]
+    fn rejects_signature_of_wrong_length_as_bad_signature() {
+        let (keys, k) = one_key();
+        let good = craft(r#"{"alg":"HS256"}"#, r#"{}"#, &k);
+        let (hp, _) = good.rsplit_once('.').unwrap();
+        assert_eq!(check(&format!("{hp}.{}", b64url_encode(&[0; 16])), &keys), Err(Reason::BadSignature));
+        assert_eq!(check(&format!("{hp}."), &keys), Err(Reason::BadSignature));
+    }
+
+    #[test]
+    fn payload_is_not_parsed_before_the_mac_holds() {
+        let (keys, _) = one_key();
+        let other = key("k1", Alg::Hs256, &[1; 32]);
+        let t = craft(r#"{"alg":"HS256"}"#, "not json", &other);
+        assert_eq!(check(&t, &keys), Err(Reason::BadSignature));
+    }
+
+    #[test]
+    fn rejects_string_exp() {
+        let (keys, k) = one_key();
+        let t = craft(r#"{"alg":"HS256"}"#, r#"{"exp":"1700000000"}"#, &k);
+        assert_eq!(check(&t, &keys), Err(Reason::Malformed));
+    }
+
+    #[test]
+    fn rejects_negative_exp_instead_of_wrapping() {
+        // jwt-simple fixed a negative exp read as a huge unsigned value.
+        let (keys, k) = one_key();
+        for exp in ["-1", "-1.5", "9007199254740993", "1e300", "true", "null", "[1]"] {
+            let t = craft(r#"{"alg":"HS256"}"#, &format!(r#"{{"exp":{exp}}}"#), &k);
+            assert_eq!(check(&t, &keys), Err(Reason::Malformed), "{exp}");
+        }
+    }
+
+    #[test]
+    fn accepts_fractional_and_boundary_dates() {
+        let (keys, k) = one_key();
+        let t = craft(r#"{"alg":"HS256"}"#, r#"{"exp":1700000000.5,"iat":0,"nbf":9007199254740992}"#, &k);
+        let c = check(&t, &keys).unwrap();
+        assert_eq!(c.exp.unwrap().to_decimal(), "1700000000.5");
+        assert_eq!(c.iat.unwrap().get(), 0.0);
+    }
+
+    #[test]
+    fn rejects_control_characters_in_read_claims() {
+        let (keys, k) = one_key();
+        for claim in ["iss", "sub", "jti", "role", "scope"] {
+            let t = craft(r#"{"alg":"HS256"}"#, &format!(r#"{{"{claim}":"a\r\nX-Injected: 1"}}"#), &k);
+            assert_eq!(check(&t, &keys), Err(Reason::Malformed), "{claim}");
+        }
+        for claim in ["aud", "scp", "roles"] {
+            let t = craft(r#"{"alg":"HS256"}"#, &format!(r#"{{"{claim}":["ok","a\u007f"]}}"#), &k);
+            assert_eq!(check(&t, &keys), Err(Reason::Malformed), "{claim}");
+        }
+        let t = craft(r#"{"alg":"HS256","kid":"k1\u0000"}"#, r#"{}"#, &k);
+        assert_eq!(check(&t, &keys), Err(Reason::Malformed));
+        // Claims tokengate does not read are ignored entirely.
+        let t = craft(r#"{"alg":"HS256"}"#, r#"{"note":"a\nb"}"#, &k);
+        assert!(check(&t, &keys).is_ok());
+    }
+
+    #[test]
+    fn rejects_wrong_claim_types() {
+        let (keys, k) = one_key();
+        for payload in [
+            r#"{"iss":1}"#,
+            r#"{"sub":["a"]}"#,
+            r#"{"aud":[1]}"#,
+            r#"{"aud":{"a":1}}"#,
+            r#"{"scope":["a"]}"#,
+            r#"{"scp":"a b"}"#,
+            r#"{"roles":"admin"}"#,
+            r#"{"role":["admin"]}"#,
+            r#"{"jti":null}"#,
+            r#"{"cnf":"x"}"#,
+            r#"[]"#,
+            r#""claims""#,
+        ] {
+            let t = craft(r#"{"alg":"HS256"}"#, payload, &k);
+            assert_eq!(check(&t, &keys), Err(Reason::Malformed), "{payload}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_typ_and_accepts_the_listed_ones() {
+        let (keys, k) = one_key();
+        for typ in ["JWT", "jwt", "at+jwt", "application/at+JWT", "rt+jwt", "APPLICATION/jwt"] {
+            let t = craft(&format!(r#"{{"alg":"HS256","typ":"{typ}"}}"#), "{}", &k);
+            assert!(check(&t, &keys).is_ok(), "{typ}");
+        }
+        for typ in ["JOSE", "dpop+jwt", "", "application/"] {
+            let t = craft(&format!(r#"{{"alg":"HS256","typ":"{typ}"}}"#), "{}", &k);
+            assert_eq!(check(&t, &keys), Err(Reason::Malformed), "{typ}");
+        }
+        let t = craft(r#"{"alg":"HS256","typ":7}"#, "{}", &k);
+        assert_eq!(check(&t, &keys), Err(Reason::Malformed));
+    }
+
+    #[test]
+    fn rejects_non_string_kid() {
+        let (keys, k) = one_key();
+        let t = craft(r#"{"alg":"HS256","kid":1}"#, "{}", &k);
+        assert_eq!(check(&t, &keys), Err(Reason::Malformed));
+    }
+
+    #[test]
+    fn ignores_key_url_header_members() {
+        let (keys, k) = one_key();
+        let t = craft(r#"{"alg":"HS256","jku":"https://evil/","x5u":"https://evil/","jwk":{"kty":"oct","k":"AA"}}"#, "{}", &k);
+        assert!(check(&t, &keys).is_ok());
+    }
+
+    #[test]
+    fn empty_aud_array_is_present_but_empty() {
+        // An empty aud is not "no aud": it names no audience.
+        let (keys, k) = one_key();
+        let t = craft(r#"{"alg":"HS256"}"#, r#"{"aud":[]}"#, &k);
+        assert_eq!(check(&t, &keys).unwrap().aud, Some(vec![]));
+    }
+
+    #[test]
+    fn captures_extra_claims_by_type() {
+        let (keys, k) = one_key();
+        let spec = ClaimSpec { extra: vec!["tenant".into(), "level".into(), "groups".into(), "obj".into()] };
+        let t = craft(r#"{"alg":"HS256"}"#, r#"{"tenant":"acme","level":3,"groups":["a","b"],"obj":{"x":1}}"#, &k);
+        let c = verify(&t, &keys, 4096, &spec).unwrap().claims().clone();
+        assert_eq!(c.extra, vec![
+            ("tenant".into(), ClaimValue::Str("acme".into())),
+            ("level".into(), ClaimValue::Num("3".into())),
+            ("groups".into(), ClaimValue::Strs(vec!["a".into(), "b".into()])),
+            ("obj".into(), ClaimValue::Other),
+        ]);
+    }
+
+    #[test]
+    fn sign_then_verify_roundtrips_every_algorithm() {
+        for (alg, len) in [(Alg::Hs256, 32), (Alg::Hs384, 48), (Alg::Hs512, 64)] {
+            let k = key("k", alg, &vec![5; len]);
+            let keys = KeySet::new(vec![k.clone()]);
+            let t = sign(&serde_json::json!({"sub": "u", "scope": "a b"}), &k, "JWT");
+            let c = check(&t, &keys).unwrap();
+            assert_eq!(c.scope, Some(vec!["a".into(), "b".into()]));
+        }
+    }
+}
