@@ -79,13 +79,13 @@ pub struct GateRoot {
 impl GateRoot {
     pub fn on_configure(&mut self, _size: usize) -> bool {
         let Some(json) = host::plugin_configuration() else {
-            host::warn("tokengate: the plugin configuration is empty; it must be the JSON of SPEC section 3");
+            host::warn("the plugin configuration is empty; it must be the JSON of SPEC section 3");
             return false;
         };
         let config = match Config::from_json(&json, &Secrets::process_env()) {
             Ok(c) => c,
             Err(e) => {
-                host::warn(&format!("tokengate: configuration refused: {e}"));
+                host::warn(&format!("configuration refused: {e}"));
                 return false;
             }
         };
@@ -124,7 +124,7 @@ impl GateRoot {
                 list.snapshot = Some(snapshot);
                 list.generation = Some(published.generation);
             }
-            None => host::warn("tokengate: the published revocation snapshot is unreadable; keeping the one in force"),
+            None => host::warn("the published revocation snapshot is unreadable; keeping the one in force"),
         }
     }
 
@@ -198,7 +198,7 @@ impl HttpContext for Gate {
                 host::log(
                     LogLevel::Debug,
                     &format!(
-                        "tokengate: refused {} {}: {}",
+                        "refused {} {}: {}",
                         request.method,
                         String::from_utf8_lossy(path.split(|b| *b == b'?').next().unwrap_or(&[])),
                         verdict.decision.reason().map_or("", |r| r.as_str())

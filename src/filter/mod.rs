@@ -72,7 +72,7 @@ impl RootContext for Dispatch {
             }
             Some(other) => {
                 host::warn(&format!(
-                    "tokengate: unknown root_id {other:?}; use {FILTER_ROOT_ID:?} or {SERVICE_ROOT_ID:?}"
+                    "unknown root_id {other:?}; use {FILTER_ROOT_ID:?} or {SERVICE_ROOT_ID:?}"
                 ));
                 false
             }

@@ -67,7 +67,7 @@ fn now_ms() -> u64 {
 impl Poller {
     pub fn on_configure(&mut self, _size: usize) -> bool {
         let Some(json) = host::plugin_configuration() else {
-            host::warn("tokengate-revocations: the service configuration is empty");
+            host::warn("the service configuration is empty");
             return false;
         };
         match ServiceConfig::from_json(&json, &Secrets::process_env()) {
@@ -78,7 +78,7 @@ impl Poller {
                 true
             }
             Err(e) => {
-                host::warn(&format!("tokengate-revocations: configuration refused: {e}"));
+                host::warn(&format!("configuration refused: {e}"));
                 false
             }
         }
@@ -125,7 +125,7 @@ impl Poller {
         if let Some(m) = &self.metrics {
             m.fetch_failed.increment();
         }
-        host::warn(&format!("tokengate-revocations: fetch failed, keeping the list in force: {why}"));
+        host::warn(&format!("fetch failed, keeping the list in force: {why}"));
     }
 
     pub fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
@@ -173,7 +173,7 @@ impl Poller {
             Some(key) => Document::parse_signed(&body, key),
             None => Document::parse_json(&body),
         }
-        .map_err(|e| format!("{e:?}"))?;
+        .map_err(|e| e.to_string())?;
         let etag = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, "etag")
             .ok()
             .flatten();
