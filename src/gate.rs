@@ -118,7 +118,8 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    fn new() -> Verdict {
+    /// A verdict with no edits, refused with `no_rule` until decided.
+    pub fn empty() -> Verdict {
         Verdict {
             decision: Decision::Deny(Reason::NoRule),
             remove_headers: Vec::new(),
@@ -149,7 +150,7 @@ impl Config {
         revocations: Revocations<'_>,
         now: u64,
     ) -> Verdict {
-        let mut v = Verdict::new();
+        let mut v = Verdict::empty();
         // Spoofed claim headers go on every request, whatever the outcome.
         for (_, header) in &self.claims_to_headers {
             if req.header(header).is_some() {

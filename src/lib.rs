@@ -25,6 +25,7 @@ pub mod config;
 pub mod gate;
 pub mod keys;
 pub mod policy;
+pub mod refresh;
 pub mod refusal;
 pub mod revocation;
 pub mod shared;

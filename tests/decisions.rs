@@ -374,3 +374,24 @@ fn hs384_key_verifies_by_kid() {
     let k = Key::new(KeyId("b".into()), Alg::Hs384, &SECRET_B).unwrap();
     assert_eq!(get("/orders").bearer(&sign(&claims(), &k, "JWT")).decision(), Decision::Allow);
 }
+
+#[test]
+fn binding_mismatch_without_the_bound_certificate() {
+    use sha2::{Digest, Sha256};
+    let digest: [u8; 32] = Sha256::digest(b"client certificate DER").into();
+    let thumb = tokengate::token::b64url_encode(&digest);
+    let t = token_with(|c| c["cnf"] = json!({"x5t#S256": thumb}));
+    let run = |cert: Option<[u8; 32]>| {
+        let r = get("/orders").bearer(&t);
+        let empty = fresh_list(&[]);
+        let req = Request { method: r.method, path: r.path.as_bytes(), authority: r.authority.as_bytes(), headers: &r.headers };
+        config()
+            .decide(&req, &FixedConnection { tls: true, peer_certificate_sha256: cert }, Revocations { list: Some(&empty), last_fetch: Some(NOW) }, NOW)
+            .decision
+    };
+    assert_eq!(run(Some(digest)), Decision::Allow);
+    assert_eq!(run(Some([0; 32])), refused(Reason::BindingMismatch));
+    assert_eq!(run(None), refused(Reason::BindingMismatch));
+    // An unbound token needs no certificate.
+    assert_eq!(get("/orders").bearer(&token()).decision(), Decision::Allow);
+}

@@ -15,7 +15,8 @@ use proxy_wasm::types::{Action, LogLevel};
 
 use super::host::{self, Metric};
 use crate::config::{Config, Secrets};
-use crate::gate::{Connection, Decision, Request, Revocations};
+use crate::gate::{Connection, Decision, Request, Revocations, Verdict};
+use crate::refresh::RefreshRequest;
 use crate::refusal::Reason;
 use crate::revocation::Snapshot;
 use crate::shared::{self, Published};
@@ -130,12 +131,70 @@ impl GateRoot {
 
     pub fn create_http_context(&self) -> Option<Box<dyn HttpContext>> {
         let shared = self.shared.clone()?;
-        Some(Box::new(Gate { shared }))
+        Some(Box::new(Gate {
+            shared,
+            refresh: None,
+        }))
     }
 }
 
+/// Largest refresh request body read; a form with one token is far smaller.
+const MAX_REFRESH_BODY: usize = 64 * 1024;
+
 pub struct Gate {
     shared: Rc<Shared>,
+    /// Set while a refresh request's body is being buffered: its method and
+    /// content type.
+    refresh: Option<(String, Option<Vec<u8>>)>,
+}
+
+impl Gate {
+    /// Answers a request on the refresh path, from its buffered body.
+    fn answer_refresh(&mut self, body: &[u8]) {
+        let shared = Rc::clone(&self.shared);
+        let Some((method, content_type)) = self.refresh.take() else { return };
+        let mut jti = [0u8; 16];
+        let answer = if getrandom::getrandom(&mut jti).is_err() {
+            None
+        } else {
+            let list = shared.list.borrow();
+            let revocations = Revocations {
+                list: list.snapshot.as_ref(),
+                last_fetch: list.last_fetch,
+            };
+            let req = RefreshRequest {
+                method: &method,
+                content_type: content_type.as_deref(),
+                body,
+            };
+            Some(shared.config.refresh(&req, &HostConnection, revocations, host::now_secs(), jti))
+        };
+        let Some(answer) = answer else {
+            let _ = hostcalls::send_http_response(503, vec![("content-type", "application/json")], Some(br#"{"error":"temporarily_unavailable","error_description":"no randomness available"}"#));
+            return;
+        };
+        record(&shared, &answer.verdict);
+        let headers: Vec<(&str, &str)> = answer.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let _ = hostcalls::send_http_response(answer.status, headers, Some(answer.body.as_bytes()));
+    }
+}
+
+/// Counts a decision and sets the access-log filter state.
+fn record(shared: &Shared, verdict: &Verdict) {
+    shared.metrics.count(verdict.decision);
+    host::set_filter_state("tokengate.decision", verdict.decision.as_str().as_bytes());
+    if let Some(reason) = verdict.decision.reason() {
+        host::set_filter_state("tokengate.reason", reason.as_str().as_bytes());
+    }
+    for (name, value) in [
+        ("tokengate.sub", &verdict.sub),
+        ("tokengate.jti", &verdict.jti),
+        ("tokengate.kid", &verdict.kid),
+    ] {
+        if let Some(value) = value {
+            host::set_filter_state(name, value.as_bytes());
+        }
+    }
 }
 
 impl Context for Gate {}
@@ -155,11 +214,20 @@ impl Connection for HostConnection {
 }
 
 impl HttpContext for Gate {
-    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
         let shared = Rc::clone(&self.shared);
         let config = &shared.config;
         let method = host::request_header(":method").unwrap_or_default();
         let path = host::request_header(":path").unwrap_or_default();
+        if config.is_refresh_path(&path) {
+            // Answered here, never by the upstream, before any rule.
+            let method = String::from_utf8_lossy(&method).into_owned();
+            self.refresh = Some((method, host::request_header("content-type")));
+            if end_of_stream || self.refresh.as_ref().is_some_and(|(m, _)| m != "POST") {
+                self.answer_refresh(&[]);
+            }
+            return Action::Pause;
+        }
         let authority = host::request_header(":authority").unwrap_or_default();
         let headers: Vec<(String, Vec<u8>)> = shared
             .headers
@@ -182,16 +250,7 @@ impl HttpContext for Gate {
             config.decide(&request, &HostConnection, revocations, now)
         };
 
-        shared.metrics.count(verdict.decision);
-        host::set_filter_state("tokengate.decision", verdict.decision.as_str().as_bytes());
-        if let Some(reason) = verdict.decision.reason() {
-            host::set_filter_state("tokengate.reason", reason.as_str().as_bytes());
-        }
-        for (name, value) in [("tokengate.sub", &verdict.sub), ("tokengate.jti", &verdict.jti), ("tokengate.kid", &verdict.kid)] {
-            if let Some(value) = value {
-                host::set_filter_state(name, value.as_bytes());
-            }
-        }
+        record(&shared, &verdict);
 
         if let Some(response) = verdict.response(&config.realm) {
             if host::debug_enabled() {
@@ -223,5 +282,30 @@ impl HttpContext for Gate {
             host::set_request_header("cookie", cookie.as_deref().map(str::as_bytes));
         }
         Action::Continue
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.refresh.is_none() {
+            return Action::Continue;
+        }
+        if body_size > MAX_REFRESH_BODY {
+            self.refresh = None;
+            let _ = hostcalls::send_http_response(
+                400,
+                vec![("content-type", "application/json"), ("cache-control", "no-store")],
+                Some(br#"{"error":"invalid_request","error_description":"the request body is too large","reason":"bad_request"}"#),
+            );
+            return Action::Pause;
+        }
+        if !end_of_stream {
+            // Envoy buffers the body until the last chunk.
+            return Action::Pause;
+        }
+        let body = hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpRequestBody, 0, body_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        self.answer_refresh(&body);
+        Action::Pause
     }
 }
