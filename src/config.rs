@@ -216,7 +216,10 @@ pub const MAX_MAX_TOKEN_BYTES: usize = 1 << 20;
 pub enum TokenSource {
     /// A header (name lower-cased), optionally with a scheme (`Bearer`)
     /// that must open its value.
-    Header { name: String, scheme: Option<String> },
+    Header {
+        name: String,
+        scheme: Option<String>,
+    },
     /// A query parameter.
     Query(String),
     /// A cookie.
@@ -292,7 +295,10 @@ fn build_key(
 ) -> Result<Key, ConfigError> {
     let bytes = match (secret, secret_env) {
         (Some(_), Some(_)) => {
-            return Err(ConfigError::new(path, "has both secret and secret_env; give exactly one"))
+            return Err(ConfigError::new(
+                path,
+                "has both secret and secret_env; give exactly one",
+            ))
         }
         (None, None) => {
             return Err(ConfigError::new(path, "needs secret or secret_env"));
@@ -328,7 +334,10 @@ fn check_header_name(path: &str, name: &str) -> Result<String, ConfigError> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
     if !valid {
-        return Err(ConfigError::new(path, format!("{name:?} is not a valid header name")));
+        return Err(ConfigError::new(
+            path,
+            format!("{name:?} is not a valid header name"),
+        ));
     }
     Ok(name.to_ascii_lowercase())
 }
@@ -336,7 +345,10 @@ fn check_header_name(path: &str, name: &str) -> Result<String, ConfigError> {
 fn non_empty_strings(path: &str, list: Option<Vec<String>>) -> Result<Vec<String>, ConfigError> {
     let list = list.unwrap_or_default();
     if let Some(i) = list.iter().position(|s| s.is_empty()) {
-        return Err(ConfigError::new(format!("{path}[{i}]"), "must not be empty"));
+        return Err(ConfigError::new(
+            format!("{path}[{i}]"),
+            "must not be empty",
+        ));
     }
     Ok(list)
 }
@@ -351,8 +363,14 @@ fn compile(raw: RawConfig, secrets: &Secrets<'_>) -> Result<Config, ConfigError>
         if k.kid.is_empty() {
             return Err(ConfigError::new(format!("{path}.kid"), "must not be empty"));
         }
-        if keys.iter().any(|existing: &Key| existing.kid().as_str() == k.kid) {
-            return Err(ConfigError::new(format!("{path}.kid"), format!("duplicate kid {:?}", k.kid)));
+        if keys
+            .iter()
+            .any(|existing: &Key| existing.kid().as_str() == k.kid)
+        {
+            return Err(ConfigError::new(
+                format!("{path}.kid"),
+                format!("duplicate kid {:?}", k.kid),
+            ));
         }
         keys.push(build_key(
             &path,
@@ -380,7 +398,10 @@ fn compile(raw: RawConfig, secrets: &Secrets<'_>) -> Result<Config, ConfigError>
             scheme: Some("Bearer".into()),
         }],
         Some(list) if list.is_empty() => {
-            return Err(ConfigError::new("token_sources", "must list at least one source"))
+            return Err(ConfigError::new(
+                "token_sources",
+                "must list at least one source",
+            ))
         }
         Some(list) => compile_sources(list)?,
     };
@@ -389,14 +410,23 @@ fn compile(raw: RawConfig, secrets: &Secrets<'_>) -> Result<Config, ConfigError>
     for (claim, header) in raw.claims_to_headers.unwrap_or_default() {
         let path = format!("claims_to_headers.{claim}");
         if claim.is_empty() {
-            return Err(ConfigError::new("claims_to_headers", "a claim name must not be empty"));
+            return Err(ConfigError::new(
+                "claims_to_headers",
+                "a claim name must not be empty",
+            ));
         }
         let header = check_header_name(&path, &header)?;
         if header.starts_with(':') || header == "host" {
-            return Err(ConfigError::new(path, format!("{header:?} cannot carry a claim")));
+            return Err(ConfigError::new(
+                path,
+                format!("{header:?} cannot carry a claim"),
+            ));
         }
         if claims_to_headers.iter().any(|(_, h)| *h == header) {
-            return Err(ConfigError::new(path, format!("header {header:?} is used twice")));
+            return Err(ConfigError::new(
+                path,
+                format!("header {header:?} is used twice"),
+            ));
         }
         claims_to_headers.push((claim, header));
     }
@@ -417,7 +447,10 @@ fn compile(raw: RawConfig, secrets: &Secrets<'_>) -> Result<Config, ConfigError>
 
     let require_claims = raw.require_claims.unwrap_or_else(|| vec!["exp".into()]);
     if let Some(i) = require_claims.iter().position(|c| c.is_empty()) {
-        return Err(ConfigError::new(format!("require_claims[{i}]"), "must not be empty"));
+        return Err(ConfigError::new(
+            format!("require_claims[{i}]"),
+            "must not be empty",
+        ));
     }
 
     let revocation = match raw.revocation {
@@ -439,14 +472,19 @@ fn compile(raw: RawConfig, secrets: &Secrets<'_>) -> Result<Config, ConfigError>
     let refresh = match raw.refresh {
         None => None,
         Some(r) => {
-            policy::check_config_path(&r.path)
-                .map_err(|m| ConfigError::new("refresh.path", m))?;
+            policy::check_config_path(&r.path).map_err(|m| ConfigError::new("refresh.path", m))?;
             if keys.by_kid(&r.kid).is_none() {
-                return Err(ConfigError::new("refresh.kid", format!("no key has kid {:?}", r.kid)));
+                return Err(ConfigError::new(
+                    "refresh.kid",
+                    format!("no key has kid {:?}", r.kid),
+                ));
             }
             let access_ttl_s = r.access_ttl_s.unwrap_or(DEFAULT_ACCESS_TTL_S);
             if access_ttl_s == 0 {
-                return Err(ConfigError::new("refresh.access_ttl_s", "must be at least 1"));
+                return Err(ConfigError::new(
+                    "refresh.access_ttl_s",
+                    "must be at least 1",
+                ));
             }
             Some(RefreshConfig {
                 path: r.path,
@@ -497,7 +535,10 @@ fn compile_sources(list: Vec<RawSource>) -> Result<Vec<TokenSource>, ConfigError
                 let name = check_header_name(&format!("{path}.header"), &h)?;
                 let scheme = match s.scheme {
                     Some(sc) if sc.is_empty() || sc.contains(' ') => {
-                        return Err(ConfigError::new(format!("{path}.scheme"), "must be one word"))
+                        return Err(ConfigError::new(
+                            format!("{path}.scheme"),
+                            "must be one word",
+                        ))
                     }
                     other => other,
                 };
@@ -506,7 +547,10 @@ fn compile_sources(list: Vec<RawSource>) -> Result<Vec<TokenSource>, ConfigError
             (None, Some(q), None) if s.scheme.is_none() && !q.is_empty() => TokenSource::Query(q),
             (None, None, Some(c)) if s.scheme.is_none() && !c.is_empty() => TokenSource::Cookie(c),
             (None, Some(_), None) | (None, None, Some(_)) if s.scheme.is_some() => {
-                return Err(ConfigError::new(format!("{path}.scheme"), "applies to header sources only"))
+                return Err(ConfigError::new(
+                    format!("{path}.scheme"),
+                    "applies to header sources only",
+                ))
             }
             _ => {
                 return Err(ConfigError::new(
@@ -527,7 +571,10 @@ fn compile_rule(path: &str, r: RawRule) -> Result<Rule, ConfigError> {
     let m = r.matcher;
     let path_match = match (m.path, m.prefix) {
         (Some(_), Some(_)) => {
-            return Err(ConfigError::new(format!("{path}.match"), "has both path and prefix; give at most one"))
+            return Err(ConfigError::new(
+                format!("{path}.match"),
+                "has both path and prefix; give at most one",
+            ))
         }
         (Some(p), None) => {
             policy::check_config_path(&p)
@@ -546,7 +593,9 @@ fn compile_rule(path: &str, r: RawRule) -> Result<Rule, ConfigError> {
         Some(list) => {
             for (i, method) in list.iter().enumerate() {
                 let ok = !method.is_empty()
-                    && method.bytes().all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_');
+                    && method
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_');
                 if !ok {
                     return Err(ConfigError::new(
                         format!("{path}.match.methods[{i}]"),
@@ -713,7 +762,10 @@ mod tests {
         assert_eq!(c.max_token_bytes, 4096);
         assert_eq!(
             c.token_sources,
-            vec![TokenSource::Header { name: "authorization".into(), scheme: Some("Bearer".into()) }]
+            vec![TokenSource::Header {
+                name: "authorization".into(),
+                scheme: Some("Bearer".into())
+            }]
         );
         assert!(!c.forward_token);
         assert!(c.issuers.is_empty());
@@ -722,12 +774,17 @@ mod tests {
         assert!(!c.require_tls);
         assert!(c.revocation.is_none());
         assert!(c.refresh.is_none());
-        assert!(c.rules.is_empty(), "no rules: everything is refused with no_rule");
+        assert!(
+            c.rules.is_empty(),
+            "no rules: everything is refused with no_rule"
+        );
     }
 
     #[test]
     fn pins_revocation_and_service_defaults() {
-        let json = format!(r#"{{"keys":[{{"kid":"k","alg":"HS256","secret":"{KEY32}"}}],"revocation":{{}}}}"#);
+        let json = format!(
+            r#"{{"keys":[{{"kid":"k","alg":"HS256","secret":"{KEY32}"}}],"revocation":{{}}}}"#
+        );
         let r = parse(&json).unwrap().revocation.unwrap();
         assert_eq!(r.max_stale_s, 300);
         assert_eq!(r.on_unavailable, OnUnavailable::Deny);
@@ -756,7 +813,10 @@ mod tests {
         assert!(err(r#"{"keys":[],"colour":1}"#).contains("unknown field `colour`"));
         let json = format!(r#"{{"keys":[{{"kid":"k","alg":"HS256","secret":"{KEY32}","x":1}}]}}"#);
         let e = err(&json);
-        assert!(e.starts_with("keys[0]") && e.contains("unknown field `x`"), "{e}");
+        assert!(
+            e.starts_with("keys[0]") && e.contains("unknown field `x`"),
+            "{e}"
+        );
         let json = format!(
             r#"{{"keys":[{{"kid":"k","alg":"HS256","secret":"{KEY32}"}}],"rules":[{{"match":{{"prefx":"/"}}}}]}}"#
         );
@@ -765,8 +825,14 @@ mod tests {
 
     #[test]
     fn refuses_wrong_types_naming_the_field() {
-        let json = format!(r#"{{"keys":[{{"kid":"k","alg":"HS256","secret":"{KEY32}"}}],"clock_skew_s":"30"}}"#);
-        assert!(err(&json).starts_with("clock_skew_s: invalid type"), "{}", err(&json));
+        let json = format!(
+            r#"{{"keys":[{{"kid":"k","alg":"HS256","secret":"{KEY32}"}}],"clock_skew_s":"30"}}"#
+        );
+        assert!(
+            err(&json).starts_with("clock_skew_s: invalid type"),
+            "{}",
+            err(&json)
+        );
     }
 
     #[test]
@@ -778,7 +844,10 @@ mod tests {
     #[test]
     fn refuses_short_secrets() {
         let json = r#"{"keys":[{"kid":"k","alg":"HS512","secret":"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}]}"#;
-        assert_eq!(err(json), "keys[0]: the secret is 32 bytes; HS512 needs at least 64");
+        assert_eq!(
+            err(json),
+            "keys[0]: the secret is 32 bytes; HS512 needs at least 64"
+        );
     }
 
     #[test]
@@ -786,7 +855,8 @@ mod tests {
         let ok = r#"{"keys":[{"kid":"k","alg":"HS256","secret_env":"TG_KEY"}]}"#;
         assert!(parse(ok).is_ok());
         let unset = r#"{"keys":[{"kid":"k","alg":"HS256","secret_env":"TG_NOPE"}]}"#;
-        assert!(err(unset).starts_with("keys[0].secret_env: environment variable TG_NOPE is unset or empty"));
+        assert!(err(unset)
+            .starts_with("keys[0].secret_env: environment variable TG_NOPE is unset or empty"));
         let empty = r#"{"keys":[{"kid":"k","alg":"HS256","secret_env":"TG_EMPTY"}]}"#;
         assert!(err(empty).contains("TG_EMPTY"));
         // check-config never reads the value.
@@ -801,7 +871,9 @@ mod tests {
 
     #[test]
     fn refuses_two_or_no_secret_sources_and_duplicate_kids() {
-        let both = format!(r#"{{"keys":[{{"kid":"k","alg":"HS256","secret":"{KEY32}","secret_env":"TG_KEY"}}]}}"#);
+        let both = format!(
+            r#"{{"keys":[{{"kid":"k","alg":"HS256","secret":"{KEY32}","secret_env":"TG_KEY"}}]}}"#
+        );
         assert!(err(&both).starts_with("keys[0]: has both"));
         assert!(err(r#"{"keys":[{"kid":"k","alg":"HS256"}]}"#).starts_with("keys[0]: needs"));
         let dup = format!(
@@ -816,24 +888,42 @@ mod tests {
 
     #[test]
     fn refuses_lower_case_methods() {
-        let e = err(&with(r#""rules":[{"match":{"prefix":"/","methods":["GET","post"]}}]"#));
-        assert_eq!(e, r#"rules[0].match.methods[1]: "post" is not an upper-case method name"#);
+        let e = err(&with(
+            r#""rules":[{"match":{"prefix":"/","methods":["GET","post"]}}]"#,
+        ));
+        assert_eq!(
+            e,
+            r#"rules[0].match.methods[1]: "post" is not an upper-case method name"#
+        );
     }
 
     #[test]
     fn refuses_path_and_prefix_together_and_conflicting_outcomes() {
-        assert!(err(&with(r#""rules":[{"match":{"path":"/a","prefix":"/a"}}]"#)).starts_with("rules[0].match: has both"));
-        assert!(err(&with(r#""rules":[{"anonymous":true,"deny":true}]"#)).starts_with("rules[0]: cannot be both"));
-        assert!(err(&with(r#""rules":[{"anonymous":true,"scopes":["a"]}]"#)).starts_with("rules[0]: scopes and roles"));
-        assert!(err(&with(r#""rules":[{"match":{"prefix":"orders"}}]"#)).starts_with("rules[0].match.prefix:"));
+        assert!(
+            err(&with(r#""rules":[{"match":{"path":"/a","prefix":"/a"}}]"#))
+                .starts_with("rules[0].match: has both")
+        );
+        assert!(err(&with(r#""rules":[{"anonymous":true,"deny":true}]"#))
+            .starts_with("rules[0]: cannot be both"));
+        assert!(err(&with(r#""rules":[{"anonymous":true,"scopes":["a"]}]"#))
+            .starts_with("rules[0]: scopes and roles"));
+        assert!(err(&with(r#""rules":[{"match":{"prefix":"orders"}}]"#))
+            .starts_with("rules[0].match.prefix:"));
     }
 
     #[test]
     fn refuses_bad_token_sources() {
         assert!(err(&with(r#""token_sources":[]"#)).starts_with("token_sources:"));
-        assert!(err(&with(r#""token_sources":[{"header":"x","query":"y"}]"#)).starts_with("token_sources[0]:"));
-        assert!(err(&with(r#""token_sources":[{"query":"t","scheme":"Bearer"}]"#)).starts_with("token_sources[0].scheme"));
-        assert!(err(&with(r#""token_sources":[{"header":"bad header"}]"#)).starts_with("token_sources[0].header"));
+        assert!(
+            err(&with(r#""token_sources":[{"header":"x","query":"y"}]"#))
+                .starts_with("token_sources[0]:")
+        );
+        assert!(err(&with(
+            r#""token_sources":[{"query":"t","scheme":"Bearer"}]"#
+        ))
+        .starts_with("token_sources[0].scheme"));
+        assert!(err(&with(r#""token_sources":[{"header":"bad header"}]"#))
+            .starts_with("token_sources[0].header"));
     }
 
     #[test]
@@ -844,14 +934,20 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.to_string(), "poll_interval_s: must be at least 1");
-        let e = ServiceConfig::from_json(br#"{"cluster":"c","path":"/"}"#, &Secrets::Placeholder).unwrap_err();
+        let e = ServiceConfig::from_json(br#"{"cluster":"c","path":"/"}"#, &Secrets::Placeholder)
+            .unwrap_err();
         assert!(e.to_string().contains("missing field `authority`"));
     }
 
     #[test]
     fn claim_headers_are_lower_cased_and_extra_claims_captured() {
         let c = parse(&with(r#""claims_to_headers":{"sub":"X-Auth-Subject","tenant":"x-tenant"},"require_claims":["exp","org"]"#)).unwrap();
-        assert!(c.claims_to_headers.contains(&("sub".into(), "x-auth-subject".into())));
-        assert_eq!(c.claim_spec.extra, vec!["tenant".to_owned(), "org".to_owned()]);
+        assert!(c
+            .claims_to_headers
+            .contains(&("sub".into(), "x-auth-subject".into())));
+        assert_eq!(
+            c.claim_spec.extra,
+            vec!["tenant".to_owned(), "org".to_owned()]
+        );
     }
 }

@@ -177,7 +177,8 @@ impl Config {
     ) -> Result<Decision, Reason> {
         let path = policy::normalize_path(req.path).map_err(|_| Reason::BadRequest)?;
         let host = policy::authority_host(req.authority).unwrap_or_default();
-        let rule = policy::first_match(&self.rules, &path, req.method, &host).ok_or(Reason::NoRule)?;
+        let rule =
+            policy::first_match(&self.rules, &path, req.method, &host).ok_or(Reason::NoRule)?;
         let (scopes, roles) = match &rule.action {
             Action::Deny => return Err(Reason::Denied),
             Action::Anonymous => {
@@ -243,7 +244,10 @@ impl Config {
             }
         }
         if !self.issuers.is_empty()
-            && !claims.iss.as_ref().is_some_and(|iss| self.issuers.contains(iss))
+            && !claims
+                .iss
+                .as_ref()
+                .is_some_and(|iss| self.issuers.contains(iss))
         {
             return Err(Reason::WrongIssuer);
         }
@@ -330,7 +334,12 @@ impl Config {
                 return Err(Reason::InsufficientScope);
             }
         }
-        if !roles.is_empty() && !verified.claims().all_roles().any(|r| roles.iter().any(|x| x == r)) {
+        if !roles.is_empty()
+            && !verified
+                .claims()
+                .all_roles()
+                .any(|r| roles.iter().any(|x| x == r))
+        {
             return Err(Reason::InsufficientScope);
         }
         Ok(())
@@ -408,7 +417,9 @@ impl Config {
         if !self.forward_token {
             match source {
                 TokenSource::Header { name, .. } => v.remove_headers.push(name.clone()),
-                TokenSource::Query(param) => v.new_path = Some(without_query_param(req.path, param)),
+                TokenSource::Query(param) => {
+                    v.new_path = Some(without_query_param(req.path, param))
+                }
                 TokenSource::Cookie(name) => {
                     v.new_cookie = Some(without_cookie(req.header("cookie").unwrap_or(&[]), name))
                 }
@@ -419,8 +430,14 @@ impl Config {
 }
 
 fn trim(value: &[u8]) -> &[u8] {
-    let start = value.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(value.len());
-    let end = value.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |i| i + 1);
+    let start = value
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(value.len());
+    let end = value
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |i| i + 1);
     value.get(start..end).unwrap_or(&[])
 }
 
@@ -489,7 +506,10 @@ fn query_param<'p>(path: &'p [u8], name: &str) -> Result<Option<Cow<'p, [u8]>>, 
     let mut found = None;
     for pair in query.split(|b| *b == b'&') {
         let (key, value) = match pair.iter().position(|b| *b == b'=') {
-            Some(i) => (pair.get(..i).unwrap_or(&[]), pair.get(i + 1..).unwrap_or(&[])),
+            Some(i) => (
+                pair.get(..i).unwrap_or(&[]),
+                pair.get(i + 1..).unwrap_or(&[]),
+            ),
             None => (pair, &[][..]),
         };
         if *percent_decode(key)? == *name.as_bytes() {
@@ -534,7 +554,10 @@ fn cookie_pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     header.split(|b| *b == b';').map(|pair| {
         let pair = trim(pair);
         match pair.iter().position(|b| *b == b'=') {
-            Some(i) => (trim(pair.get(..i).unwrap_or(&[])), trim(pair.get(i + 1..).unwrap_or(&[]))),
+            Some(i) => (
+                trim(pair.get(..i).unwrap_or(&[])),
+                trim(pair.get(i + 1..).unwrap_or(&[])),
+            ),
             None => (pair, &[][..]),
         }
     })
@@ -569,7 +592,10 @@ fn without_cookie(header: &[u8], name: &str) -> Option<String> {
         .map(trim)
         .filter(|pair| !pair.is_empty())
         .filter(|pair| {
-            let key = pair.iter().position(|b| *b == b'=').map_or(*pair, |i| pair.get(..i).unwrap_or(&[]));
+            let key = pair
+                .iter()
+                .position(|b| *b == b'=')
+                .map_or(*pair, |i| pair.get(..i).unwrap_or(&[]));
             trim(key) != name.as_bytes()
         })
         .map(|pair| String::from_utf8_lossy(pair).into_owned())

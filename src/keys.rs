@@ -261,7 +261,13 @@ mod tests {
     #[test]
     fn refuses_secret_shorter_than_hash() {
         let err = Key::new(KeyId("k".into()), Alg::Hs384, &[7; 47]).unwrap_err();
-        assert_eq!(err, SecretError::TooShort { alg: Alg::Hs384, len: 47 });
+        assert_eq!(
+            err,
+            SecretError::TooShort {
+                alg: Alg::Hs384,
+                len: 47
+            }
+        );
         assert!(Key::new(KeyId("k".into()), Alg::Hs384, &[7; 48]).is_ok());
     }
 
@@ -274,14 +280,26 @@ mod tests {
             base64::engine::general_purpose::URL_SAFE.encode(&bytes),
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&bytes),
         ] {
-            assert_eq!(decode_secret(&text, SecretEncoding::Base64).unwrap(), bytes, "{text}");
+            assert_eq!(
+                decode_secret(&text, SecretEncoding::Base64).unwrap(),
+                bytes,
+                "{text}"
+            );
         }
-        assert_eq!(decode_secret("not base64!", SecretEncoding::Base64), Err(SecretError::NotBase64));
+        assert_eq!(
+            decode_secret("not base64!", SecretEncoding::Base64),
+            Err(SecretError::NotBase64)
+        );
     }
 
     #[test]
     fn debug_never_prints_the_secret() {
-        let key = Key::new(KeyId("k1".into()), Alg::Hs256, b"0123456789abcdef0123456789abcdef").unwrap();
+        let key = Key::new(
+            KeyId("k1".into()),
+            Alg::Hs256,
+            b"0123456789abcdef0123456789abcdef",
+        )
+        .unwrap();
         let text = format!("{key:?}");
         assert!(text.contains("[redacted]"));
         assert!(!text.contains("0123456789"));
@@ -289,7 +307,9 @@ mod tests {
 
     #[test]
     fn key_decides_the_algorithm() {
-        let set = KeySet::new(vec![Key::new(KeyId("a".into()), Alg::Hs256, &[1; 32]).unwrap()]);
+        let set = KeySet::new(vec![
+            Key::new(KeyId("a".into()), Alg::Hs256, &[1; 32]).unwrap()
+        ]);
         assert!(set.select(Some("a"), Alg::Hs256).is_some());
         assert!(set.select(None, Alg::Hs256).is_some());
         assert!(set.select(Some("a"), Alg::Hs512).is_none());

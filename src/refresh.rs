@@ -33,7 +33,13 @@ pub struct RefreshRequest<'a> {
 }
 
 /// RFC 6749 §5.2 error codes.
-fn error_answer(status: u32, error: &str, description: &str, reason: Reason, verdict: Verdict) -> RefreshAnswer {
+fn error_answer(
+    status: u32,
+    error: &str,
+    description: &str,
+    reason: Reason,
+    verdict: Verdict,
+) -> RefreshAnswer {
     let body = serde_json::json!({
         "error": error,
         "error_description": description,
@@ -59,7 +65,13 @@ fn no_store_headers() -> Vec<(&'static str, String)> {
 }
 
 fn invalid_request(description: &str, verdict: Verdict) -> RefreshAnswer {
-    error_answer(400, "invalid_request", description, Reason::BadRequest, verdict)
+    error_answer(
+        400,
+        "invalid_request",
+        description,
+        Reason::BadRequest,
+        verdict,
+    )
 }
 
 /// Parses an `application/x-www-form-urlencoded` body; a repeated parameter
@@ -68,7 +80,10 @@ fn form(body: &[u8]) -> Result<Vec<(String, String)>, &'static str> {
     let mut out: Vec<(String, String)> = Vec::new();
     for pair in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
         let (k, v) = match pair.iter().position(|b| *b == b'=') {
-            Some(i) => (pair.get(..i).unwrap_or(&[]), pair.get(i + 1..).unwrap_or(&[])),
+            Some(i) => (
+                pair.get(..i).unwrap_or(&[]),
+                pair.get(i + 1..).unwrap_or(&[]),
+            ),
             None => (pair, &[][..]),
         };
         let k = form_decode(k).ok_or("the body is not valid form encoding")?;
@@ -106,7 +121,9 @@ fn is_form(content_type: Option<&[u8]>) -> bool {
     let Some(ct) = content_type else { return false };
     let essence = ct.split(|b| *b == b';').next().unwrap_or(&[]);
     let essence = String::from_utf8_lossy(essence);
-    essence.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded")
+    essence
+        .trim()
+        .eq_ignore_ascii_case("application/x-www-form-urlencoded")
 }
 
 impl Config {
@@ -141,7 +158,12 @@ impl Config {
             Ok(p) => p,
             Err(why) => return invalid_request(why, v),
         };
-        let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let param = |name: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
         match param("grant_type") {
             None => return invalid_request("grant_type is missing", v),
             Some("refresh_token") => {}
@@ -159,7 +181,13 @@ impl Config {
             return invalid_request("refresh_token is missing", v);
         };
         if self.require_tls && !conn.is_tls() {
-            return error_answer(400, "invalid_request", Reason::TlsRequired.description(), Reason::TlsRequired, v);
+            return error_answer(
+                400,
+                "invalid_request",
+                Reason::TlsRequired.description(),
+                Reason::TlsRequired,
+                v,
+            );
         }
         let verified = match self.verify_token(token, conn, revocations, now, &mut v) {
             Ok(t) => t,
@@ -172,7 +200,9 @@ impl Config {
                     v,
                 )
             }
-            Err(reason) => return error_answer(400, "invalid_grant", reason.description(), reason, v),
+            Err(reason) => {
+                return error_answer(400, "invalid_grant", reason.description(), reason, v)
+            }
         };
         if verified.token_type() != TokenType::Refresh {
             return error_answer(

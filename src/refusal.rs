@@ -242,7 +242,11 @@ mod tests {
             ("insufficient_scope", 403, Some("insufficient_scope")),
             ("denied", 403, Some("access_denied")),
             ("no_rule", 403, Some("access_denied")),
-            ("revocation_unavailable", 503, Some("temporarily_unavailable")),
+            (
+                "revocation_unavailable",
+                503,
+                Some("temporarily_unavailable"),
+            ),
         ];
         assert_eq!(table.len(), Reason::ALL.len());
         for (reason, (name, status, code)) in Reason::ALL.iter().zip(table) {
@@ -256,7 +260,9 @@ mod tests {
     fn missing_token_challenge_has_no_error() {
         let r = refusal_response(Reason::Missing, "orders-api", &[]);
         assert_eq!(r.status, 401);
-        assert!(r.headers.contains(&("www-authenticate", "Bearer realm=\"orders-api\"".into())));
+        assert!(r
+            .headers
+            .contains(&("www-authenticate", "Bearer realm=\"orders-api\"".into())));
         let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(body["error"], "unauthorized");
         assert_eq!(body["reason"], "missing");
@@ -270,7 +276,11 @@ mod tests {
             &["orders:read".into(), "orders:write".into()],
         );
         assert_eq!(r.status, 403);
-        let (_, challenge) = r.headers.iter().find(|(n, _)| *n == "www-authenticate").unwrap();
+        let (_, challenge) = r
+            .headers
+            .iter()
+            .find(|(n, _)| *n == "www-authenticate")
+            .unwrap();
         assert_eq!(
             challenge,
             "Bearer realm=\"api\", error=\"insufficient_scope\", error_description=\"the token lacks a required scope or role\", scope=\"orders:read orders:write\""
@@ -279,9 +289,17 @@ mod tests {
 
     #[test]
     fn forbidden_refusals_other_than_scope_have_no_challenge() {
-        for reason in [Reason::Denied, Reason::NoRule, Reason::TlsRequired, Reason::BadRequest] {
+        for reason in [
+            Reason::Denied,
+            Reason::NoRule,
+            Reason::TlsRequired,
+            Reason::BadRequest,
+        ] {
             let r = refusal_response(reason, "api", &[]);
-            assert!(r.headers.iter().all(|(n, _)| *n != "www-authenticate"), "{reason}");
+            assert!(
+                r.headers.iter().all(|(n, _)| *n != "www-authenticate"),
+                "{reason}"
+            );
             assert_eq!(r.headers[0], ("content-type", "application/json".into()));
         }
     }

@@ -42,7 +42,10 @@ impl Published {
 }
 
 /// Reads and checks the published snapshot through `get`.
-pub fn read_snapshot(get: impl Fn(&str) -> Option<Vec<u8>>, _published: &Published) -> Option<Snapshot> {
+pub fn read_snapshot(
+    get: impl Fn(&str) -> Option<Vec<u8>>,
+    _published: &Published,
+) -> Option<Snapshot> {
     Snapshot::from_bytes(get(SNAPSHOT_KEY)?).ok()
 }
 
@@ -65,7 +68,10 @@ mod tests {
 
     #[test]
     fn state_record_roundtrips() {
-        let p = Published { generation: 42, last_fetch: 1_764_259_200 };
+        let p = Published {
+            generation: 42,
+            last_fetch: 1_764_259_200,
+        };
         assert_eq!(Published::decode(&p.encode()), Some(p));
         assert_eq!(Published::decode(&[0; 15]), None);
     }

@@ -176,7 +176,8 @@ pub struct NumericDate(f64);
 
 impl NumericDate {
     pub fn new(value: f64) -> Option<NumericDate> {
-        (value.is_finite() && (0.0..=MAX_NUMERIC_DATE).contains(&value)).then_some(NumericDate(value))
+        (value.is_finite() && (0.0..=MAX_NUMERIC_DATE).contains(&value))
+            .then_some(NumericDate(value))
     }
 
     pub fn get(self) -> f64 {
@@ -289,8 +290,20 @@ impl Claims {
 /// The names of registered claims with a fixed meaning; these are never
 /// captured as extra claims.
 pub const KNOWN_CLAIMS: [&str; 14] = [
-    "exp", "nbf", "iat", "iss", "sub", "jti", "aud", "scope", "scp", "role", "roles", "token_use",
-    "cnf", "typ",
+    "exp",
+    "nbf",
+    "iat",
+    "iss",
+    "sub",
+    "jti",
+    "aud",
+    "scope",
+    "scp",
+    "role",
+    "roles",
+    "token_use",
+    "cnf",
+    "typ",
 ];
 
 struct ClaimsVisitor<'s> {
@@ -321,7 +334,12 @@ impl<'de> Visitor<'de> for ClaimsVisitor<'_> {
                 "aud" => c.aud = Some(map.next_value::<Audience>()?.0),
                 "scope" => {
                     let s = checked_string(&mut map)?;
-                    c.scope = Some(s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect());
+                    c.scope = Some(
+                        s.split(' ')
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_owned)
+                            .collect(),
+                    );
                 }
                 "scp" => c.scp = Some(map.next_value::<Strings>()?.0),
                 "roles" => c.roles = Some(map.next_value::<Strings>()?.0),
@@ -570,7 +588,6 @@ impl<'de> de::Deserialize<'de> for Captured {
     }
 }
 
-
 /// A token whose MAC was verified under a configured key. Only
 /// [`verify`] makes one, so holding a `Verified` means the check ran.
 #[derive(Debug)]
@@ -634,7 +651,8 @@ pub fn verify<'k>(
 /// Signs `claims` (a JSON object) with `key`, with header
 /// `{"alg", "typ", "kid"}`. Used by the CLI and by refresh.
 pub fn sign(claims: &serde_json::Value, key: &Key, typ: &str) -> String {
-    let header = serde_json::json!({"alg": key.alg().name(), "typ": typ, "kid": key.kid().as_str()});
+    let header =
+        serde_json::json!({"alg": key.alg().name(), "typ": typ, "kid": key.kid().as_str()});
     let mut out = b64url_encode(header.to_string().as_bytes());
     out.push('.');
     out.push_str(&b64url_encode(claims.to_string().as_bytes()));
@@ -655,7 +673,11 @@ mod tests {
 
     /// Signs arbitrary header and payload text, for crafting attack tokens.
     fn craft(header: &str, payload: &str, key: &Key) -> String {
-        let input = format!("{}.{}", b64url_encode(header.as_bytes()), b64url_encode(payload.as_bytes()));
+        let input = format!(
+            "{}.{}",
+            b64url_encode(header.as_bytes()),
+            b64url_encode(payload.as_bytes())
+        );
         let tag = key.sign(input.as_bytes());
         format!("{input}.{}", b64url_encode(&tag))
     }
@@ -758,7 +780,10 @@ mod tests {
         let good = craft(r#"{"alg":"HS256"}"#, r#"{"sub":"ab"}"#, &k);
         assert!(check(&good, &keys).is_ok());
         let (h, rest) = good.split_once('.').unwrap();
-        assert_eq!(check(&format!("{h}=.{rest}"), &keys), Err(Reason::Malformed));
+        assert_eq!(
+            check(&format!("{h}=.{rest}"), &keys),
+            Err(Reason::Malformed)
+        );
         // Standard-alphabet characters.
         let std_sig = good.replace('-', "+").replace('_', "/");
         if std_sig != good {
@@ -779,10 +804,16 @@ mod tests {
         let (keys, k) = one_key();
         let good = craft(r#"{"alg":"HS256"}"#, r#"{}"#, &k);
         assert_eq!(check(&format!("{good}.x"), &keys), Err(Reason::Malformed));
-        assert_eq!(check(good.rsplit_once('.').unwrap().0, &keys), Err(Reason::Malformed));
+        assert_eq!(
+            check(good.rsplit_once('.').unwrap().0, &keys),
+            Err(Reason::Malformed)
+        );
         assert_eq!(check("", &keys), Err(Reason::Malformed));
         assert_eq!(check("..", &keys), Err(Reason::Malformed));
-        assert_eq!(verify(&good, &keys, good.len() - 1, &ClaimSpec::default()).err(), Some(Reason::Malformed));
+        assert_eq!(
+            verify(&good, &keys, good.len() - 1, &ClaimSpec::default()).err(),
+            Some(Reason::Malformed)
+        );
     }
 
     #[test]
@@ -790,7 +821,10 @@ mod tests {
         let (keys, k) = one_key();
         let good = craft(r#"{"alg":"HS256"}"#, r#"{}"#, &k);
         let (hp, _) = good.rsplit_once('.').unwrap();
-        assert_eq!(check(&format!("{hp}.{}", b64url_encode(&[0; 16])), &keys), Err(Reason::BadSignature));
+        assert_eq!(
+            check(&format!("{hp}.{}", b64url_encode(&[0; 16])), &keys),
+            Err(Reason::BadSignature)
+        );
         assert_eq!(check(&format!("{hp}."), &keys), Err(Reason::BadSignature));
     }
 
@@ -813,7 +847,15 @@ mod tests {
     fn rejects_negative_exp_instead_of_wrapping() {
         // jwt-simple fixed a negative exp read as a huge unsigned value.
         let (keys, k) = one_key();
-        for exp in ["-1", "-1.5", "9007199254740993", "1e300", "true", "null", "[1]"] {
+        for exp in [
+            "-1",
+            "-1.5",
+            "9007199254740993",
+            "1e300",
+            "true",
+            "null",
+            "[1]",
+        ] {
             let t = craft(r#"{"alg":"HS256"}"#, &format!(r#"{{"exp":{exp}}}"#), &k);
             assert_eq!(check(&t, &keys), Err(Reason::Malformed), "{exp}");
         }
@@ -822,7 +864,11 @@ mod tests {
     #[test]
     fn accepts_fractional_and_boundary_dates() {
         let (keys, k) = one_key();
-        let t = craft(r#"{"alg":"HS256"}"#, r#"{"exp":1700000000.5,"iat":0,"nbf":9007199254740992}"#, &k);
+        let t = craft(
+            r#"{"alg":"HS256"}"#,
+            r#"{"exp":1700000000.5,"iat":0,"nbf":9007199254740992}"#,
+            &k,
+        );
         let c = check(&t, &keys).unwrap();
         assert_eq!(c.exp.unwrap().to_decimal(), "1700000000.5");
         assert_eq!(c.iat.unwrap().get(), 0.0);
@@ -832,11 +878,19 @@ mod tests {
     fn rejects_control_characters_in_read_claims() {
         let (keys, k) = one_key();
         for claim in ["iss", "sub", "jti", "role", "scope"] {
-            let t = craft(r#"{"alg":"HS256"}"#, &format!(r#"{{"{claim}":"a\r\nX-Injected: 1"}}"#), &k);
+            let t = craft(
+                r#"{"alg":"HS256"}"#,
+                &format!(r#"{{"{claim}":"a\r\nX-Injected: 1"}}"#),
+                &k,
+            );
             assert_eq!(check(&t, &keys), Err(Reason::Malformed), "{claim}");
         }
         for claim in ["aud", "scp", "roles"] {
-            let t = craft(r#"{"alg":"HS256"}"#, &format!(r#"{{"{claim}":["ok","a\u007f"]}}"#), &k);
+            let t = craft(
+                r#"{"alg":"HS256"}"#,
+                &format!(r#"{{"{claim}":["ok","a\u007f"]}}"#),
+                &k,
+            );
             assert_eq!(check(&t, &keys), Err(Reason::Malformed), "{claim}");
         }
         let t = craft(r#"{"alg":"HS256","kid":"k1\u0000"}"#, r#"{}"#, &k);
@@ -871,7 +925,14 @@ mod tests {
     #[test]
     fn rejects_bad_typ_and_accepts_the_listed_ones() {
         let (keys, k) = one_key();
-        for typ in ["JWT", "jwt", "at+jwt", "application/at+JWT", "rt+jwt", "APPLICATION/jwt"] {
+        for typ in [
+            "JWT",
+            "jwt",
+            "at+jwt",
+            "application/at+JWT",
+            "rt+jwt",
+            "APPLICATION/jwt",
+        ] {
             let t = craft(&format!(r#"{{"alg":"HS256","typ":"{typ}"}}"#), "{}", &k);
             assert!(check(&t, &keys).is_ok(), "{typ}");
         }
@@ -893,7 +954,11 @@ mod tests {
     #[test]
     fn ignores_key_url_header_members() {
         let (keys, k) = one_key();
-        let t = craft(r#"{"alg":"HS256","jku":"https://evil/","x5u":"https://evil/","jwk":{"kty":"oct","k":"AA"}}"#, "{}", &k);
+        let t = craft(
+            r#"{"alg":"HS256","jku":"https://evil/","x5u":"https://evil/","jwk":{"kty":"oct","k":"AA"}}"#,
+            "{}",
+            &k,
+        );
         assert!(check(&t, &keys).is_ok());
     }
 
@@ -908,15 +973,32 @@ mod tests {
     #[test]
     fn captures_extra_claims_by_type() {
         let (keys, k) = one_key();
-        let spec = ClaimSpec { extra: vec!["tenant".into(), "level".into(), "groups".into(), "obj".into()] };
-        let t = craft(r#"{"alg":"HS256"}"#, r#"{"tenant":"acme","level":3,"groups":["a","b"],"obj":{"x":1}}"#, &k);
+        let spec = ClaimSpec {
+            extra: vec![
+                "tenant".into(),
+                "level".into(),
+                "groups".into(),
+                "obj".into(),
+            ],
+        };
+        let t = craft(
+            r#"{"alg":"HS256"}"#,
+            r#"{"tenant":"acme","level":3,"groups":["a","b"],"obj":{"x":1}}"#,
+            &k,
+        );
         let c = verify(&t, &keys, 4096, &spec).unwrap().claims().clone();
-        assert_eq!(c.extra, vec![
-            ("tenant".into(), ClaimValue::Str("acme".into())),
-            ("level".into(), ClaimValue::Num("3".into())),
-            ("groups".into(), ClaimValue::Strs(vec!["a".into(), "b".into()])),
-            ("obj".into(), ClaimValue::Other),
-        ]);
+        assert_eq!(
+            c.extra,
+            vec![
+                ("tenant".into(), ClaimValue::Str("acme".into())),
+                ("level".into(), ClaimValue::Num("3".into())),
+                (
+                    "groups".into(),
+                    ClaimValue::Strs(vec!["a".into(), "b".into()])
+                ),
+                ("obj".into(), ClaimValue::Other),
+            ]
+        );
     }
 
     #[test]

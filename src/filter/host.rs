@@ -17,7 +17,10 @@ pub fn warn(message: &str) {
 }
 
 pub fn debug_enabled() -> bool {
-    matches!(hostcalls::get_log_level(), Ok(LogLevel::Trace | LogLevel::Debug))
+    matches!(
+        hostcalls::get_log_level(),
+        Ok(LogLevel::Trace | LogLevel::Debug)
+    )
 }
 
 /// Unix seconds from the host clock (0 if the host cannot tell).
@@ -38,9 +41,13 @@ pub fn root_id() -> Option<String> {
 }
 
 pub fn plugin_configuration() -> Option<Vec<u8>> {
-    hostcalls::get_buffer(proxy_wasm::types::BufferType::PluginConfiguration, 0, usize::MAX)
-        .ok()
-        .flatten()
+    hostcalls::get_buffer(
+        proxy_wasm::types::BufferType::PluginConfiguration,
+        0,
+        usize::MAX,
+    )
+    .ok()
+    .flatten()
 }
 
 /// Sets filter state `wasm.<name>` for access logs; ignored outside a request.

@@ -35,7 +35,8 @@ impl Metrics {
         Metrics {
             allowed: Metric::counter("tokengate.allowed"),
             anonymous: Metric::counter("tokengate.anonymous"),
-            denied: Reason::ALL.map(|r| Metric::counter(&format!("tokengate.denied.{}", r.as_str()))),
+            denied: Reason::ALL
+                .map(|r| Metric::counter(&format!("tokengate.denied.{}", r.as_str()))),
         }
     }
 
@@ -112,7 +113,9 @@ impl GateRoot {
         if shared.config.revocation.is_none() {
             return;
         }
-        let Some(published) = host::shared_data(shared::STATE_KEY).and_then(|b| Published::decode(&b)) else {
+        let Some(published) =
+            host::shared_data(shared::STATE_KEY).and_then(|b| Published::decode(&b))
+        else {
             return;
         };
         let mut list = shared.list.borrow_mut();
@@ -125,7 +128,9 @@ impl GateRoot {
                 list.snapshot = Some(snapshot);
                 list.generation = Some(published.generation);
             }
-            None => host::warn("the published revocation snapshot is unreadable; keeping the one in force"),
+            None => host::warn(
+                "the published revocation snapshot is unreadable; keeping the one in force",
+            ),
         }
     }
 
@@ -152,7 +157,9 @@ impl Gate {
     /// Answers a request on the refresh path, from its buffered body.
     fn answer_refresh(&mut self, body: &[u8]) {
         let shared = Rc::clone(&self.shared);
-        let Some((method, content_type)) = self.refresh.take() else { return };
+        let Some((method, content_type)) = self.refresh.take() else {
+            return;
+        };
         let mut jti = [0u8; 16];
         let answer = if getrandom::getrandom(&mut jti).is_err() {
             None
@@ -167,14 +174,22 @@ impl Gate {
                 content_type: content_type.as_deref(),
                 body,
             };
-            Some(shared.config.refresh(&req, &HostConnection, revocations, host::now_secs(), jti))
+            Some(
+                shared
+                    .config
+                    .refresh(&req, &HostConnection, revocations, host::now_secs(), jti),
+            )
         };
         let Some(answer) = answer else {
             let _ = hostcalls::send_http_response(503, vec![("content-type", "application/json")], Some(br#"{"error":"temporarily_unavailable","error_description":"no randomness available"}"#));
             return;
         };
         record(&shared, &answer.verdict);
-        let headers: Vec<(&str, &str)> = answer.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let headers: Vec<(&str, &str)> = answer
+            .headers
+            .iter()
+            .map(|(n, v)| (*n, v.as_str()))
+            .collect();
         let _ = hostcalls::send_http_response(answer.status, headers, Some(answer.body.as_bytes()));
     }
 }
@@ -264,8 +279,16 @@ impl HttpContext for Gate {
                     ),
                 );
             }
-            let headers: Vec<(&str, &str)> = response.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-            let _ = hostcalls::send_http_response(response.status, headers, Some(response.body.as_bytes()));
+            let headers: Vec<(&str, &str)> = response
+                .headers
+                .iter()
+                .map(|(n, v)| (*n, v.as_str()))
+                .collect();
+            let _ = hostcalls::send_http_response(
+                response.status,
+                headers,
+                Some(response.body.as_bytes()),
+            );
             return Action::Pause;
         }
 
@@ -301,10 +324,11 @@ impl HttpContext for Gate {
             // Envoy buffers the body until the last chunk.
             return Action::Pause;
         }
-        let body = hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpRequestBody, 0, body_size)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let body =
+            hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpRequestBody, 0, body_size)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
         self.answer_refresh(&body);
         Action::Pause
     }

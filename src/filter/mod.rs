@@ -87,7 +87,10 @@ impl RootContext for Dispatch {
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn proxy_wasm::traits::HttpContext>> {
+    fn create_http_context(
+        &self,
+        _context_id: u32,
+    ) -> Option<Box<dyn proxy_wasm::traits::HttpContext>> {
         match self {
             Dispatch::Filter(root) => root.create_http_context(),
             _ => None,

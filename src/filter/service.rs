@@ -100,7 +100,10 @@ impl Poller {
             return;
         }
         self.last_poll_ms = Some(now);
-        let etag = self.etag.as_deref().and_then(|e| std::str::from_utf8(e).ok());
+        let etag = self
+            .etag
+            .as_deref()
+            .and_then(|e| std::str::from_utf8(e).ok());
         let mut headers = vec![
             (":method", "GET"),
             (":path", config.path.as_str()),
@@ -117,7 +120,10 @@ impl Poller {
             Duration::from_millis(config.timeout_ms),
         ) {
             Ok(token) => self.in_flight = Some(token),
-            Err(status) => self.fail(&format!("cannot call cluster {:?}: {status:?}", config.cluster)),
+            Err(status) => self.fail(&format!(
+                "cannot call cluster {:?}: {status:?}",
+                config.cluster
+            )),
         }
     }
 
@@ -128,7 +134,13 @@ impl Poller {
         host::warn(&format!("fetch failed, keeping the list in force: {why}"));
     }
 
-    pub fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+    pub fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
         if self.in_flight != Some(token) {
             return;
         }
@@ -163,12 +175,19 @@ impl Poller {
             other => return Err(format!("status {}", String::from_utf8_lossy(other))),
         }
         if body_size > config.max_bytes {
-            return Err(format!("body of {body_size} bytes is over max_bytes ({})", config.max_bytes));
+            return Err(format!(
+                "body of {body_size} bytes is over max_bytes ({})",
+                config.max_bytes
+            ));
         }
-        let body = hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpCallResponseBody, 0, body_size)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let body = hostcalls::get_buffer(
+            proxy_wasm::types::BufferType::HttpCallResponseBody,
+            0,
+            body_size,
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default();
         let doc = match &config.verify_key {
             Some(key) => Document::parse_signed(&body, key),
             None => Document::parse_json(&body),
@@ -180,7 +199,10 @@ impl Poller {
         if let Some(in_force) = self.version {
             if doc.version < in_force {
                 metrics.rollback_refused.increment();
-                return Err(format!("version {} is lower than {in_force} in force (rollback refused)", doc.version));
+                return Err(format!(
+                    "version {} is lower than {in_force} in force (rollback refused)",
+                    doc.version
+                ));
             }
             if doc.version == in_force {
                 // Same list: a fresh fetch that changes nothing.
