@@ -88,7 +88,13 @@ struct Req {
 }
 
 fn get(path: &str) -> Req {
-    Req { method: "GET", path: path.into(), authority: "api.example.com".into(), headers: vec![], tls: true }
+    Req {
+        method: "GET",
+        path: path.into(),
+        authority: "api.example.com".into(),
+        headers: vec![],
+        tls: true,
+    }
 }
 
 impl Req {
@@ -110,11 +116,26 @@ impl Req {
             authority: self.authority.as_bytes(),
             headers: &self.headers,
         };
-        config.decide(&req, &FixedConnection { tls: self.tls, peer_certificate_sha256: None }, revocations, now)
+        config.decide(
+            &req,
+            &FixedConnection {
+                tls: self.tls,
+                peer_certificate_sha256: None,
+            },
+            revocations,
+            now,
+        )
     }
     fn run(&self, config: &Config) -> Verdict {
         let empty = fresh_list(&[]);
-        self.run_with(config, Revocations { list: Some(&empty), last_fetch: Some(NOW) }, NOW)
+        self.run_with(
+            config,
+            Revocations {
+                list: Some(&empty),
+                last_fetch: Some(NOW),
+            },
+            NOW,
+        )
     }
     fn decision(&self) -> Decision {
         self.run(&config()).decision
@@ -122,7 +143,14 @@ impl Req {
 }
 
 fn fresh_list(entries: &[Entry]) -> Snapshot {
-    Snapshot::build(&Document { version: 1, generated_at: None, entries: entries.to_vec() }, NOW)
+    Snapshot::build(
+        &Document {
+            version: 1,
+            generated_at: None,
+            entries: entries.to_vec(),
+        },
+        NOW,
+    )
 }
 
 fn refused(reason: Reason) -> Decision {
@@ -131,21 +159,41 @@ fn refused(reason: Reason) -> Decision {
 
 #[test]
 fn allows_a_valid_token_and_forwards_claims() {
-    let v = get("/orders/7").bearer(&token()).header("x-auth-subject", "spoofed").run(&config());
+    let v = get("/orders/7")
+        .bearer(&token())
+        .header("x-auth-subject", "spoofed")
+        .run(&config());
     assert_eq!(v.decision, Decision::Allow);
     assert!(v.remove_headers.contains(&"x-auth-subject".to_owned()));
     assert!(v.remove_headers.contains(&"authorization".to_owned()));
-    assert!(v.set_headers.contains(&("x-auth-subject".into(), "user-7".into())));
-    assert!(v.set_headers.contains(&("x-auth-scopes".into(), "orders:read".into())));
-    assert!(v.set_headers.contains(&("x-auth-token-id".into(), "t-1".into())));
-    assert!(v.set_headers.contains(&("x-auth-exp".into(), (NOW + 600).to_string())));
-    assert_eq!((v.sub.as_deref(), v.jti.as_deref(), v.kid.as_deref()), (Some("user-7"), Some("t-1"), Some("a")));
+    assert!(v
+        .set_headers
+        .contains(&("x-auth-subject".into(), "user-7".into())));
+    assert!(v
+        .set_headers
+        .contains(&("x-auth-scopes".into(), "orders:read".into())));
+    assert!(v
+        .set_headers
+        .contains(&("x-auth-token-id".into(), "t-1".into())));
+    assert!(v
+        .set_headers
+        .contains(&("x-auth-exp".into(), (NOW + 600).to_string())));
+    assert_eq!(
+        (v.sub.as_deref(), v.jti.as_deref(), v.kid.as_deref()),
+        (Some("user-7"), Some("t-1"), Some("a"))
+    );
 }
 
 #[test]
 fn bad_request_for_a_path_escaping_the_root() {
-    assert_eq!(get("/../orders").bearer(&token()).decision(), refused(Reason::BadRequest));
-    assert_eq!(get("/orders%2F7").bearer(&token()).decision(), refused(Reason::BadRequest));
+    assert_eq!(
+        get("/../orders").bearer(&token()).decision(),
+        refused(Reason::BadRequest)
+    );
+    assert_eq!(
+        get("/orders%2F7").bearer(&token()).decision(),
+        refused(Reason::BadRequest)
+    );
 }
 
 #[test]
@@ -166,7 +214,12 @@ fn bad_request_for_two_tokens() {
 fn missing_without_a_token() {
     assert_eq!(get("/orders").decision(), refused(Reason::Missing));
     // Another scheme yields no token.
-    assert_eq!(get("/orders").header("authorization", "Basic dXNlcjpwdw==").decision(), refused(Reason::Missing));
+    assert_eq!(
+        get("/orders")
+            .header("authorization", "Basic dXNlcjpwdw==")
+            .decision(),
+        refused(Reason::Missing)
+    );
 }
 
 #[test]
@@ -175,38 +228,65 @@ fn tls_required_without_tls() {
     value["require_tls"] = json!(true);
     let mut r = get("/orders").bearer(&token());
     r.tls = false;
-    assert_eq!(r.run(&config_from(value.clone())).decision, refused(Reason::TlsRequired));
+    assert_eq!(
+        r.run(&config_from(value.clone())).decision,
+        refused(Reason::TlsRequired)
+    );
     r.tls = true;
     assert_eq!(r.run(&config_from(value)).decision, Decision::Allow);
 }
 
 #[test]
 fn malformed_token() {
-    assert_eq!(get("/orders").bearer("abc.def").decision(), refused(Reason::Malformed));
-    assert_eq!(get("/orders").bearer(&token_with(|c| c["exp"] = json!("soon"))).decision(), refused(Reason::Malformed));
+    assert_eq!(
+        get("/orders").bearer("abc.def").decision(),
+        refused(Reason::Malformed)
+    );
+    assert_eq!(
+        get("/orders")
+            .bearer(&token_with(|c| c["exp"] = json!("soon")))
+            .decision(),
+        refused(Reason::Malformed)
+    );
     // A required claim missing (jti).
     let t = token_with(|c| {
         c.as_object_mut().unwrap().remove("jti");
     });
-    assert_eq!(get("/orders").bearer(&t).decision(), refused(Reason::Malformed));
+    assert_eq!(
+        get("/orders").bearer(&t).decision(),
+        refused(Reason::Malformed)
+    );
 }
 
 #[test]
 fn unknown_key() {
     let other = Key::new(KeyId("zz".into()), Alg::Hs256, &SECRET_A).unwrap();
-    assert_eq!(get("/orders").bearer(&sign(&claims(), &other, "JWT")).decision(), refused(Reason::UnknownKey));
+    assert_eq!(
+        get("/orders")
+            .bearer(&sign(&claims(), &other, "JWT"))
+            .decision(),
+        refused(Reason::UnknownKey)
+    );
 }
 
 #[test]
 fn bad_signature() {
     let forged = Key::new(KeyId("a".into()), Alg::Hs256, &[0; 32]).unwrap();
-    assert_eq!(get("/orders").bearer(&sign(&claims(), &forged, "JWT")).decision(), refused(Reason::BadSignature));
+    assert_eq!(
+        get("/orders")
+            .bearer(&sign(&claims(), &forged, "JWT"))
+            .decision(),
+        refused(Reason::BadSignature)
+    );
 }
 
 #[test]
 fn expired_at_exp_plus_skew() {
     let t = token_with(|c| c["exp"] = json!(NOW - 30));
-    assert_eq!(get("/orders").bearer(&t).decision(), refused(Reason::Expired));
+    assert_eq!(
+        get("/orders").bearer(&t).decision(),
+        refused(Reason::Expired)
+    );
     let t = token_with(|c| c["exp"] = json!(NOW - 29));
     assert_eq!(get("/orders").bearer(&t).decision(), Decision::Allow);
 }
@@ -214,11 +294,17 @@ fn expired_at_exp_plus_skew() {
 #[test]
 fn not_yet_valid_by_nbf_or_iat() {
     let t = token_with(|c| c["nbf"] = json!(NOW + 31));
-    assert_eq!(get("/orders").bearer(&t).decision(), refused(Reason::NotYetValid));
+    assert_eq!(
+        get("/orders").bearer(&t).decision(),
+        refused(Reason::NotYetValid)
+    );
     let t = token_with(|c| c["nbf"] = json!(NOW + 30));
     assert_eq!(get("/orders").bearer(&t).decision(), Decision::Allow);
     let t = token_with(|c| c["iat"] = json!(NOW + 31));
-    assert_eq!(get("/orders").bearer(&t).decision(), refused(Reason::NotYetValid));
+    assert_eq!(
+        get("/orders").bearer(&t).decision(),
+        refused(Reason::NotYetValid)
+    );
 }
 
 #[test]
@@ -227,25 +313,40 @@ fn lifetime_too_long_or_without_iat() {
         c["iat"] = json!(NOW - 10);
         c["exp"] = json!(NOW - 10 + 86401);
     });
-    assert_eq!(get("/orders").bearer(&t).decision(), refused(Reason::LifetimeTooLong));
+    assert_eq!(
+        get("/orders").bearer(&t).decision(),
+        refused(Reason::LifetimeTooLong)
+    );
     let t = token_with(|c| {
         c.as_object_mut().unwrap().remove("iat");
     });
-    assert_eq!(get("/orders").bearer(&t).decision(), refused(Reason::LifetimeTooLong));
+    assert_eq!(
+        get("/orders").bearer(&t).decision(),
+        refused(Reason::LifetimeTooLong)
+    );
 }
 
 #[test]
 fn wrong_issuer() {
     let t = token_with(|c| c["iss"] = json!("https://evil.example.com"));
-    assert_eq!(get("/orders").bearer(&t).decision(), refused(Reason::WrongIssuer));
+    assert_eq!(
+        get("/orders").bearer(&t).decision(),
+        refused(Reason::WrongIssuer)
+    );
 }
 
 #[test]
 fn wrong_audience_including_empty_array() {
     let t = token_with(|c| c["aud"] = json!(["billing"]));
-    assert_eq!(get("/orders").bearer(&t).decision(), refused(Reason::WrongAudience));
+    assert_eq!(
+        get("/orders").bearer(&t).decision(),
+        refused(Reason::WrongAudience)
+    );
     let t = token_with(|c| c["aud"] = json!([]));
-    assert_eq!(get("/orders").bearer(&t).decision(), refused(Reason::WrongAudience));
+    assert_eq!(
+        get("/orders").bearer(&t).decision(),
+        refused(Reason::WrongAudience)
+    );
     let t = token_with(|c| c["aud"] = json!(["billing", "orders-api"]));
     assert_eq!(get("/orders").bearer(&t).decision(), Decision::Allow);
 }
@@ -253,9 +354,23 @@ fn wrong_audience_including_empty_array() {
 #[test]
 fn revoked_by_static_entry_and_by_list() {
     let t = token_with(|c| c["jti"] = json!("static-revoked"));
-    assert_eq!(get("/orders").bearer(&t).decision(), refused(Reason::Revoked));
-    let list = fresh_list(&[Entry::Sub { sub: "user-7".into(), before: Some(NOW), exp: None }]);
-    let v = get("/orders").bearer(&token()).run_with(&config(), Revocations { list: Some(&list), last_fetch: Some(NOW) }, NOW);
+    assert_eq!(
+        get("/orders").bearer(&t).decision(),
+        refused(Reason::Revoked)
+    );
+    let list = fresh_list(&[Entry::Sub {
+        sub: "user-7".into(),
+        before: Some(NOW),
+        exp: None,
+    }]);
+    let v = get("/orders").bearer(&token()).run_with(
+        &config(),
+        Revocations {
+            list: Some(&list),
+            last_fetch: Some(NOW),
+        },
+        NOW,
+    );
     assert_eq!(v.decision, refused(Reason::Revoked));
 }
 
@@ -263,7 +378,14 @@ fn revoked_by_static_entry_and_by_list() {
 fn revocation_unavailable_when_stale_or_never_fetched() {
     let list = fresh_list(&[]);
     let r = get("/orders").bearer(&token());
-    let stale = r.run_with(&config(), Revocations { list: Some(&list), last_fetch: Some(NOW - 61) }, NOW);
+    let stale = r.run_with(
+        &config(),
+        Revocations {
+            list: Some(&list),
+            last_fetch: Some(NOW - 61),
+        },
+        NOW,
+    );
     assert_eq!(stale.decision, refused(Reason::RevocationUnavailable));
     let never = r.run_with(&config(), Revocations::default(), NOW);
     assert_eq!(never.decision, refused(Reason::RevocationUnavailable));
@@ -276,18 +398,32 @@ fn revocation_unavailable_when_stale_or_never_fetched() {
 #[test]
 fn wrong_token_type_for_a_refresh_token() {
     let t = sign(&claims(), &key_a(), "rt+jwt");
-    assert_eq!(get("/orders").bearer(&t).decision(), refused(Reason::WrongTokenType));
+    assert_eq!(
+        get("/orders").bearer(&t).decision(),
+        refused(Reason::WrongTokenType)
+    );
     let t = token_with(|c| c["token_use"] = json!("refresh"));
-    assert_eq!(get("/orders").bearer(&t).decision(), refused(Reason::WrongTokenType));
+    assert_eq!(
+        get("/orders").bearer(&t).decision(),
+        refused(Reason::WrongTokenType)
+    );
 }
 
 #[test]
 fn insufficient_scope_names_the_rule_scopes() {
-    let v = get("/orders").method("POST").bearer(&token()).run(&config());
+    let v = get("/orders")
+        .method("POST")
+        .bearer(&token())
+        .run(&config());
     assert_eq!(v.decision, refused(Reason::InsufficientScope));
     assert_eq!(v.required_scopes, vec!["orders:write".to_owned()]);
     let response = v.response("orders-api").unwrap();
-    let challenge = &response.headers.iter().find(|(n, _)| *n == "www-authenticate").unwrap().1;
+    let challenge = &response
+        .headers
+        .iter()
+        .find(|(n, _)| *n == "www-authenticate")
+        .unwrap()
+        .1;
     assert!(challenge.ends_with("scope=\"orders:write\""), "{challenge}");
 }
 
@@ -299,22 +435,39 @@ fn roles_grant_scopes_and_satisfy_role_rules() {
     });
     let v = get("/orders").method("POST").bearer(&t).run(&config());
     assert_eq!(v.decision, Decision::Allow);
-    assert!(v.set_headers.contains(&("x-auth-scopes".into(), "orders:read orders:write".into())));
-    assert_eq!(get("/admin").bearer(&t).decision(), refused(Reason::InsufficientScope));
+    assert!(v
+        .set_headers
+        .contains(&("x-auth-scopes".into(), "orders:read orders:write".into())));
+    assert_eq!(
+        get("/admin").bearer(&t).decision(),
+        refused(Reason::InsufficientScope)
+    );
     let admin = token_with(|c| c["role"] = json!("admin"));
-    assert_eq!(get("/admin/users").bearer(&admin).decision(), Decision::Allow);
+    assert_eq!(
+        get("/admin/users").bearer(&admin).decision(),
+        Decision::Allow
+    );
     // "*" from the admin role grants every scope.
-    assert_eq!(get("/orders").method("DELETE").bearer(&admin).decision(), Decision::Allow);
+    assert_eq!(
+        get("/orders").method("DELETE").bearer(&admin).decision(),
+        Decision::Allow
+    );
 }
 
 #[test]
 fn denied_by_a_deny_rule() {
-    assert_eq!(get("/internal/x").bearer(&token()).decision(), refused(Reason::Denied));
+    assert_eq!(
+        get("/internal/x").bearer(&token()).decision(),
+        refused(Reason::Denied)
+    );
 }
 
 #[test]
 fn no_rule_is_default_deny() {
-    assert_eq!(get("/elsewhere").bearer(&token()).decision(), refused(Reason::NoRule));
+    assert_eq!(
+        get("/elsewhere").bearer(&token()).decision(),
+        refused(Reason::NoRule)
+    );
     let mut r = get("/api/x").bearer(&token());
     r.authority = "example.com".into();
     assert_eq!(r.decision(), refused(Reason::NoRule));
@@ -324,7 +477,10 @@ fn no_rule_is_default_deny() {
 
 #[test]
 fn anonymous_route_needs_no_token_but_strips_it_and_spoofs() {
-    let v = get("/healthz").bearer("garbage").header("x-auth-subject", "root").run(&config());
+    let v = get("/healthz")
+        .bearer("garbage")
+        .header("x-auth-subject", "root")
+        .run(&config());
     assert_eq!(v.decision, Decision::Anonymous);
     assert!(v.remove_headers.contains(&"authorization".to_owned()));
     assert!(v.remove_headers.contains(&"x-auth-subject".to_owned()));
@@ -337,7 +493,9 @@ fn token_is_cut_from_query_and_cookie() {
     let v = get(&format!("/orders?a=1&access_token={t}&b=2")).run(&config());
     assert_eq!(v.decision, Decision::Allow);
     assert_eq!(v.new_path.as_deref(), Some(&b"/orders?a=1&b=2"[..]));
-    let v = get("/orders").header("cookie", &format!("theme=dark; tg_token={t}")).run(&config());
+    let v = get("/orders")
+        .header("cookie", &format!("theme=dark; tg_token={t}"))
+        .run(&config());
     assert_eq!(v.decision, Decision::Allow);
     assert_eq!(v.new_cookie, Some(Some("theme=dark".into())));
 }
@@ -354,13 +512,18 @@ fn forward_token_keeps_it() {
 #[test]
 fn verified_values_are_not_logged_before_the_mac_holds() {
     let forged = Key::new(KeyId("a".into()), Alg::Hs256, &[0; 32]).unwrap();
-    let v = get("/orders").bearer(&sign(&claims(), &forged, "JWT")).run(&config());
+    let v = get("/orders")
+        .bearer(&sign(&claims(), &forged, "JWT"))
+        .run(&config());
     assert_eq!((v.sub, v.jti, v.kid), (None, None, None));
 }
 
 #[test]
 fn refusal_bodies_carry_error_and_reason() {
-    for (req, reason) in [(get("/orders"), Reason::Missing), (get("/internal"), Reason::Denied)] {
+    for (req, reason) in [
+        (get("/orders"), Reason::Missing),
+        (get("/internal"), Reason::Denied),
+    ] {
         let v = req.run(&config());
         let r = v.response("orders-api").unwrap();
         let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
@@ -372,7 +535,12 @@ fn refusal_bodies_carry_error_and_reason() {
 #[test]
 fn hs384_key_verifies_by_kid() {
     let k = Key::new(KeyId("b".into()), Alg::Hs384, &SECRET_B).unwrap();
-    assert_eq!(get("/orders").bearer(&sign(&claims(), &k, "JWT")).decision(), Decision::Allow);
+    assert_eq!(
+        get("/orders")
+            .bearer(&sign(&claims(), &k, "JWT"))
+            .decision(),
+        Decision::Allow
+    );
 }
 
 #[test]
@@ -384,9 +552,25 @@ fn binding_mismatch_without_the_bound_certificate() {
     let run = |cert: Option<[u8; 32]>| {
         let r = get("/orders").bearer(&t);
         let empty = fresh_list(&[]);
-        let req = Request { method: r.method, path: r.path.as_bytes(), authority: r.authority.as_bytes(), headers: &r.headers };
+        let req = Request {
+            method: r.method,
+            path: r.path.as_bytes(),
+            authority: r.authority.as_bytes(),
+            headers: &r.headers,
+        };
         config()
-            .decide(&req, &FixedConnection { tls: true, peer_certificate_sha256: cert }, Revocations { list: Some(&empty), last_fetch: Some(NOW) }, NOW)
+            .decide(
+                &req,
+                &FixedConnection {
+                    tls: true,
+                    peer_certificate_sha256: cert,
+                },
+                Revocations {
+                    list: Some(&empty),
+                    last_fetch: Some(NOW),
+                },
+                NOW,
+            )
             .decision
     };
     assert_eq!(run(Some(digest)), Decision::Allow);

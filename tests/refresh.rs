@@ -44,8 +44,18 @@ fn post(body: &str) -> RefreshAnswer {
 }
 
 fn send(method: &str, content_type: Option<&str>, body: &str) -> RefreshAnswer {
-    let req = RefreshRequest { method, content_type: content_type.map(str::as_bytes), body: body.as_bytes() };
-    config().refresh(&req, &FixedConnection::default(), Revocations::default(), NOW, [7; 16])
+    let req = RefreshRequest {
+        method,
+        content_type: content_type.map(str::as_bytes),
+        body: body.as_bytes(),
+    };
+    config().refresh(
+        &req,
+        &FixedConnection::default(),
+        Revocations::default(),
+        NOW,
+        [7; 16],
+    )
 }
 
 fn body(a: &RefreshAnswer) -> Value {
@@ -54,7 +64,10 @@ fn body(a: &RefreshAnswer) -> Value {
 
 #[test]
 fn mints_an_access_token_with_the_same_identity() {
-    let a = post(&format!("grant_type=refresh_token&refresh_token={}", refresh_token(|_| {})));
+    let a = post(&format!(
+        "grant_type=refresh_token&refresh_token={}",
+        refresh_token(|_| {})
+    ));
     assert_eq!(a.status, 200, "{}", a.body);
     assert!(a.headers.contains(&("cache-control", "no-store".into())));
     let b = body(&a);
@@ -62,7 +75,13 @@ fn mints_an_access_token_with_the_same_identity() {
     assert_eq!(b["expires_in"], 900);
     assert_eq!(b["scope"], "orders:read orders:write");
     let keys = KeySet::new(vec![key()]);
-    let access = verify(b["access_token"].as_str().unwrap(), &keys, 4096, &ClaimSpec::default()).unwrap();
+    let access = verify(
+        b["access_token"].as_str().unwrap(),
+        &keys,
+        4096,
+        &ClaimSpec::default(),
+    )
+    .unwrap();
     let c = access.claims();
     assert_eq!(c.sub.as_deref(), Some("user-9"));
     assert_eq!(c.iss.as_deref(), Some("https://auth.example.com"));
@@ -75,39 +94,71 @@ fn mints_an_access_token_with_the_same_identity() {
 
 #[test]
 fn down_scopes_on_request_including_role_scopes_and_wildcards() {
-    let a = post(&format!("grant_type=refresh_token&scope=orders%3Aread+metrics:read&refresh_token={}", refresh_token(|_| {})));
+    let a = post(&format!(
+        "grant_type=refresh_token&scope=orders%3Aread+metrics:read&refresh_token={}",
+        refresh_token(|_| {})
+    ));
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(body(&a)["scope"], "orders:read metrics:read");
     let wild = refresh_token(|c| c["scope"] = json!("orders:*"));
-    let a = post(&format!("grant_type=refresh_token&scope=orders:delete&refresh_token={wild}"));
+    let a = post(&format!(
+        "grant_type=refresh_token&scope=orders:delete&refresh_token={wild}"
+    ));
     assert_eq!(a.status, 200, "{}", a.body);
 }
 
 #[test]
 fn invalid_scope_when_asking_for_more() {
-    let a = post(&format!("grant_type=refresh_token&scope=admin&refresh_token={}", refresh_token(|_| {})));
-    assert_eq!((a.status, body(&a)["error"].clone()), (400, json!("invalid_scope")));
+    let a = post(&format!(
+        "grant_type=refresh_token&scope=admin&refresh_token={}",
+        refresh_token(|_| {})
+    ));
+    assert_eq!(
+        (a.status, body(&a)["error"].clone()),
+        (400, json!("invalid_scope"))
+    );
 }
 
 #[test]
 fn access_token_is_refused_as_refresh_token() {
-    let access = sign(&json!({"sub": "u", "exp": NOW + 60, "iss": "https://auth.example.com"}), &key(), "JWT");
+    let access = sign(
+        &json!({"sub": "u", "exp": NOW + 60, "iss": "https://auth.example.com"}),
+        &key(),
+        "JWT",
+    );
     let a = post(&format!("grant_type=refresh_token&refresh_token={access}"));
     let b = body(&a);
-    assert_eq!((a.status, b["error"].as_str(), b["reason"].as_str()), (400, Some("invalid_grant"), Some("wrong_token_type")));
+    assert_eq!(
+        (a.status, b["error"].as_str(), b["reason"].as_str()),
+        (400, Some("invalid_grant"), Some("wrong_token_type"))
+    );
 }
 
 #[test]
 fn token_use_claim_marks_a_refresh_token() {
-    let t = sign(&json!({"sub": "u", "exp": NOW + 60, "iss": "https://auth.example.com", "token_use": "refresh"}), &key(), "JWT");
-    assert_eq!(post(&format!("grant_type=refresh_token&refresh_token={t}")).status, 200);
+    let t = sign(
+        &json!({"sub": "u", "exp": NOW + 60, "iss": "https://auth.example.com", "token_use": "refresh"}),
+        &key(),
+        "JWT",
+    );
+    assert_eq!(
+        post(&format!("grant_type=refresh_token&refresh_token={t}")).status,
+        200
+    );
 }
 
 #[test]
 fn revoked_or_expired_refresh_token_is_invalid_grant() {
     let revoked = refresh_token(|c| c["jti"] = json!("revoked-rt"));
     let a = post(&format!("grant_type=refresh_token&refresh_token={revoked}"));
-    assert_eq!((a.status, body(&a)["error"].clone(), body(&a)["reason"].clone()), (400, json!("invalid_grant"), json!("revoked")));
+    assert_eq!(
+        (
+            a.status,
+            body(&a)["error"].clone(),
+            body(&a)["reason"].clone()
+        ),
+        (400, json!("invalid_grant"), json!("revoked"))
+    );
     let expired = refresh_token(|c| c["exp"] = json!(NOW - 100));
     let a = post(&format!("grant_type=refresh_token&refresh_token={expired}"));
     assert_eq!(body(&a)["reason"], "expired");
@@ -119,14 +170,30 @@ fn request_errors_follow_rfc6749_section_5_2() {
     let t = refresh_token(|_| {});
     let cases = [
         (send("GET", None, ""), "invalid_request"),
-        (send("POST", Some("application/json"), "{}"), "invalid_request"),
+        (
+            send("POST", Some("application/json"), "{}"),
+            "invalid_request",
+        ),
         (post("refresh_token=x"), "invalid_request"),
         (post("grant_type=refresh_token"), "invalid_request"),
-        (post(&format!("grant_type=password&refresh_token={t}")), "unsupported_grant_type"),
-        (post(&format!("grant_type=refresh_token&grant_type=refresh_token&refresh_token={t}")), "invalid_request"),
+        (
+            post(&format!("grant_type=password&refresh_token={t}")),
+            "unsupported_grant_type",
+        ),
+        (
+            post(&format!(
+                "grant_type=refresh_token&grant_type=refresh_token&refresh_token={t}"
+            )),
+            "invalid_request",
+        ),
     ];
     for (a, error) in cases {
-        assert_eq!((a.status, body(&a)["error"].as_str().unwrap()), (400, error), "{}", a.body);
+        assert_eq!(
+            (a.status, body(&a)["error"].as_str().unwrap()),
+            (400, error),
+            "{}",
+            a.body
+        );
         assert!(a.headers.contains(&("cache-control", "no-store".into())));
     }
 }
@@ -136,7 +203,10 @@ fn content_type_parameters_are_allowed() {
     let a = send(
         "POST",
         Some("Application/X-WWW-Form-Urlencoded; charset=UTF-8"),
-        &format!("grant_type=refresh_token&refresh_token={}", refresh_token(|_| {})),
+        &format!(
+            "grant_type=refresh_token&refresh_token={}",
+            refresh_token(|_| {})
+        ),
     );
     assert_eq!(a.status, 200, "{}", a.body);
 }
