@@ -15,7 +15,7 @@ use crate::config::{Config, OnUnavailable, TokenSource};
 use crate::policy::{self, Action, Rule};
 use crate::refusal::{refusal_response, Reason, Response};
 use crate::revocation::{Snapshot, TokenRef};
-use crate::token::{self, ClaimValue, TokenType, Verified};
+use crate::token::{self, ClaimValue, TokenType, Verified, VerifyCache};
 
 /// The parts of a request the gate reads.
 #[derive(Clone, Copy, Debug)]
@@ -150,6 +150,20 @@ impl Config {
         revocations: Revocations<'_>,
         now: u64,
     ) -> Verdict {
+        self.decide_with(req, conn, revocations, now, &mut VerifyCache::new(0))
+    }
+
+    /// [`Config::decide`] with a cache of verified tokens (the filter keeps
+    /// one per worker). The cache only spares parsing and the MAC; every
+    /// other check runs on every request.
+    pub fn decide_with(
+        &self,
+        req: &Request<'_>,
+        conn: &dyn Connection,
+        revocations: Revocations<'_>,
+        now: u64,
+        cache: &mut VerifyCache,
+    ) -> Verdict {
         let mut v = Verdict::empty();
         // Spoofed claim headers go on every request, whatever the outcome.
         for (_, header) in &self.claims_to_headers {
@@ -157,7 +171,7 @@ impl Config {
                 v.remove_headers.push(header.clone());
             }
         }
-        match self.decide_inner(req, conn, revocations, now, &mut v) {
+        match self.decide_inner(req, conn, revocations, now, cache, &mut v) {
             Ok(decision) => v.decision = decision,
             Err(reason) => {
                 v.decision = Decision::Deny(reason);
@@ -173,6 +187,7 @@ impl Config {
         conn: &dyn Connection,
         revocations: Revocations<'_>,
         now: u64,
+        cache: &mut VerifyCache,
         v: &mut Verdict,
     ) -> Result<Decision, Reason> {
         let path = policy::normalize_path(req.path).map_err(|_| Reason::BadRequest)?;
@@ -196,7 +211,7 @@ impl Config {
             return Err(Reason::TlsRequired);
         }
         let token = std::str::from_utf8(&token).map_err(|_| Reason::Malformed)?;
-        let verified = self.verify_access(token, conn, revocations, now, v)?;
+        let verified = self.verify_access(token, conn, revocations, now, cache, v)?;
         self.authorize(&verified, rule, scopes, roles)?;
         self.forward_claims(&verified, v);
         Ok(Decision::Allow)
@@ -210,9 +225,10 @@ impl Config {
         conn: &dyn Connection,
         revocations: Revocations<'_>,
         now: u64,
+        cache: &mut VerifyCache,
         v: &mut Verdict,
     ) -> Result<Verified<'k>, Reason> {
-        let verified = token::verify(token, &self.keys, self.max_token_bytes, &self.claim_spec)?;
+        let verified = cache.verify(token, &self.keys, self.max_token_bytes, &self.claim_spec)?;
         let claims = verified.claims();
         v.kid = Some(verified.key().kid().as_str().to_owned());
         v.sub.clone_from(&claims.sub);
@@ -294,9 +310,10 @@ impl Config {
         conn: &dyn Connection,
         revocations: Revocations<'_>,
         now: u64,
+        cache: &mut VerifyCache,
         v: &mut Verdict,
     ) -> Result<Verified<'k>, Reason> {
-        let verified = self.verify_token(token, conn, revocations, now, v)?;
+        let verified = self.verify_token(token, conn, revocations, now, cache, v)?;
         if verified.token_type() == TokenType::Refresh {
             return Err(Reason::WrongTokenType);
         }

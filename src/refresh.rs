@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::gate::{Connection, Decision, Revocations, Verdict};
 use crate::policy;
 use crate::refusal::Reason;
-use crate::token::{self, b64url_encode, TokenType};
+use crate::token::{self, b64url_encode, TokenType, VerifyCache};
 
 /// The answer to a request on the refresh path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -189,7 +189,14 @@ impl Config {
                 v,
             );
         }
-        let verified = match self.verify_token(token, conn, revocations, now, &mut v) {
+        let verified = match self.verify_token(
+            token,
+            conn,
+            revocations,
+            now,
+            &mut VerifyCache::new(0),
+            &mut v,
+        ) {
             Ok(t) => t,
             Err(Reason::RevocationUnavailable) => {
                 return error_answer(

@@ -11,6 +11,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::rc::Rc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -588,13 +589,20 @@ impl<'de> de::Deserialize<'de> for Captured {
     }
 }
 
-/// A token whose MAC was verified under a configured key. Only
-/// [`verify`] makes one, so holding a `Verified` means the check ran.
+/// What a verified token says: its header and claims.
 #[derive(Debug)]
-pub struct Verified<'k> {
-    key: &'k Key,
+struct Parts {
     header: Header,
     claims: Claims,
+}
+
+/// A token whose MAC was verified under a configured key. Only
+/// [`verify`] and [`VerifyCache`] make one, so holding a `Verified` means
+/// the check ran.
+#[derive(Debug, Clone)]
+pub struct Verified<'k> {
+    key: &'k Key,
+    parts: Rc<Parts>,
 }
 
 impl<'k> Verified<'k> {
@@ -603,18 +611,18 @@ impl<'k> Verified<'k> {
     }
 
     pub fn header(&self) -> &Header {
-        &self.header
+        &self.parts.header
     }
 
     pub fn claims(&self) -> &Claims {
-        &self.claims
+        &self.parts.claims
     }
 
     /// The declared token type: the header's `typ`, else `token_use`.
     pub fn token_type(&self) -> TokenType {
-        match self.header.typ {
+        match self.parts.header.typ {
             Some(TokenType::Refresh) => TokenType::Refresh,
-            _ if self.claims.token_use.as_deref() == Some("refresh") => TokenType::Refresh,
+            _ if self.parts.claims.token_use.as_deref() == Some("refresh") => TokenType::Refresh,
             _ => TokenType::Access,
         }
     }
@@ -643,9 +651,71 @@ pub fn verify<'k>(
     let claims = Claims::parse(&payload, spec)?;
     Ok(Verified {
         key,
-        header,
-        claims,
+        parts: Rc::new(Parts { header, claims }),
     })
+}
+
+/// A bounded cache of tokens whose MAC held, keyed by the whole token.
+///
+/// Direct-mapped: a token's slot is chosen by a hash of its text, and a hit
+/// compares the whole token, never a hash, so two tokens can never be taken
+/// for each other. Only verified tokens enter, so a client without a key
+/// cannot fill it. What a hit skips is the token's parsing and its MAC;
+/// everything that depends on time or on the revocation list (expiry,
+/// revocation) is checked by the caller on every request. Memory is bounded
+/// by `slots` × (`max_token_bytes` + the parsed claims).
+pub struct VerifyCache {
+    slots: Vec<Option<(Box<str>, usize, Rc<Parts>)>>,
+}
+
+impl VerifyCache {
+    /// A cache of `slots` entries (rounded up to a power of two; 0 disables it).
+    pub fn new(slots: usize) -> VerifyCache {
+        let n = if slots == 0 {
+            0
+        } else {
+            slots.next_power_of_two()
+        };
+        VerifyCache {
+            slots: (0..n).map(|_| None).collect(),
+        }
+    }
+
+    fn slot(&self, token: &str) -> Option<usize> {
+        let mask = self.slots.len().checked_sub(1)?;
+        Some(xxhash_rust::xxh3::xxh3_64(token.as_bytes()) as usize & mask)
+    }
+
+    /// [`verify`], answered from the cache when this exact token was
+    /// verified before under the same key set.
+    pub fn verify<'k>(
+        &mut self,
+        token: &str,
+        keys: &'k KeySet,
+        max_bytes: usize,
+        spec: &ClaimSpec,
+    ) -> Result<Verified<'k>, Reason> {
+        let Some(i) = self.slot(token) else {
+            return verify(token, keys, max_bytes, spec);
+        };
+        if let Some(Some((cached, key_index, parts))) = self.slots.get(i) {
+            if **cached == *token {
+                if let Some(key) = keys.iter().nth(*key_index) {
+                    return Ok(Verified {
+                        key,
+                        parts: Rc::clone(parts),
+                    });
+                }
+            }
+        }
+        let verified = verify(token, keys, max_bytes, spec)?;
+        if let Some(key_index) = keys.iter().position(|k| std::ptr::eq(k, verified.key)) {
+            if let Some(slot) = self.slots.get_mut(i) {
+                *slot = Some((token.into(), key_index, Rc::clone(&verified.parts)));
+            }
+        }
+        Ok(verified)
+    }
 }
 
 /// Signs `claims` (a JSON object) with `key`, with header

@@ -579,3 +579,95 @@ fn binding_mismatch_without_the_bound_certificate() {
     // An unbound token needs no certificate.
     assert_eq!(get("/orders").bearer(&token()).decision(), Decision::Allow);
 }
+
+#[test]
+fn cached_tokens_still_expire_and_get_revoked() {
+    use tokengate::token::VerifyCache;
+    let c = config();
+    let mut cache = VerifyCache::new(4);
+    let r = get("/orders").bearer(&token());
+    let empty = fresh_list(&[]);
+    let req = Request {
+        method: r.method,
+        path: r.path.as_bytes(),
+        authority: r.authority.as_bytes(),
+        headers: &r.headers,
+    };
+    let conn = FixedConnection {
+        tls: true,
+        peer_certificate_sha256: None,
+    };
+    let fresh = Revocations {
+        list: Some(&empty),
+        last_fetch: Some(NOW),
+    };
+    assert_eq!(
+        c.decide_with(&req, &conn, fresh, NOW, &mut cache).decision,
+        Decision::Allow
+    );
+    // The same token, now cached, later than exp + skew.
+    let later = NOW + 700;
+    let fresh_later = Revocations {
+        list: Some(&empty),
+        last_fetch: Some(later),
+    };
+    assert_eq!(
+        c.decide_with(&req, &conn, fresh_later, later, &mut cache)
+            .decision,
+        refused(Reason::Expired)
+    );
+    // Revoked after it was cached.
+    let list = fresh_list(&[Entry::Jti {
+        jti: "t-1".into(),
+        exp: None,
+    }]);
+    let revoked = Revocations {
+        list: Some(&list),
+        last_fetch: Some(NOW),
+    };
+    assert_eq!(
+        c.decide_with(&req, &conn, revoked, NOW, &mut cache)
+            .decision,
+        refused(Reason::Revoked)
+    );
+}
+
+#[test]
+fn cache_compares_whole_tokens() {
+    use tokengate::token::VerifyCache;
+    let c = config();
+    // One slot: every token maps to it.
+    let mut cache = VerifyCache::new(1);
+    let conn = FixedConnection {
+        tls: true,
+        peer_certificate_sha256: None,
+    };
+    let empty = fresh_list(&[]);
+    let fresh = Revocations {
+        list: Some(&empty),
+        last_fetch: Some(NOW),
+    };
+    let good = token();
+    let forged = {
+        let (hp, _) = good.rsplit_once('.').unwrap();
+        format!("{hp}.{}", tokengate::token::b64url_encode(&[0; 32]))
+    };
+    for (t, expect) in [
+        (&good, Decision::Allow),
+        (&forged, refused(Reason::BadSignature)),
+        (&good, Decision::Allow),
+        (&forged, refused(Reason::BadSignature)),
+    ] {
+        let r = get("/orders").bearer(t);
+        let req = Request {
+            method: r.method,
+            path: r.path.as_bytes(),
+            authority: r.authority.as_bytes(),
+            headers: &r.headers,
+        };
+        assert_eq!(
+            c.decide_with(&req, &conn, fresh, NOW, &mut cache).decision,
+            expect
+        );
+    }
+}

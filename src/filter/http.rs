@@ -20,6 +20,11 @@ use crate::refresh::RefreshRequest;
 use crate::refusal::Reason;
 use crate::revocation::Snapshot;
 use crate::shared::{self, Published};
+use crate::token::VerifyCache;
+
+/// Verified tokens remembered per worker: at 4 KiB per token at most, the
+/// cache stays under a few MiB.
+const CACHE_SLOTS: usize = 1024;
 
 /// How often a worker looks for a new revocation snapshot.
 const REVOCATION_CHECK: Duration = Duration::from_millis(250);
@@ -71,6 +76,8 @@ struct Shared {
     /// The headers the configuration reads, fetched one host call each.
     headers: Vec<String>,
     list: RefCell<WorkerList>,
+    /// Tokens whose MAC held on this worker (see `VerifyCache`).
+    cache: RefCell<VerifyCache>,
 }
 
 #[derive(Default)]
@@ -100,6 +107,7 @@ impl GateRoot {
             metrics: Metrics::define(),
             headers,
             list: RefCell::new(WorkerList::default()),
+            cache: RefCell::new(VerifyCache::new(CACHE_SLOTS)),
         });
         self.shared = Some(shared);
         self.on_tick();
@@ -262,7 +270,8 @@ impl HttpContext for Gate {
                 list: list.snapshot.as_ref(),
                 last_fetch: list.last_fetch,
             };
-            config.decide(&request, &HostConnection, revocations, now)
+            let mut cache = shared.cache.borrow_mut();
+            config.decide_with(&request, &HostConnection, revocations, now, &mut cache)
         };
 
         record(&shared, &verdict);
