@@ -9,7 +9,7 @@
 //! never a secret. The filter's `on_configure` and `tokengate check-config`
 //! call the very same functions.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Deserialize;
@@ -259,7 +259,8 @@ pub struct Config {
     pub forward_token: bool,
     /// (claim, header) pairs, header names lower-cased.
     pub claims_to_headers: Vec<(String, String)>,
-    pub roles: HashMap<String, Vec<String>>,
+    /// (role, scopes it grants), in name order; few enough for a scan.
+    pub roles: Vec<(String, Vec<String>)>,
     pub require_tls: bool,
     pub rules: Vec<Rule>,
     pub revocation: Option<RevocationPolicy>,
@@ -431,10 +432,10 @@ fn compile(raw: RawConfig, secrets: &Secrets<'_>) -> Result<Config, ConfigError>
         claims_to_headers.push((claim, header));
     }
 
-    let mut roles = HashMap::new();
+    let mut roles = Vec::new();
     for (role, scopes) in raw.roles.unwrap_or_default() {
         let scopes = non_empty_strings(&format!("roles.{role}"), Some(scopes))?;
-        roles.insert(role, scopes);
+        roles.push((role, scopes));
     }
 
     let rules = raw

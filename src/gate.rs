@@ -327,7 +327,12 @@ impl Config {
         let mut out: Vec<&str> = Vec::new();
         let role_scopes = claims
             .all_roles()
-            .filter_map(|r| self.roles.get(r))
+            .filter_map(|r| {
+                self.roles
+                    .iter()
+                    .find(|(name, _)| name == r)
+                    .map(|(_, s)| s)
+            })
             .flatten()
             .map(String::as_str);
         for s in claims.own_scopes().chain(role_scopes) {

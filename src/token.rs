@@ -189,9 +189,11 @@ impl NumericDate {
     /// exact decimal.
     pub fn to_decimal(self) -> String {
         if self.0.fract() == 0.0 {
-            format!("{}", self.0 as u64)
+            (self.0 as u64).to_string()
         } else {
-            format!("{}", self.0)
+            // serde_json's shortest round-trip form; avoids pulling core's
+            // float formatting into the wasm module.
+            serde_json::Number::from_f64(self.0).map_or_else(String::new, |n| n.to_string())
         }
     }
 }
