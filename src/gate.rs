@@ -197,9 +197,11 @@ impl Config {
         let (scopes, roles) = match &rule.action {
             Action::Deny => return Err(Reason::Denied),
             Action::Anonymous => {
-                // The token is not checked, but it still never goes upstream.
+                // The token is not checked, but it still never goes
+                // upstream: every source is cleared, however many tokens
+                // (or repeats) the request holds.
                 if !self.forward_token {
-                    let _ = self.find_token(req, v);
+                    self.strip_all_tokens(req, v);
                 }
                 return Ok(Decision::Anonymous);
             }
@@ -400,6 +402,44 @@ impl Config {
             if let Some(value) = value {
                 v.set_headers.push((header.clone(), value));
             }
+        }
+    }
+
+    /// Removes every token source from the request: the headers, every
+    /// occurrence of the query parameter, every cookie of that name.
+    fn strip_all_tokens(&self, req: &Request<'_>, v: &mut Verdict) {
+        for source in &self.token_sources {
+            match source {
+                TokenSource::Header { name, scheme } => {
+                    let holds_token = req.header(name).is_some_and(|value| match scheme {
+                        // A value in another scheme (Basic) is not a token.
+                        Some(scheme) => value
+                            .split(|b| *b == b',')
+                            .any(|part| strip_scheme(part, scheme).is_some()),
+                        None => true,
+                    });
+                    if holds_token {
+                        v.remove_headers.push(name.clone());
+                    }
+                }
+                TokenSource::Query(param) => {
+                    let path = v.new_path.as_deref().unwrap_or(req.path);
+                    if query_of(path).is_some() {
+                        v.new_path = Some(without_query_param(path, param));
+                    }
+                }
+                TokenSource::Cookie(name) => {
+                    if let Some(header) = req.header("cookie") {
+                        let kept = without_cookie(header, name);
+                        if kept.as_deref().map(str::as_bytes) != Some(header) {
+                            v.new_cookie = Some(kept);
+                        }
+                    }
+                }
+            }
+        }
+        if v.new_path.as_deref() == Some(req.path) {
+            v.new_path = None;
         }
     }
 

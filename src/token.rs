@@ -108,7 +108,7 @@ impl Header {
 /// Classifies a `typ` value: case-insensitive, `application/` prefix allowed
 /// (RFC 7515 §4.1.9).
 pub fn token_type_of(typ: &str) -> Option<TokenType> {
-    let t = typ.trim();
+    let t = typ;
     let t = match t.get(..12) {
         Some(p) if p.eq_ignore_ascii_case("application/") => t.get(12..).unwrap_or(""),
         _ => t,

@@ -55,10 +55,9 @@ pub fn set_filter_state(name: &str, value: &[u8]) {
     let _ = hostcalls::set_property(vec![name], Some(value));
 }
 
-pub fn request_header(name: &str) -> Option<Vec<u8>> {
-    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
-        .ok()
-        .flatten()
+/// Every request header, as Envoy holds them (names lower-case).
+pub fn request_headers() -> Vec<(String, Vec<u8>)> {
+    hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
 }
 
 pub fn set_request_header(name: &str, value: Option<&[u8]>) {

@@ -240,23 +240,42 @@ impl HttpContext for Gate {
     fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
         let shared = Rc::clone(&self.shared);
         let config = &shared.config;
-        let method = host::request_header(":method").unwrap_or_default();
-        let path = host::request_header(":path").unwrap_or_default();
+        // One host call for every header: repeated lines of a header the
+        // gate reads are joined here (Envoy joins only some of them), so a
+        // second token can never hide on a second line.
+        let mut method = Vec::new();
+        let mut path = Vec::new();
+        let mut authority = Vec::new();
+        let mut content_type = None;
+        let mut headers: Vec<(String, Vec<u8>)> = Vec::with_capacity(shared.headers.len());
+        for (name, value) in host::request_headers() {
+            match name.as_str() {
+                ":method" => method = value,
+                ":path" => path = value,
+                ":authority" => authority = value,
+                "content-type" => content_type = Some(value),
+                n if shared.headers.iter().any(|h| h == n) => {
+                    match headers.iter_mut().find(|(h, _)| *h == name) {
+                        Some((_, joined)) => {
+                            joined.extend_from_slice(if name == "cookie" { b"; " } else { b"," });
+                            joined.extend_from_slice(&value);
+                        }
+                        None => headers.push((name, value)),
+                    }
+                }
+                _ => {}
+            }
+        }
         if config.is_refresh_path(&path) {
             // Answered here, never by the upstream, before any rule.
             let method = String::from_utf8_lossy(&method).into_owned();
-            self.refresh = Some((method, host::request_header("content-type")));
-            if end_of_stream || self.refresh.as_ref().is_some_and(|(m, _)| m != "POST") {
+            let is_post = method == "POST";
+            self.refresh = Some((method, content_type));
+            if end_of_stream || !is_post {
                 self.answer_refresh(&[]);
             }
             return Action::Pause;
         }
-        let authority = host::request_header(":authority").unwrap_or_default();
-        let headers: Vec<(String, Vec<u8>)> = shared
-            .headers
-            .iter()
-            .filter_map(|name| host::request_header(name).map(|v| (name.clone(), v)))
-            .collect();
         let request = Request {
             method: std::str::from_utf8(&method).unwrap_or(""),
             path: &path,
