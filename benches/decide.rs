@@ -5,6 +5,8 @@
 //!
 //! Run: `cargo bench --bench decide` (figures in the README).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};

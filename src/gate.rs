@@ -108,7 +108,7 @@ pub struct Verdict {
     pub new_path: Option<Vec<u8>>,
     /// A new `cookie` header value, when the token was cut out of it
     /// (`Some(None)`: remove the header, nothing is left).
-    pub new_cookie: Option<Option<String>>,
+    pub new_cookie: Option<Option<Vec<u8>>>,
     /// Verified values for access logs; `None` unless the MAC held.
     pub sub: Option<String>,
     pub jti: Option<String>,
@@ -292,11 +292,8 @@ impl Config {
                 .last_fetch
                 .is_some_and(|at| now.saturating_sub(at) <= policy.max_stale_s);
             match (revocations.list, fresh) {
-                (Some(list), true) => {
-                    if list.is_revoked(&token_ref) {
-                        return Err(Reason::Revoked);
-                    }
-                }
+                (Some(list), true) if list.is_revoked(&token_ref) => return Err(Reason::Revoked),
+                (Some(_), true) => {}
                 _ if policy.on_unavailable == OnUnavailable::Deny => {
                     return Err(Reason::RevocationUnavailable)
                 }
@@ -431,7 +428,7 @@ impl Config {
                 TokenSource::Cookie(name) => {
                     if let Some(header) = req.header("cookie") {
                         let kept = without_cookie(header, name);
-                        if kept.as_deref().map(str::as_bytes) != Some(header) {
+                        if kept.as_deref() != Some(header) {
                             v.new_cookie = Some(kept);
                         }
                     }
@@ -648,8 +645,8 @@ fn cookie<'h>(header: Option<&'h [u8]>, name: &str) -> Result<Option<&'h [u8]>, 
 }
 
 /// The `cookie` header without cookie `name`; `None` when nothing is left.
-fn without_cookie(header: &[u8], name: &str) -> Option<String> {
-    let kept: Vec<String> = header
+fn without_cookie(header: &[u8], name: &str) -> Option<Vec<u8>> {
+    let kept: Vec<&[u8]> = header
         .split(|b| *b == b';')
         .map(trim)
         .filter(|pair| !pair.is_empty())
@@ -660,9 +657,9 @@ fn without_cookie(header: &[u8], name: &str) -> Option<String> {
                 .map_or(*pair, |i| pair.get(..i).unwrap_or(&[]));
             trim(key) != name.as_bytes()
         })
-        .map(|pair| String::from_utf8_lossy(pair).into_owned())
         .collect();
-    (!kept.is_empty()).then(|| kept.join("; "))
+    // Bytes as they came: other cookies pass through untouched.
+    (!kept.is_empty()).then(|| kept.join(&b"; "[..]))
 }
 
 impl Config {

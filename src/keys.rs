@@ -87,6 +87,8 @@ impl fmt::Display for SecretError {
     }
 }
 
+impl std::error::Error for SecretError {}
+
 /// Decodes a secret's text. Base64 accepts either alphabet, with or without
 /// padding, and ignores surrounding white space.
 pub fn decode_secret(text: &str, encoding: SecretEncoding) -> Result<Vec<u8>, SecretError> {

@@ -293,11 +293,11 @@ impl Match {
             && self
                 .methods
                 .as_ref()
-                .map_or(true, |methods| methods.iter().any(|m| m == method))
+                .is_none_or(|methods| methods.iter().any(|m| m == method))
             && self
                 .hosts
                 .as_ref()
-                .map_or(true, |hosts| hosts.iter().any(|h| h.fits(host)))
+                .is_none_or(|hosts| hosts.iter().any(|h| h.fits(host)))
     }
 }
 

@@ -392,7 +392,7 @@ impl<'de> MemberNames<'de> {
         // Small objects are the norm: a linear scan beats hashing. Large
         // hostile objects are bounded by max_token_bytes; past 32 members the
         // check moves to a sort in `finish`.
-        if self.names.len() < 32 && self.names.iter().any(|n| *n == name.0) {
+        if self.names.len() < 32 && self.names.contains(&name.0) {
             return Err(E::custom("duplicate member"));
         }
         self.names.push(name.0);
@@ -667,8 +667,11 @@ pub fn verify<'k>(
 /// revocation) is checked by the caller on every request. Memory is bounded
 /// by `slots` × (`max_token_bytes` + the parsed claims).
 pub struct VerifyCache {
-    slots: Vec<Option<(Box<str>, usize, Rc<Parts>)>>,
+    slots: Vec<Option<Cached>>,
 }
+
+/// A cache entry: the whole token, the index of its key, what it says.
+type Cached = (Box<str>, usize, Rc<Parts>);
 
 impl VerifyCache {
     /// A cache of `slots` entries (rounded up to a power of two; 0 disables it).

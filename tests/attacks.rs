@@ -238,7 +238,7 @@ fn substitute(text: &str, now: u64, fill: usize) -> String {
             };
             rest = &after[used..];
         } else if let Some(after) = tail.strip_prefix("$FILL") {
-            out.extend(std::iter::repeat('a').take(fill));
+            out.extend(std::iter::repeat_n('a', fill));
             rest = after;
         } else {
             panic!("unknown placeholder at {tail:?}");
@@ -254,7 +254,7 @@ fn pad(segment: &mut String, what: &str) {
         missing > 0,
         "{what}: the segment is a multiple of 4 long, padding would add nothing"
     );
-    segment.extend(std::iter::repeat('=').take(missing));
+    segment.extend(std::iter::repeat_n('=', missing));
 }
 
 fn std_alphabet(segment: &mut String, what: &str) {
@@ -499,7 +499,11 @@ fn observed(req: &Built, v: &Verdict, expect: &Expect) -> Expect {
         .collect();
     if let Some(cookie) = &v.new_cookie {
         upstream.retain(|(n, _)| n != "cookie");
-        upstream.extend(cookie.iter().map(|c| ("cookie".to_owned(), c.clone())));
+        upstream.extend(
+            cookie
+                .iter()
+                .map(|c| ("cookie".to_owned(), String::from_utf8_lossy(c).into_owned())),
+        );
     }
     for (name, value) in &v.set_headers {
         upstream.retain(|(n, _)| n != name);

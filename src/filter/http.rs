@@ -330,7 +330,7 @@ impl HttpContext for Gate {
             host::set_request_header(":path", Some(new_path));
         }
         if let Some(cookie) = &verdict.new_cookie {
-            host::set_request_header("cookie", cookie.as_deref().map(str::as_bytes));
+            host::set_request_header("cookie", cookie.as_deref());
         }
         Action::Continue
     }

@@ -44,7 +44,7 @@ enum Dispatch {
     #[default]
     Unknown,
     Filter(http::GateRoot),
-    Service(service::Poller),
+    Service(Box<service::Poller>),
 }
 
 impl proxy_wasm::traits::Context for Dispatch {
@@ -59,7 +59,7 @@ impl RootContext for Dispatch {
     fn on_configure(&mut self, size: usize) -> bool {
         match host::root_id().as_deref() {
             Some(SERVICE_ROOT_ID) => {
-                let mut poller = service::Poller::default();
+                let mut poller = Box::<service::Poller>::default();
                 let ok = poller.on_configure(size);
                 *self = Dispatch::Service(poller);
                 ok
