@@ -1,0 +1,354 @@
+//! `tokengate check-config`: every tokengate configuration in a file,
+//! judged by the plugin's own parser, plus what the plugin cannot see.
+//!
+//! Each configuration goes through `Config::from_json` or
+//! `ServiceConfig::from_json` with `Secrets::Placeholder`: the very code
+//! `on_configure` runs, except that no secret value is ever read (an unset
+//! `secret_env` is not an error here). In an Envoy file, the checks only the
+//! whole file allows follow: the service's cluster exists, every
+//! `secret_env` is handed to the VM in `vm_config.environment_variables`,
+//! both roots share `vm_id` `tokengate`, each root is loaded by the right
+//! extension (the service as a singleton).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use serde::Serialize;
+use serde_json::Value;
+use tokengate::config::{Config, ConfigError, OnUnavailable, Secrets, ServiceConfig};
+
+use crate::envoy::{self, FileKind, Host, Plugin};
+use crate::util;
+
+/// Validate a filter or service configuration, or every tokengate configuration in an Envoy YAML/JSON file
+#[derive(clap::Args)]
+#[command(
+    after_help = "FILE is a filter configuration (it has \"keys\"), a revocation service configuration \
+(it has \"cluster\"), or an Envoy bootstrap in YAML or JSON, in which every wasm plugin with root_id tokengate or \
+tokengate-revocations is checked. Secret values are never read. Each error is one line on stderr: \
+<where>: <path>: <message>.\n\nExit status: 0 valid, 1 invalid, 2 bad usage or unreadable file.\n\n\
+Examples:\n  tokengate check-config filter.json\n  tokengate check-config envoy/edge.yaml\n  \
+tokengate check-config --json envoy.json | jq .errors"
+)]
+pub struct Args {
+    /// The file to check
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// Print the findings as JSON on stdout
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Finding {
+    #[serde(rename = "where")]
+    location: String,
+    path: String,
+    message: String,
+}
+
+#[derive(Serialize)]
+struct Checked {
+    #[serde(rename = "where")]
+    location: String,
+    root_id: String,
+    valid: bool,
+    /// What was found, for a valid configuration.
+    summary: Option<String>,
+}
+
+#[derive(Default, Serialize)]
+struct Report {
+    valid: bool,
+    configurations: Vec<Checked>,
+    errors: Vec<Finding>,
+    warnings: Vec<Finding>,
+}
+
+impl Report {
+    fn error(&mut self, location: &str, path: &str, message: impl Into<String>) {
+        self.errors.push(Finding {
+            location: location.to_owned(),
+            path: path.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    fn warning(&mut self, location: &str, path: &str, message: impl Into<String>) {
+        self.warnings.push(Finding {
+            location: location.to_owned(),
+            path: path.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    fn config_error(&mut self, location: &str, e: &ConfigError) {
+        self.error(location, &e.path, e.message.clone());
+    }
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let bytes = util::read_file(&args.file)?;
+    let name = args.file.display().to_string();
+    let mut report = Report::default();
+    match envoy::classify(&bytes) {
+        Err(message) => report.error(&name, "", message),
+        Ok(FileKind::Filter(json)) => {
+            check_filter(&mut report, &name, &json);
+        }
+        Ok(FileKind::Service(json)) => {
+            check_service(&mut report, &name, &json);
+        }
+        Ok(FileKind::Envoy(root)) => check_envoy(&mut report, &name, &root),
+    }
+    report.valid = report.errors.is_empty();
+    print_report(&report, args.json)?;
+    Ok(if report.valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn check_filter(report: &mut Report, location: &str, json: &[u8]) -> Option<Config> {
+    let result = Config::from_json(json, &Secrets::Placeholder);
+    let summary = result.as_ref().ok().map(|c| {
+        format!(
+            "tokengate filter: {} key{}, {} rule{}{}",
+            c.keys.len(),
+            plural(c.keys.len()),
+            c.rules.len(),
+            plural(c.rules.len()),
+            match &c.revocation {
+                Some(r) => format!(
+                    ", revocation (max_stale_s {}, on_unavailable {})",
+                    r.max_stale_s,
+                    match r.on_unavailable {
+                        OnUnavailable::Deny => "deny",
+                        OnUnavailable::Allow => "allow",
+                    }
+                ),
+                None => String::new(),
+            }
+        )
+    });
+    if let Err(e) = &result {
+        report.config_error(location, e);
+    }
+    report.configurations.push(Checked {
+        location: location.to_owned(),
+        root_id: envoy::FILTER_ROOT.to_owned(),
+        valid: result.is_ok(),
+        summary,
+    });
+    result.ok()
+}
+
+fn check_service(report: &mut Report, location: &str, json: &[u8]) -> Option<ServiceConfig> {
+    let result = ServiceConfig::from_json(json, &Secrets::Placeholder);
+    let summary = result.as_ref().ok().map(|s| {
+        format!(
+            "tokengate-revocations service: cluster {}, {}{}, every {} s, {} list",
+            s.cluster,
+            s.authority,
+            s.path,
+            s.poll_interval_s,
+            if s.verify_key.is_some() {
+                "signed"
+            } else {
+                "unsigned"
+            }
+        )
+    });
+    if let Err(e) = &result {
+        report.config_error(location, e);
+    }
+    report.configurations.push(Checked {
+        location: location.to_owned(),
+        root_id: envoy::SERVICE_ROOT.to_owned(),
+        valid: result.is_ok(),
+        summary,
+    });
+    result.ok()
+}
+
+fn check_envoy(report: &mut Report, name: &str, root: &Value) {
+    let plugins = envoy::plugins(root);
+    if plugins.is_empty() {
+        report.error(
+            name,
+            "",
+            format!(
+                "no tokengate configuration found: no wasm plugin with root_id {:?} or {:?} (and not a bare configuration: no \"keys\" or \"cluster\")",
+                envoy::FILTER_ROOT,
+                envoy::SERVICE_ROOT
+            ),
+        );
+        return;
+    }
+    let (clusters, cds) = envoy::clusters(root);
+    let mut filters_with_revocation = 0;
+    let mut services = 0;
+    for plugin in &plugins {
+        check_plugin_shape(report, plugin);
+        let location = plugin.path.as_str();
+        let text = match plugin.configuration() {
+            Ok(text) => text,
+            Err((path, message)) => {
+                report.error(location, &path, message);
+                report.configurations.push(Checked {
+                    location: location.to_owned(),
+                    root_id: plugin.root_id.to_owned(),
+                    valid: false,
+                    summary: None,
+                });
+                continue;
+            }
+        };
+        if plugin.root_id == envoy::FILTER_ROOT {
+            if let Some(config) = check_filter(report, location, text.as_bytes()) {
+                filters_with_revocation += usize::from(config.revocation.is_some());
+            }
+        } else {
+            services += 1;
+            if let Some(service) = check_service(report, location, text.as_bytes()) {
+                if !clusters.contains(&service.cluster.as_str()) {
+                    let message = format!(
+                        "no cluster {:?} in static_resources.clusters: the service cannot fetch the list",
+                        service.cluster
+                    );
+                    if cds {
+                        report.warning(
+                            location,
+                            "cluster",
+                            format!("{message} unless CDS provides it"),
+                        );
+                    } else {
+                        report.error(location, "cluster", message);
+                    }
+                }
+            }
+        }
+        // What the VM's environment must hold; judged on the JSON even when
+        // the core refused it for another reason.
+        if let Ok(value) = serde_json::from_str::<Value>(text) {
+            let names = plugin.env_names();
+            for (path, var) in envoy::secret_envs(&value) {
+                if !names.contains(&var.as_str()) {
+                    report.error(
+                        location,
+                        &path,
+                        format!(
+                            "{var} is not handed to the VM: list it in vm_config.environment_variables.host_env_keys (or key_values)"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    // Across plugins. (Each VM sees only the variables its own vm_config
+    // lists, even with a shared vm_id, so the lists need not match.)
+    if services == 0 && filters_with_revocation > 0 {
+        report.warning(
+            name,
+            "",
+            format!(
+                "a filter has a revocation section but no {:?} service is configured: no list is ever published, \
+                 so with on_unavailable deny every token is refused with revocation_unavailable",
+                envoy::SERVICE_ROOT
+            ),
+        );
+    }
+    if services > 1 {
+        report.warning(
+            name,
+            "",
+            format!(
+                "{services} {:?} services: they would publish over each other's list",
+                envoy::SERVICE_ROOT
+            ),
+        );
+    }
+}
+
+/// The plugin's place in Envoy: the right extension, the shared VM id.
+fn check_plugin_shape(report: &mut Report, plugin: &Plugin<'_>) {
+    let location = plugin.path.as_str();
+    let vm_id = plugin.vm_id();
+    if vm_id != envoy::VM_ID {
+        report.error(
+            location,
+            "vm_config.vm_id",
+            format!(
+                "is {vm_id:?}; both tokengate roots must use vm_id {:?}, or the filter never sees the service's list",
+                envoy::VM_ID
+            ),
+        );
+    }
+    match (plugin.root_id, &plugin.host) {
+        (envoy::FILTER_ROOT, Host::HttpFilter) => {}
+        (envoy::FILTER_ROOT, _) => report.error(
+            location,
+            "root_id",
+            "root tokengate is the HTTP filter: load it with envoy.filters.http.wasm (envoy.extensions.filters.http.wasm.v3.Wasm)",
+        ),
+        (_, Host::Service { singleton: true }) => {}
+        (_, Host::Service { singleton: false }) => report.error(
+            location,
+            "singleton",
+            "the revocation service must run once per Envoy: set singleton: true on its WasmService",
+        ),
+        (_, _) => report.error(
+            location,
+            "root_id",
+            "root tokengate-revocations is a service: load it with envoy.bootstrap.wasm (envoy.extensions.wasm.v3.WasmService, singleton: true)",
+        ),
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+fn finding_line(f: &Finding) -> String {
+    let line = if f.path.is_empty() {
+        format!("{}: {}", f.location, f.message)
+    } else {
+        format!("{}: {}: {}", f.location, f.path, f.message)
+    };
+    // One finding, one line, whatever a message holds.
+    line.replace(['\n', '\r'], " ")
+}
+
+fn print_report(report: &Report, json: bool) -> Result<()> {
+    if json {
+        util::outln(format_args!("{}", serde_json::to_string_pretty(report)?))?;
+        return Ok(());
+    }
+    for checked in &report.configurations {
+        if let (true, Some(summary)) = (checked.valid, &checked.summary) {
+            util::outln(format_args!("{}: ok: {summary}", checked.location))?;
+        }
+    }
+    for error in &report.errors {
+        util::errln(format_args!("{}", finding_line(error)));
+    }
+    for warning in &report.warnings {
+        util::errln(format_args!("warning: {}", finding_line(warning)));
+    }
+    let n = report.configurations.len();
+    util::outln(format_args!(
+        "{n} tokengate configuration{} checked: {} error{}, {} warning{}",
+        plural(n),
+        report.errors.len(),
+        plural(report.errors.len()),
+        report.warnings.len(),
+        plural(report.warnings.len())
+    ))?;
+    Ok(())
+}

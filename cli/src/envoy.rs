@@ -1,0 +1,369 @@
+//! Finding tokengate's configurations in the files operators keep.
+//!
+//! A file is a bare filter configuration (it has `keys`), a bare service
+//! configuration (it has `cluster`), or an Envoy bootstrap in YAML or JSON,
+//! which is walked for every proxy-wasm plugin (`root_id` beside
+//! `vm_config`) whose root id is one of tokengate's. This module only finds
+//! and reads; judging the configurations is the core's (`Config::from_json`,
+//! `ServiceConfig::from_json`) and `check_config`'s.
+
+use std::fmt::Write as _;
+
+use serde_json::{Map, Value};
+
+/// The filter's root id.
+pub const FILTER_ROOT: &str = "tokengate";
+/// The revocation service's root id.
+pub const SERVICE_ROOT: &str = "tokengate-revocations";
+/// The VM id both roots share, so the filter reads the service's list.
+pub const VM_ID: &str = "tokengate";
+/// How a plugin's `configuration` must be typed for tokengate to read it.
+pub const STRING_VALUE: &str = "type.googleapis.com/google.protobuf.StringValue";
+
+const HTTP_WASM: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+const WASM_SERVICE: &str = "type.googleapis.com/envoy.extensions.wasm.v3.WasmService";
+
+/// What a configuration file turned out to be.
+pub enum FileKind {
+    /// A filter configuration (JSON text for the core).
+    Filter(Vec<u8>),
+    /// A revocation service configuration (JSON text for the core).
+    Service(Vec<u8>),
+    /// An Envoy configuration, parsed.
+    Envoy(Value),
+}
+
+/// Reads a file as JSON, or else as YAML (Envoy's other format), and tells
+/// which kind of configuration it holds. A JSON file's own bytes go to the
+/// core unchanged, so duplicate members and the like are judged as the
+/// filter judges them.
+pub fn classify(bytes: &[u8]) -> Result<FileKind, String> {
+    let (value, converted) = match serde_json::from_slice::<Value>(bytes) {
+        Ok(value) => (value, false),
+        Err(json_err) => match from_yaml(bytes) {
+            Ok(value) => (value, true),
+            Err(_) if looks_like_json(bytes) => return Err(format!("not valid JSON: {json_err}")),
+            Err(yaml_err) if bytes.windows(2).any(|w| w == b"${") => {
+                return Err(format!(
+                    "neither JSON nor YAML: {yaml_err} (a template with ${{…}} placeholders? render it first)"
+                ))
+            }
+            Err(yaml_err) => return Err(format!("neither JSON nor YAML: {yaml_err}")),
+        },
+    };
+    let Value::Object(map) = &value else {
+        return Err(
+            "neither a tokengate configuration nor an Envoy configuration: the top level is not an object".into(),
+        );
+    };
+    let bare = map.contains_key("keys") || map.contains_key("cluster");
+    if bare && converted && looks_like_json(bytes) {
+        // Broken JSON that YAML happens to accept: the plugin reads JSON.
+        if let Err(json_err) = serde_json::from_slice::<Value>(bytes) {
+            return Err(format!("not valid JSON: {json_err}"));
+        }
+    }
+    let text = || {
+        if converted {
+            serde_json::to_vec(&value).unwrap_or_default()
+        } else {
+            bytes.to_vec()
+        }
+    };
+    if map.contains_key("keys") {
+        Ok(FileKind::Filter(text()))
+    } else if map.contains_key("cluster") {
+        Ok(FileKind::Service(text()))
+    } else {
+        Ok(FileKind::Envoy(value))
+    }
+}
+
+fn looks_like_json(bytes: &[u8]) -> bool {
+    matches!(bytes.trim_ascii_start().first(), Some(b'{' | b'['))
+}
+
+/// YAML as a JSON value, merge keys (`<<: *anchor`) applied.
+fn from_yaml(bytes: &[u8]) -> Result<Value, String> {
+    let mut yaml: serde_norway::Value =
+        serde_norway::from_slice(bytes).map_err(|e| e.to_string())?;
+    yaml.apply_merge().map_err(|e| e.to_string())?;
+    serde_json::to_value(yaml).map_err(|e| format!("cannot be read as JSON: {e}"))
+}
+
+/// What loads a plugin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Host {
+    /// `envoy.filters.http.wasm`.
+    HttpFilter,
+    /// `envoy.bootstrap.wasm`, with its `singleton` flag.
+    Service { singleton: bool },
+    /// Something else, by its `@type` (an ECDS wrapper, a network filter…).
+    Other(String),
+}
+
+/// A tokengate plugin found in an Envoy configuration.
+pub struct Plugin<'a> {
+    /// JSON path of the plugin's `PluginConfig` in the file.
+    pub path: String,
+    pub root_id: &'a str,
+    pub config: &'a Map<String, Value>,
+    pub host: Host,
+}
+
+impl Plugin<'_> {
+    /// `vm_config.vm_id`, `""` when missing.
+    pub fn vm_id(&self) -> &str {
+        self.config
+            .get("vm_config")
+            .and_then(|vm| vm.get("vm_id"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    }
+
+    /// The names the VM's environment gets: `host_env_keys` and the keys of
+    /// `key_values` (never their values).
+    pub fn env_names(&self) -> Vec<&str> {
+        let Some(env) = self
+            .config
+            .get("vm_config")
+            .and_then(|vm| vm.get("environment_variables"))
+        else {
+            return Vec::new();
+        };
+        let mut names: Vec<&str> = env
+            .get("host_env_keys")
+            .and_then(Value::as_array)
+            .map(|keys| keys.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if let Some(Value::Object(values)) = env.get("key_values") {
+            names.extend(values.keys().map(String::as_str));
+        }
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
+    /// The tokengate JSON of the plugin: the `value` of its
+    /// `configuration`, which must be a `google.protobuf.StringValue`.
+    /// The error names the field relative to the plugin.
+    pub fn configuration(&self) -> Result<&str, (String, String)> {
+        let Some(configuration) = self.config.get("configuration") else {
+            return Err((
+                "configuration".into(),
+                format!("is missing: tokengate reads its JSON from a {STRING_VALUE}"),
+            ));
+        };
+        let kind = configuration
+            .get("@type")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if kind != STRING_VALUE {
+            return Err((
+                "configuration.@type".into(),
+                format!("is {kind:?}; tokengate reads its JSON from a {STRING_VALUE}"),
+            ));
+        }
+        match configuration.get("value") {
+            Some(Value::String(text)) if !text.trim().is_empty() => Ok(text),
+            Some(Value::String(_)) | None => Err((
+                "configuration.value".into(),
+                "is empty: the plugin refuses to start without its JSON configuration".into(),
+            )),
+            Some(_) => Err(("configuration.value".into(), "is not a string".into())),
+        }
+    }
+}
+
+/// Every tokengate plugin in an Envoy configuration, in file order.
+pub fn plugins(root: &Value) -> Vec<Plugin<'_>> {
+    let mut out = Vec::new();
+    walk(root, &mut String::new(), None, &mut out);
+    out
+}
+
+fn walk<'a>(
+    value: &'a Value,
+    path: &mut String,
+    enclosing: Option<&'a Map<String, Value>>,
+    out: &mut Vec<Plugin<'a>>,
+) {
+    match value {
+        Value::Object(map) => {
+            let enclosing = if map.get("@type").is_some_and(Value::is_string) {
+                Some(map)
+            } else {
+                enclosing
+            };
+            if let Some(root_id) = map.get("root_id").and_then(Value::as_str) {
+                if (root_id == FILTER_ROOT || root_id == SERVICE_ROOT)
+                    && (map.contains_key("vm_config") || map.contains_key("configuration"))
+                {
+                    out.push(Plugin {
+                        path: if path.is_empty() {
+                            "$".into()
+                        } else {
+                            path.clone()
+                        },
+                        root_id,
+                        config: map,
+                        host: host_of(enclosing),
+                    });
+                    return;
+                }
+            }
+            for (key, child) in map {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+                walk(child, path, enclosing, out);
+                path.truncate(len);
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                let len = path.len();
+                let _ = write!(path, "[{i}]");
+                walk(child, path, enclosing, out);
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn host_of(enclosing: Option<&Map<String, Value>>) -> Host {
+    let Some(map) = enclosing else {
+        return Host::Other(String::new());
+    };
+    match map.get("@type").and_then(Value::as_str).unwrap_or("") {
+        HTTP_WASM => Host::HttpFilter,
+        WASM_SERVICE => Host::Service {
+            singleton: map
+                .get("singleton")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        },
+        other => Host::Other(other.to_owned()),
+    }
+}
+
+/// The names of the clusters an Envoy configuration defines statically,
+/// and whether it also takes clusters from CDS.
+pub fn clusters(root: &Value) -> (Vec<&str>, bool) {
+    let names = root
+        .get("static_resources")
+        .and_then(|s| s.get("clusters"))
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|c| c.get("name").and_then(Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default();
+    let cds = root
+        .get("dynamic_resources")
+        .and_then(|d| d.get("cds_config"))
+        .is_some();
+    (names, cds)
+}
+
+/// Every `secret_env` in a tokengate JSON value, with its path.
+pub fn secret_envs(value: &Value) -> Vec<(String, String)> {
+    fn go(value: &Value, path: &mut String, out: &mut Vec<(String, String)>) {
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map {
+                    let len = path.len();
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(key);
+                    match (key.as_str(), child) {
+                        ("secret_env", Value::String(name)) => {
+                            out.push((path.clone(), name.clone()))
+                        }
+                        _ => go(child, path, out),
+                    }
+                    path.truncate(len);
+                }
+            }
+            Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    let len = path.len();
+                    let _ = write!(path, "[{i}]");
+                    go(child, path, out);
+                    path.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    go(value, &mut String::new(), &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn classifies_bare_configurations_and_envoy_files() {
+        assert!(matches!(
+            classify(br#"{"keys":[]}"#),
+            Ok(FileKind::Filter(_))
+        ));
+        assert!(matches!(
+            classify(br#"{"cluster":"c"}"#),
+            Ok(FileKind::Service(_))
+        ));
+        assert!(matches!(
+            classify(b"static_resources: {}\n"),
+            Ok(FileKind::Envoy(_))
+        ));
+        assert!(classify(b"[1, 2]").is_err());
+        assert!(classify(b"{\"keys\": ").is_err());
+        assert!(classify(b"a: [b\n").is_err());
+    }
+
+    #[test]
+    fn finds_plugins_with_their_host_and_path() {
+        let envoy = json!({
+            "bootstrap_extensions": [{"name": "envoy.bootstrap.wasm", "typed_config": {
+                "@type": WASM_SERVICE, "singleton": true,
+                "config": {"root_id": "tokengate-revocations", "vm_config": {"vm_id": "tokengate"}}}}],
+            "static_resources": {"listeners": [{"filter_chains": [{"filters": [{"typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "http_filters": [
+                    {"typed_config": {"@type": HTTP_WASM, "config": {"root_id": "tokengate", "vm_config": {"vm_id": "x"}}}},
+                    {"typed_config": {"@type": HTTP_WASM, "config": {"root_id": "other", "vm_config": {}}}}
+                ]}}]}]}]}
+        });
+        let found = plugins(&envoy);
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].path, "bootstrap_extensions[0].typed_config.config");
+        assert_eq!(found[0].host, Host::Service { singleton: true });
+        assert_eq!(found[1].root_id, "tokengate");
+        assert_eq!(found[1].host, Host::HttpFilter);
+        assert_eq!(found[1].vm_id(), "x");
+        assert!(found[1]
+            .path
+            .ends_with("http_filters[0].typed_config.config"));
+    }
+
+    #[test]
+    fn lists_secret_envs_with_paths() {
+        let config = json!({"keys": [{"secret": "x"}, {"secret_env": "A"}], "verify_key": {"secret_env": "B"}});
+        assert_eq!(
+            secret_envs(&config),
+            vec![
+                ("keys[1].secret_env".into(), "A".into()),
+                ("verify_key.secret_env".into(), "B".into())
+            ]
+        );
+    }
+}

@@ -1,0 +1,494 @@
+//! `tokengate check-config`.
+
+use crate::util::{filter_config, Dir, KEY_B64};
+
+const SERVICE: &str = r#"{"cluster": "revocation_source", "authority": "revocations.internal", "path": "/v1/revocations", "verify_key": {"alg": "HS256", "secret_env": "TG_LIST_KEY"}}"#;
+
+/// An Envoy bootstrap in YAML with the filter and the service, each part
+/// adjustable to break one thing at a time.
+pub struct Bootstrap {
+    pub filter: Option<String>,
+    pub service: Option<String>,
+    pub filter_env: String,
+    pub service_env: String,
+    pub filter_vm_id: String,
+    pub service_vm_id: String,
+    pub singleton: bool,
+    pub cluster: String,
+    pub filter_configuration_type: String,
+}
+
+impl Bootstrap {
+    pub fn full() -> Bootstrap {
+        Bootstrap {
+            filter: Some(filter_config().to_string()),
+            service: Some(SERVICE.to_owned()),
+            filter_env: "[TG_KEY]".into(),
+            service_env: "[TG_LIST_KEY]".into(),
+            filter_vm_id: "tokengate".into(),
+            service_vm_id: "tokengate".into(),
+            singleton: true,
+            cluster: "revocation_source".into(),
+            filter_configuration_type: "type.googleapis.com/google.protobuf.StringValue".into(),
+        }
+    }
+
+    pub fn filter_only(filter: &str, env: &str) -> Bootstrap {
+        Bootstrap {
+            filter: Some(filter.to_owned()),
+            service: None,
+            filter_env: env.to_owned(),
+            ..Bootstrap::full()
+        }
+    }
+
+    pub fn yaml(&self) -> String {
+        let mut out = String::from(
+            "admin:\n  address:\n    socket_address: {address: 127.0.0.1, port_value: 9901}\n",
+        );
+        if let Some(service) = &self.service {
+            out.push_str(&format!(
+                "bootstrap_extensions:
+- name: envoy.bootstrap.wasm
+  typed_config:
+    \"@type\": type.googleapis.com/envoy.extensions.wasm.v3.WasmService
+    singleton: {}
+    config:
+      name: tokengate-revocations
+      root_id: tokengate-revocations
+      vm_config:
+        vm_id: {}
+        runtime: envoy.wasm.runtime.v8
+        code: {{local: {{filename: /tokengate.wasm}}}}
+        environment_variables:
+          host_env_keys: {}
+      configuration:
+        \"@type\": type.googleapis.com/google.protobuf.StringValue
+        value: |
+          {}
+",
+                self.singleton, self.service_vm_id, self.service_env, service
+            ));
+        }
+        out.push_str(
+            "static_resources:
+  listeners:
+  - name: edge
+    address:
+      socket_address: {address: 127.0.0.1, port_value: 10000}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: edge
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: [\"*\"]
+              routes: [{match: {prefix: /}, route: {cluster: upstream}}]
+          http_filters:
+",
+        );
+        if let Some(filter) = &self.filter {
+            out.push_str(&format!(
+                "          - name: envoy.filters.http.wasm
+            typed_config:
+              \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: tokengate
+                root_id: tokengate
+                vm_config:
+                  vm_id: {}
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{local: {{filename: /tokengate.wasm}}}}
+                  environment_variables:
+                    host_env_keys: {}
+                configuration:
+                  \"@type\": {}
+                  value: |
+                    {}
+",
+                self.filter_vm_id, self.filter_env, self.filter_configuration_type, filter
+            ));
+        }
+        out.push_str(&format!(
+            "          - name: envoy.filters.http.router
+            typed_config:
+              \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: upstream
+    type: STATIC
+    load_assignment: {{cluster_name: upstream, endpoints: []}}
+  - name: {}
+    type: STATIC
+    load_assignment: {{cluster_name: x, endpoints: []}}
+",
+            self.cluster
+        ));
+        out
+    }
+}
+
+const FILTER_WHERE: &str =
+    "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[0].typed_config.config";
+const SERVICE_WHERE: &str = "bootstrap_extensions[0].typed_config.config";
+
+fn check(dir: &Dir, file: &str) -> crate::util::Run {
+    dir.run(&["check-config", file])
+}
+
+/// Exit 1, and stderr holds exactly these findings, one a line.
+#[track_caller]
+fn invalid(run: crate::util::Run, lines: &[&str]) {
+    assert_eq!(
+        run.code, 1,
+        "stdout: {}\nstderr: {}",
+        run.stdout, run.stderr
+    );
+    let got: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(got, lines);
+}
+
+#[test]
+fn accepts_a_filter_configuration_without_reading_secrets() {
+    // TG_KEY is not set: check-config never reads secret values.
+    let dir = Dir::new();
+    dir.write("filter.json", filter_config().to_string());
+    let run = check(&dir, "filter.json").ok();
+    assert!(
+        run.stdout
+            .starts_with("filter.json: ok: tokengate filter: 2 keys, 6 rules\n"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stderr.is_empty());
+}
+
+#[test]
+fn accepts_a_service_configuration() {
+    let dir = Dir::new();
+    dir.write("service.json", SERVICE);
+    let run = check(&dir, "service.json").ok();
+    assert!(
+        run.stdout
+            .contains("service.json: ok: tokengate-revocations service: cluster revocation_source"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn names_the_field_of_a_filter_error() {
+    let dir = Dir::new();
+    let mut config = filter_config();
+    config["keys"][1]["alg"] = serde_json::json!("HS255");
+    dir.write("filter.json", config.to_string());
+    let run = check(&dir, "filter.json");
+    assert!(run.stdout.contains("1 error"));
+    invalid(
+        run,
+        &[r#"filter.json: keys[1].alg: unknown algorithm "HS255""#],
+    );
+}
+
+#[test]
+fn names_the_field_of_a_service_error() {
+    let dir = Dir::new();
+    dir.write(
+        "service.json",
+        r#"{"cluster": "c", "authority": "a", "path": "/", "poll_interval_s": 0}"#,
+    );
+    invalid(
+        check(&dir, "service.json"),
+        &["service.json: poll_interval_s: must be at least 1"],
+    );
+}
+
+#[test]
+fn refuses_unknown_fields_and_broken_json() {
+    let dir = Dir::new();
+    dir.write(
+        "filter.json",
+        format!(
+            r#"{{"keys": [{{"kid": "k", "alg": "HS256", "secret": "{KEY_B64}"}}], "colour": 1}}"#
+        ),
+    );
+    let run = check(&dir, "filter.json");
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("unknown field `colour`"),
+        "{}",
+        run.stderr
+    );
+    dir.write("broken.json", r#"{"keys": [1,}"#);
+    let run = check(&dir, "broken.json");
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.starts_with("broken.json: not valid JSON"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn accepts_an_envoy_bootstrap_in_yaml_and_json() {
+    let dir = Dir::new();
+    let yaml = Bootstrap::full().yaml();
+    dir.write("envoy.yaml", &yaml);
+    let run = check(&dir, "envoy.yaml").ok();
+    assert!(
+        run.stdout.contains(&format!(
+            "{SERVICE_WHERE}: ok: tokengate-revocations service"
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains(&format!("{FILTER_WHERE}: ok: tokengate filter")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("2 tokengate configurations checked: 0 errors"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stderr.is_empty(), "{}", run.stderr);
+    // The same bootstrap as JSON.
+    let value: serde_json::Value = serde_norway::from_str(&yaml).unwrap();
+    dir.write("envoy.json", serde_json::to_string_pretty(&value).unwrap());
+    let run = check(&dir, "envoy.json").ok();
+    assert!(run.stdout.contains("2 tokengate configurations checked"));
+}
+
+#[test]
+fn reports_every_error_in_an_envoy_file_with_where_and_path() {
+    let dir = Dir::new();
+    let mut config = filter_config();
+    config["rules"][0]["match"]["prefix"] = serde_json::json!("healthz");
+    let envoy = Bootstrap {
+        filter: Some(config.to_string()),
+        filter_env: "[OTHER]".into(),
+        service_vm_id: "tg".into(),
+        cluster: "elsewhere".into(),
+        ..Bootstrap::full()
+    };
+    dir.write("envoy.yaml", envoy.yaml());
+    let run = check(&dir, "envoy.yaml");
+    let stderr = run.stderr.clone();
+    assert_eq!(run.code, 1);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 4, "{stderr}");
+    assert!(
+        lines[0].starts_with(&format!("{SERVICE_WHERE}: vm_config.vm_id: is \"tg\"")),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "{SERVICE_WHERE}: cluster: no cluster \"revocation_source\""
+        )),
+        "{stderr}"
+    );
+    assert!(
+        lines[2].starts_with(&format!("{FILTER_WHERE}: rules[0].match.prefix: ")),
+        "{stderr}"
+    );
+    assert!(
+        lines[3].starts_with(&format!(
+            "{FILTER_WHERE}: keys[0].secret_env: TG_KEY is not handed to the VM"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn checks_that_each_secret_env_reaches_the_vm() {
+    let dir = Dir::new();
+    let envoy = Bootstrap {
+        service_env: "[TG_KEY]".into(),
+        ..Bootstrap::full()
+    };
+    dir.write("envoy.yaml", envoy.yaml());
+    invalid(
+        check(&dir, "envoy.yaml"),
+        &[&format!("{SERVICE_WHERE}: verify_key.secret_env: TG_LIST_KEY is not handed to the VM: list it in vm_config.environment_variables.host_env_keys (or key_values)")],
+    );
+    // key_values hand it over too (its value is never printed).
+    let envoy = Bootstrap {
+        service_env: "[]\n          key_values: {TG_LIST_KEY: c2VjcmV0}".into(),
+        ..Bootstrap::full()
+    };
+    dir.write("envoy.yaml", envoy.yaml());
+    let run = check(&dir, "envoy.yaml").ok();
+    assert!(!run.stdout.contains("c2VjcmV0") && !run.stderr.contains("c2VjcmV0"));
+}
+
+#[test]
+fn checks_that_both_roots_share_the_vm_id() {
+    let dir = Dir::new();
+    dir.write(
+        "envoy.yaml",
+        Bootstrap {
+            filter_vm_id: "other".into(),
+            ..Bootstrap::full()
+        }
+        .yaml(),
+    );
+    invalid(
+        check(&dir, "envoy.yaml"),
+        &[&format!("{FILTER_WHERE}: vm_config.vm_id: is \"other\"; both tokengate roots must use vm_id \"tokengate\", or the filter never sees the service's list")],
+    );
+}
+
+#[test]
+fn checks_the_service_is_a_singleton() {
+    let dir = Dir::new();
+    dir.write(
+        "envoy.yaml",
+        Bootstrap {
+            singleton: false,
+            ..Bootstrap::full()
+        }
+        .yaml(),
+    );
+    let run = check(&dir, "envoy.yaml");
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr
+            .starts_with(&format!("{SERVICE_WHERE}: singleton: ")),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn checks_the_configuration_is_a_string_value() {
+    let dir = Dir::new();
+    let envoy = Bootstrap {
+        filter_configuration_type: "type.googleapis.com/google.protobuf.BytesValue".into(),
+        ..Bootstrap::full()
+    };
+    dir.write("envoy.yaml", envoy.yaml());
+    let run = check(&dir, "envoy.yaml");
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr
+            .starts_with(&format!("{FILTER_WHERE}: configuration.@type: ")),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn warns_of_a_revocation_section_without_a_service() {
+    let dir = Dir::new();
+    let mut config = filter_config();
+    config["revocation"] = serde_json::json!({});
+    dir.write(
+        "envoy.yaml",
+        Bootstrap::filter_only(&config.to_string(), "[TG_KEY]").yaml(),
+    );
+    let run = check(&dir, "envoy.yaml").ok();
+    assert!(
+        run.stderr
+            .starts_with("warning: envoy.yaml: a filter has a revocation section"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn json_output_lists_configurations_and_findings() {
+    let dir = Dir::new();
+    dir.write(
+        "envoy.yaml",
+        Bootstrap {
+            cluster: "elsewhere".into(),
+            ..Bootstrap::full()
+        }
+        .yaml(),
+    );
+    let run = dir.run(&["check-config", "--json", "envoy.yaml"]);
+    assert_eq!(run.code, 1);
+    let out = run.json();
+    assert_eq!(out["valid"], false);
+    assert_eq!(out["configurations"].as_array().unwrap().len(), 2);
+    assert_eq!(out["errors"][0]["where"], SERVICE_WHERE);
+    assert_eq!(out["errors"][0]["path"], "cluster");
+}
+
+#[test]
+fn the_shipped_envoy_examples_pass_once_rendered() {
+    let envoy_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../envoy");
+    let Ok(entries) = std::fs::read_dir(&envoy_dir) else {
+        eprintln!("no envoy/ directory: nothing to check");
+        return;
+    };
+    let dir = Dir::new();
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        // Render ${NAME} placeholders as a template renderer would.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut rendered = String::new();
+        let mut rest = text.as_str();
+        while let Some(start) = rest.find("${") {
+            rendered.push_str(&rest[..start]);
+            let end = rest[start..].find('}').unwrap() + start;
+            rendered.push_str("10000");
+            rest = &rest[end + 1..];
+        }
+        rendered.push_str(rest);
+        dir.write("rendered.yaml", rendered);
+        let run = check(&dir, "rendered.yaml");
+        assert_eq!(
+            run.code,
+            0,
+            "{}: {}{}",
+            path.display(),
+            run.stdout,
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn says_when_a_file_holds_no_tokengate_configuration() {
+    let dir = Dir::new();
+    dir.write("envoy.yaml", "static_resources:\n  clusters: []\n");
+    let run = check(&dir, "envoy.yaml");
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr
+            .starts_with("envoy.yaml: no tokengate configuration found"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stderr.lines().count(), 1);
+}
+
+#[test]
+fn says_when_a_file_is_neither_json_nor_yaml() {
+    let dir = Dir::new();
+    dir.write("x.yaml", "a: [b\n");
+    let run = check(&dir, "x.yaml");
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.starts_with("x.yaml: neither JSON nor YAML"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn refuses_a_missing_file_and_a_missing_argument() {
+    let dir = Dir::new();
+    dir.run(&["check-config", "none.json"])
+        .error(2, &["none.json"]);
+    dir.run(&["check-config"]).usage_error(&["FILE"]);
+}

@@ -1,0 +1,15 @@
+//! The `tokengate` binary, run for real in temporary directories: each
+//! command's work, and each documented error with its exit status and its
+//! one line on stderr.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod util;
+
+mod check_config;
+mod inspect;
+mod keygen;
+mod mint;
+mod revoke;
+mod usage;
+mod verify;

@@ -1,0 +1,202 @@
+//! `tokengate revoke`.
+
+use crate::util::{keyed_dir, Dir, KEY384_B64, KEY_B64, NOW, NOW_RFC3339};
+
+fn revoke(dir: &Dir, extra: &[&str]) -> crate::util::Run {
+    let now = NOW.to_string();
+    let mut args = vec!["revoke", "--list", "list.json", "--now", &now];
+    args.extend_from_slice(extra);
+    dir.run(&args)
+}
+
+fn list(dir: &Dir, name: &str) -> serde_json::Value {
+    serde_json::from_str(&dir.read(name)).unwrap()
+}
+
+#[test]
+fn creates_the_list_at_version_1() {
+    let dir = Dir::new();
+    let run = revoke(&dir, &["--jti", "01JD3", "--exp", "2025-11-27T17:00:00Z"]).ok();
+    assert_eq!(run.stdout, "list.json: version 1, 1 entry\n");
+    assert_eq!(
+        list(&dir, "list.json"),
+        serde_json::json!({"version": 1, "generated_at": NOW, "entries": [{"jti": "01JD3", "exp": NOW + 3600}]})
+    );
+}
+
+#[test]
+fn raises_the_version_and_keeps_the_entries() {
+    let dir = Dir::new();
+    revoke(&dir, &["--jti", "a"]).ok();
+    revoke(&dir, &["--sub", "user-42", "--before", NOW_RFC3339]).ok();
+    let run = revoke(&dir, &["--kid", "2026-09"]).ok();
+    assert_eq!(run.stdout, "list.json: version 3, 3 entries\n");
+    assert_eq!(
+        list(&dir, "list.json")["entries"],
+        serde_json::json!([{"jti": "a"}, {"sub": "user-42", "before": NOW}, {"kid": "2026-09"}])
+    );
+}
+
+#[test]
+fn drops_expired_entries() {
+    let dir = Dir::new();
+    revoke(&dir, &["--jti", "short", "--exp", &(NOW + 60).to_string()]).ok();
+    revoke(&dir, &["--jti", "long", "--exp", &(NOW + 3600).to_string()]).ok();
+    let later = (NOW + 120).to_string();
+    let run = dir
+        .run(&[
+            "revoke",
+            "--list",
+            "list.json",
+            "--now",
+            &later,
+            "--sub",
+            "s",
+        ])
+        .ok();
+    assert_eq!(
+        run.stdout,
+        "list.json: version 3, 2 entries, 1 expired dropped\n"
+    );
+    let entries = list(&dir, "list.json")["entries"].clone();
+    assert_eq!(
+        entries,
+        serde_json::json!([{"jti": "long", "exp": NOW + 3600}, {"sub": "s"}])
+    );
+}
+
+#[test]
+fn lists_an_entry_once() {
+    let dir = Dir::new();
+    revoke(&dir, &["--kid", "k"]).ok();
+    let run = revoke(&dir, &["--kid", "k"]).ok();
+    assert_eq!(
+        run.stdout,
+        "list.json: version 2, 1 entry (the entry was already listed)\n"
+    );
+}
+
+#[test]
+fn signs_the_list_and_reads_it_back_with_the_same_key() {
+    let mut dir = Dir::new();
+    dir.env("TG_LIST_KEY", KEY_B64);
+    let run = revoke(&dir, &["--jti", "a", "--sign-key-env", "TG_LIST_KEY"]).ok();
+    assert_eq!(run.stdout, "list.json: version 1, 1 entry, signed HS256\n");
+    let jws = dir.read("list.json");
+    let header = crate::util::header_of(jws.trim());
+    assert_eq!(
+        header,
+        serde_json::json!({"alg": "HS256", "typ": "tokengate-revocations"})
+    );
+    assert_eq!(
+        crate::util::claims_of(jws.trim())["entries"],
+        serde_json::json!([{"jti": "a"}])
+    );
+    let run = revoke(&dir, &["--jti", "b", "--sign-key-env", "TG_LIST_KEY"]).ok();
+    assert_eq!(
+        run.stdout,
+        "list.json: version 2, 2 entries, signed HS256\n"
+    );
+}
+
+#[test]
+fn writes_atomically_keeping_permissions() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = Dir::new();
+    revoke(&dir, &["--jti", "a"]).ok();
+    let path = dir.path("list.json");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    revoke(&dir, &["--jti", "b"]).ok();
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
+    // Only the list is left: the temporary file was renamed over it.
+    let names: Vec<String> = std::fs::read_dir(dir.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["list.json".to_owned()]);
+}
+
+#[test]
+fn a_new_list_is_readable_by_a_web_server() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = Dir::new();
+    revoke(&dir, &["--jti", "a"]).ok();
+    let mode = std::fs::metadata(dir.path("list.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o044, 0o044, "group and others may read: {mode:o}");
+}
+
+// Errors: the file is left as it was.
+
+#[test]
+fn refuses_no_entry_and_two_entries() {
+    let dir = Dir::new();
+    revoke(&dir, &[]).usage_error(&["--jti", "--sub", "--kid"]);
+    revoke(&dir, &["--jti", "a", "--kid", "k"]).usage_error(&["--kid"]);
+    assert!(!dir.path("list.json").exists());
+}
+
+#[test]
+fn refuses_before_without_sub() {
+    revoke(&Dir::new(), &["--jti", "a", "--before", "5"]).usage_error(&["--before"]);
+}
+
+#[test]
+fn refuses_a_bad_time() {
+    revoke(&Dir::new(), &["--jti", "a", "--exp", "next week"]).usage_error(&["--exp", "RFC 3339"]);
+}
+
+#[test]
+fn refuses_an_exp_that_has_passed() {
+    revoke(
+        &Dir::new(),
+        &["--jti", "a", "--exp", &(NOW - 1).to_string()],
+    )
+    .error(2, &["--exp", "passed"]);
+}
+
+#[test]
+fn refuses_a_signed_list_without_the_key_or_with_another() {
+    let mut dir = keyed_dir();
+    dir.env("TG_OTHER", KEY384_B64);
+    revoke(&dir, &["--jti", "a", "--sign-key-env", "TG_KEY"]).ok();
+    let before = dir.read("list.json");
+    revoke(&dir, &["--jti", "b"]).error(2, &["list.json", "signed", "--sign-key-env"]);
+    revoke(&dir, &["--jti", "b", "--sign-key-env", "TG_OTHER"])
+        .error(2, &["list.json", "signature"]);
+    assert_eq!(dir.read("list.json"), before);
+}
+
+#[test]
+fn names_an_unset_or_short_sign_key() {
+    let mut dir = Dir::new();
+    revoke(&dir, &["--jti", "a", "--sign-key-env", "TG_NOPE"])
+        .error(2, &["--sign-key-env", "TG_NOPE"]);
+    dir.env("TG_SHORT", "AAAA");
+    revoke(&dir, &["--jti", "a", "--sign-key-env", "TG_SHORT"]).error(2, &["TG_SHORT", "3 bytes"]);
+}
+
+#[test]
+fn refuses_a_corrupt_list() {
+    let dir = Dir::new();
+    dir.write(
+        "list.json",
+        r#"{"version": 3, "entries": [{"jti": "a", "sub": "b"}]}"#,
+    );
+    revoke(&dir, &["--jti", "c"]).error(2, &["list.json", "entries[0]"]);
+    dir.write("list.json", "");
+    revoke(&dir, &["--jti", "c"]).error(2, &["list.json", "empty"]);
+    assert_eq!(dir.read("list.json"), "");
+}
+
+#[test]
+fn refuses_empty_or_control_character_values() {
+    let dir = Dir::new();
+    revoke(&dir, &["--jti", ""]).error(2, &["--jti", "empty"]);
+    revoke(&dir, &["--sub", "a\u{7f}"]).error(2, &["--sub", "control"]);
+}
