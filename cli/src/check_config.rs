@@ -209,6 +209,18 @@ fn check_envoy(report: &mut Report, name: &str, root: &Value) {
         if plugin.root_id == envoy::FILTER_ROOT {
             if let Some(config) = check_filter(report, location, text.as_bytes()) {
                 filters_with_revocation += usize::from(config.revocation.is_some());
+                let stops_on_headers = plugin
+                    .config
+                    .get("allow_on_headers_stop_iteration")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                if config.refresh.is_some() && !stops_on_headers {
+                    report.error(
+                        location,
+                        "allow_on_headers_stop_iteration",
+                        "refresh is configured but the plugin cannot read request bodies: set allow_on_headers_stop_iteration: true on this PluginConfig",
+                    );
+                }
             }
         } else {
             services += 1;

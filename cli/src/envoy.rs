@@ -367,3 +367,96 @@ mod tests {
         );
     }
 }
+
+/// Whether the connection manager that runs the tokengate filter turns on
+/// `normalize_path` and `merge_slashes`: Envoy then rewrites `:path` before
+/// any filter sees it, and `verify` must do the same to give the filter's
+/// answer.
+pub fn path_options(root: &Value) -> (bool, bool) {
+    fn go(value: &Value, out: &mut (bool, bool)) {
+        match value {
+            Value::Object(map) => {
+                let runs_tokengate = map
+                    .get("http_filters")
+                    .is_some_and(|f| !plugins(f).is_empty());
+                if runs_tokengate {
+                    let flag = |name: &str| map.get(name).and_then(Value::as_bool).unwrap_or(false);
+                    out.0 |= flag("normalize_path");
+                    out.1 |= flag("merge_slashes");
+                }
+                map.values().for_each(|v| go(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| go(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = (false, false);
+    go(root, &mut out);
+    out
+}
+
+/// `:path` as Envoy's `normalize_path` (RFC 3986 dot segments, `%2E` as a
+/// dot, backslashes as slashes) and `merge_slashes` leave it; the query is
+/// kept as it is.
+pub fn normalize_like_envoy(path: &[u8], normalize: bool, merge: bool) -> Vec<u8> {
+    let split = path
+        .iter()
+        .position(|b| *b == b'?' || *b == b'#')
+        .unwrap_or(path.len());
+    let (raw, rest) = path.split_at(split);
+    if !raw.starts_with(b"/") {
+        return path.to_vec();
+    }
+    let mut text = raw.to_vec();
+    if normalize {
+        let replaced = String::from_utf8_lossy(&text)
+            .replace('\\', "/")
+            .replace("%2e", ".")
+            .replace("%2E", ".");
+        let mut out: Vec<&str> = Vec::new();
+        let segments: Vec<&str> = replaced.split('/').skip(1).collect();
+        let last = segments.len().saturating_sub(1);
+        for (i, seg) in segments.iter().enumerate() {
+            match *seg {
+                "." => {
+                    if i == last {
+                        out.push("");
+                    }
+                }
+                ".." => {
+                    out.pop();
+                    if i == last {
+                        out.push("");
+                    }
+                }
+                other => out.push(other),
+            }
+        }
+        text = format!("/{}", out.join("/")).into_bytes();
+    }
+    if merge {
+        text.dedup_by(|a, b| *a == b'/' && *b == b'/');
+    }
+    text.extend_from_slice(rest);
+    text
+}
+
+#[cfg(test)]
+mod envoy_path_tests {
+    use super::normalize_like_envoy;
+
+    #[test]
+    fn matches_what_envoy_did_to_these_paths() {
+        // Observed with Envoy 1.40, normalize_path and merge_slashes on.
+        for (raw, want) in [
+            ("/public//..//admin", "/public/admin"),
+            ("/../api/x", "/api/x"),
+            ("/api\\x", "/api/x"),
+            ("/a/./b/%2e%2e/c?q=1", "/a/c?q=1"),
+            ("/orders", "/orders"),
+        ] {
+            let got = normalize_like_envoy(raw.as_bytes(), true, true);
+            assert_eq!(String::from_utf8_lossy(&got), want, "{raw}");
+        }
+    }
+}

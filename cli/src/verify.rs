@@ -82,7 +82,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let config = load_config(&args.config)?;
+    let (config, (normalize, merge)) = load_config(&args.config)?;
     let now = util::now_or_system(args.now)?;
     let token = util::read_token_arg(args.token.as_deref())?;
 
@@ -99,7 +99,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
             b", ",
         );
     }
-    let mut path = args.path.clone().into_bytes();
+    // Envoy rewrites the path before any filter runs when its connection
+    // manager says so; the filter then decides on that path.
+    let mut path = envoy::normalize_like_envoy(args.path.as_bytes(), normalize, merge);
+    if path != args.path.as_bytes() {
+        util::errln(format_args!(
+            "note: Envoy's normalize_path/merge_slashes turn the path into {}",
+            String::from_utf8_lossy(&path)
+        ));
+    }
     if let Some(token) = &token {
         place_token(&config, token, &mut path, &mut headers)?;
     }
@@ -144,9 +152,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
 /// The filter configuration: a file of its own, or the one tokengate filter
 /// of an Envoy file. `secret_env` is read from this process's environment.
-fn load_config(file: &Path) -> Result<Config> {
+fn load_config(file: &Path) -> Result<(Config, (bool, bool))> {
     let name = file.display();
     let bytes = util::read_file(file)?;
+    let mut path_options = (false, false);
     let json = match envoy::classify(&bytes).map_err(|m| anyhow!("--config: {name}: {m}"))? {
         FileKind::Filter(json) => json,
         FileKind::Service(_) => {
@@ -155,6 +164,7 @@ fn load_config(file: &Path) -> Result<Config> {
             )
         }
         FileKind::Envoy(root) => {
+            path_options = envoy::path_options(&root);
             let plugins = envoy::plugins(&root);
             let filters: Vec<_> = plugins
                 .iter()
@@ -174,7 +184,9 @@ fn load_config(file: &Path) -> Result<Config> {
             }
         }
     };
-    Config::from_json(&json, &Secrets::process_env()).map_err(|e| anyhow!("--config: {name}: {e}"))
+    let config = Config::from_json(&json, &Secrets::process_env())
+        .map_err(|e| anyhow!("--config: {name}: {e}"))?;
+    Ok((config, path_options))
 }
 
 /// Adds a header; a repeat is joined to the first as Envoy joins them.

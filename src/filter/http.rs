@@ -131,13 +131,20 @@ impl GateRoot {
         if list.generation == Some(published.generation) {
             return;
         }
+        // Drop the old copy first: nothing runs on this worker during the
+        // tick, and reading the new one beside it would double the VM's
+        // memory (wasm memory never shrinks) for a million-entry list.
+        list.snapshot = None;
+        list.generation = None;
         match shared::read_snapshot(host::shared_data, &published) {
             Some(snapshot) => {
+                // The snapshot may already be newer than the state record
+                // read a moment ago; its own version is what is in force.
+                list.generation = Some(snapshot.version());
                 list.snapshot = Some(snapshot);
-                list.generation = Some(published.generation);
             }
             None => host::warn(
-                "the published revocation snapshot is unreadable; keeping the one in force",
+                "the published revocation snapshot is unreadable; retrying on the next tick",
             ),
         }
     }

@@ -137,7 +137,7 @@ impl Poller {
     pub fn on_http_call_response(
         &mut self,
         token: u32,
-        _headers: usize,
+        headers: usize,
         body_size: usize,
         _trailers: usize,
     ) {
@@ -145,6 +145,13 @@ impl Poller {
             return;
         }
         self.in_flight = None;
+        if headers == 0 {
+            // No response at all (reset, timeout, a body over Envoy's
+            // callout buffer): reading a header now would make the SDK
+            // panic on the host's BadArgument.
+            self.fail("no response (connection failure, timeout, or a body over Envoy's callout buffer limit)");
+            return;
+        }
         match self.accept(body_size) {
             Ok(()) => {}
             Err(why) => self.fail(&why),

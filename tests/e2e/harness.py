@@ -224,6 +224,11 @@ def plugin_config(
     }
     if failure_policy:
         plugin["failure_policy"] = failure_policy
+    if root_id == "tokengate":
+        # The refresh endpoint pauses on headers to read the body; without
+        # this, proxy-wasm turns that pause into "stop all" and the body
+        # never reaches the filter.
+        plugin["allow_on_headers_stop_iteration"] = True
     return plugin
 
 

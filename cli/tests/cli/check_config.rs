@@ -492,3 +492,27 @@ fn refuses_a_missing_file_and_a_missing_argument() {
         .error(2, &["none.json"]);
     dir.run(&["check-config"]).usage_error(&["FILE"]);
 }
+
+#[test]
+fn refresh_needs_the_plugin_to_read_bodies() {
+    let dir = Dir::new();
+    let mut filter = filter_config();
+    filter["refresh"] =
+        serde_json::json!({"path": "/oauth/token", "kid": filter["keys"][0]["kid"]});
+    dir.write(
+        "envoy.yaml",
+        Bootstrap {
+            filter: Some(filter.to_string()),
+            ..Bootstrap::full()
+        }
+        .yaml(),
+    );
+    let run = check(&dir, "envoy.yaml");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("allow_on_headers_stop_iteration: refresh is configured"),
+        "{}",
+        run.stderr
+    );
+}
