@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 
 use crate::config::{Config, OnUnavailable, TokenSource};
-use crate::policy::{self, Action, Rule};
+use crate::policy::{self, Action};
 use crate::refusal::{refusal_response, Reason, Response};
 use crate::revocation::{Snapshot, TokenRef};
 use crate::token::{self, ClaimValue, TokenType, Verified, VerifyCache};
@@ -190,8 +190,13 @@ impl Config {
         cache: &mut VerifyCache,
         v: &mut Verdict,
     ) -> Result<Decision, Reason> {
-        let path = policy::normalize_path(req.path).map_err(|_| Reason::BadRequest)?;
-        let host = policy::authority_host(req.authority).unwrap_or_default();
+        let path = policy::normalize_path_cow(req.path).map_err(|_| Reason::BadRequest)?;
+        // The host is only read when a rule names hosts.
+        let host = if self.rules.iter().any(|r| r.matcher.hosts.is_some()) {
+            policy::authority_host(req.authority).unwrap_or_default()
+        } else {
+            String::new()
+        };
         let rule =
             policy::first_match(&self.rules, &path, req.method, &host).ok_or(Reason::NoRule)?;
         let (scopes, roles) = match &rule.action {
@@ -214,8 +219,9 @@ impl Config {
         }
         let token = std::str::from_utf8(&token).map_err(|_| Reason::Malformed)?;
         let verified = self.verify_access(token, conn, revocations, now, cache, v)?;
-        self.authorize(&verified, rule, scopes, roles)?;
-        self.forward_claims(&verified, v);
+        let granted = self.granted_scopes(&verified);
+        self.authorize(&verified, &granted, scopes, roles)?;
+        self.forward_claims(&verified, &granted, v);
         Ok(Decision::Allow)
     }
 
@@ -345,15 +351,12 @@ impl Config {
     fn authorize(
         &self,
         verified: &Verified<'_>,
-        _rule: &Rule,
+        granted: &[&str],
         scopes: &[String],
         roles: &[String],
     ) -> Result<(), Reason> {
-        if !scopes.is_empty() {
-            let granted = self.granted_scopes(verified);
-            if !policy::all_scopes_granted(granted.iter().copied(), scopes) {
-                return Err(Reason::InsufficientScope);
-            }
+        if !scopes.is_empty() && !policy::all_scopes_granted(granted.iter().copied(), scopes) {
+            return Err(Reason::InsufficientScope);
         }
         if !roles.is_empty()
             && !verified
@@ -366,14 +369,11 @@ impl Config {
         Ok(())
     }
 
-    fn forward_claims(&self, verified: &Verified<'_>, v: &mut Verdict) {
+    fn forward_claims(&self, verified: &Verified<'_>, granted: &[&str], v: &mut Verdict) {
         let claims = verified.claims();
         for (claim, header) in &self.claims_to_headers {
             let value = match claim.as_str() {
-                "scope" => {
-                    let granted = self.granted_scopes(verified);
-                    (!granted.is_empty()).then(|| granted.join(" "))
-                }
+                "scope" => (!granted.is_empty()).then(|| granted.join(" ")),
                 "sub" => claims.sub.clone(),
                 "jti" => claims.jti.clone(),
                 "iss" => claims.iss.clone(),
