@@ -211,7 +211,13 @@ impl Gate {
 
 /// Counts a decision and sets the access-log filter state.
 fn record(shared: &Shared, verdict: &Verdict) {
+    // `tokengate_profile` cfgs exist only for benches/breakdown.sh, which
+    // builds variants without one step each to show where the time goes.
+    #[cfg(not(tokengate_profile = "decide_only"))]
     shared.metrics.count(verdict.decision);
+    if cfg!(tokengate_profile = "no_state") || cfg!(tokengate_profile = "decide_only") {
+        return;
+    }
     host::set_filter_state("tokengate.decision", verdict.decision.as_str().as_bytes());
     if let Some(reason) = verdict.decision.reason() {
         host::set_filter_state("tokengate.reason", reason.as_str().as_bytes());
@@ -327,6 +333,9 @@ impl HttpContext for Gate {
             return Action::Pause;
         }
 
+        if cfg!(tokengate_profile = "no_edits") || cfg!(tokengate_profile = "decide_only") {
+            return Action::Continue;
+        }
         for name in &verdict.remove_headers {
             host::set_request_header(name, None);
         }
