@@ -42,10 +42,7 @@ impl Published {
 }
 
 /// Reads and checks the published snapshot through `get`.
-pub fn read_snapshot(
-    get: impl Fn(&str) -> Option<Vec<u8>>,
-    _published: &Published,
-) -> Option<Snapshot> {
+pub fn read_snapshot(get: impl Fn(&str) -> Option<Vec<u8>>) -> Option<Snapshot> {
     Snapshot::from_bytes(get(SNAPSHOT_KEY)?).ok()
 }
 

@@ -136,7 +136,7 @@ impl GateRoot {
         // memory (wasm memory never shrinks) for a million-entry list.
         list.snapshot = None;
         list.generation = None;
-        match shared::read_snapshot(host::shared_data, &published) {
+        match shared::read_snapshot(host::shared_data) {
             Some(snapshot) => {
                 // The snapshot may already be newer than the state record
                 // read a moment ago; its own version is what is in force.
