@@ -64,6 +64,68 @@ impl Secrets<'_> {
     }
 }
 
+/// Where the configuration has objects: serde's derived structs would also
+/// read a JSON array by position (`["realm", [...]]`), which no operator
+/// means and `deny_unknown_fields` does not stop (found by the
+/// `config_parse` fuzz target). `(path, is_array_of_objects)`.
+const FILTER_OBJECTS: [(&str, bool); 7] = [
+    ("", false),
+    ("keys", true),
+    ("token_sources", true),
+    ("rules", true),
+    ("rules[].match", false),
+    ("revocation", false),
+    ("refresh", false),
+];
+const SERVICE_OBJECTS: [(&str, bool); 2] = [("", false), ("verify_key", false)];
+
+/// Refuses an array where the configuration has an object.
+fn require_objects(json: &[u8], places: &[(&str, bool)]) -> Result<(), ConfigError> {
+    let Ok(root) = serde_json::from_slice::<serde_json::Value>(json) else {
+        return Ok(()); // the typed parse reports the syntax error with its path
+    };
+    let not_array = |v: &serde_json::Value, path: String| {
+        if v.is_array() {
+            Err(ConfigError::new(
+                path,
+                "must be a JSON object, not an array",
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    for (place, each) in places {
+        if place.is_empty() {
+            not_array(&root, String::new())?;
+            continue;
+        }
+        if let Some((outer, inner)) = place.split_once("[].") {
+            for (i, item) in root
+                .get(outer)
+                .and_then(|v| v.as_array())
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                if let Some(v) = item.get(inner) {
+                    not_array(v, format!("{outer}[{i}].{inner}"))?;
+                }
+            }
+            continue;
+        }
+        match root.get(place) {
+            Some(serde_json::Value::Array(items)) if *each => {
+                for (i, item) in items.iter().enumerate() {
+                    not_array(item, format!("{place}[{i}]"))?;
+                }
+            }
+            Some(v) if !*each => not_array(v, (*place).to_owned())?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Parses JSON text into `T`, naming the JSON path of the first error.
 fn parse_json<'de, T: Deserialize<'de>>(json: &'de [u8]) -> Result<T, ConfigError> {
     let mut de = serde_json::Deserializer::from_slice(json);
@@ -272,6 +334,7 @@ pub struct Config {
 impl Config {
     /// Parses and compiles a filter configuration.
     pub fn from_json(json: &[u8], secrets: &Secrets<'_>) -> Result<Config, ConfigError> {
+        require_objects(json, &FILTER_OBJECTS)?;
         let raw: RawConfig = parse_json(json)?;
         compile(raw, secrets)
     }
@@ -680,6 +743,7 @@ struct RawService {
 
 impl ServiceConfig {
     pub fn from_json(json: &[u8], secrets: &Secrets<'_>) -> Result<ServiceConfig, ConfigError> {
+        require_objects(json, &SERVICE_OBJECTS)?;
         let raw: RawService = parse_json(json)?;
         for (name, value) in [
             ("cluster", &raw.cluster),

@@ -50,15 +50,6 @@ impl fmt::Display for PathError {
 
 impl std::error::Error for PathError {}
 
-/// Normalizes a raw `:path` (bytes as received) for matching, per SPEC §3.
-///
-/// In order: cut at `?` and `#`; must start with `/`; percent-escapes of
-/// unreserved characters (ALPHA DIGIT `-` `.` `_` `~`) decoded, other escapes
-/// kept with upper-case hex; `%2F`, `%5C`, `%00` (any case), a literal
-/// backslash and an invalid escape refused; `;` path parameters cut from every
-/// segment; runs of `/` merged; `.` and `..` segments resolved (RFC 3986
-/// §5.2.4), a `..` above the root refused. A trailing slash is kept. The
-/// result always starts with `/`, and normalizing it again changes nothing.
 /// [`normalize_path`] without the copy for the common case: a path with no
 /// escape, parameter, backslash, doubled slash or dot segment is already
 /// normal and is borrowed as it is.
@@ -85,6 +76,15 @@ pub fn normalize_path_cow(raw: &[u8]) -> Result<Cow<'_, str>, PathError> {
     normalize_path(raw).map(Cow::Owned)
 }
 
+/// Normalizes a raw `:path` (bytes as received) for matching, per SPEC §3.
+///
+/// In order: cut at `?` and `#`; must start with `/`; percent-escapes of
+/// unreserved characters (ALPHA DIGIT `-` `.` `_` `~`) decoded, other escapes
+/// kept with upper-case hex; `%2F`, `%5C`, `%00` (any case), a literal
+/// backslash and an invalid escape refused; `;` path parameters cut from every
+/// segment; runs of `/` merged; `.` and `..` segments resolved (RFC 3986
+/// §5.2.4), a `..` above the root refused. A trailing slash is kept. The
+/// result always starts with `/`, and normalizing it again changes nothing.
 pub fn normalize_path(raw: &[u8]) -> Result<String, PathError> {
     let end = raw
         .iter()
