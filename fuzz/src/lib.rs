@@ -1,0 +1,624 @@
+//! Property helpers for the tokengate fuzz targets.
+//!
+//! Each helper states one property of the library and returns the broken one
+//! as `Err(String)`; the targets in `fuzz_targets/` panic on it, which
+//! libFuzzer reports as a crash. They use only tokengate's public API plus
+//! independent oracles (the `hmac` crate for MACs, `serde_json::Value` for
+//! JSON, a segment-stack model for path normalization, a set model for
+//! revocation), so a finding here is a disagreement between tokengate and
+//! something that does not share its code.
+//!
+//! These would move into the library as `#[doc(hidden)] pub mod fuzzing`
+//! modules (rustls `internal::fuzzing`, like `revocation::fuzzing`) once the
+//! owners of `src/` take them; until then they live here.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use serde::de::{IgnoredAny, MapAccess, Visitor};
+use serde::Deserializer as _;
+use sha2::{Sha256, Sha384, Sha512};
+
+use tokengate::config::{Config, Secrets};
+use tokengate::keys::Alg;
+use tokengate::policy::PathError;
+use tokengate::revocation::{fingerprint, Entry, Kind, TokenRef};
+
+// ---------------------------------------------------------------------------
+// The fixed configurations tokens are checked against
+// ---------------------------------------------------------------------------
+
+/// The instant every decision is taken at (2025-11-27T16:00:00Z).
+pub const NOW: u64 = 1_764_259_200;
+
+/// HS256 key `k1` of the two-key configuration (32 bytes, utf8 encoding).
+pub const K1_SECRET: &[u8; 32] = b"tokengate fuzz key k1, 32 bytes!";
+/// HS512 key `k2` of the two-key configuration (64 bytes, utf8 encoding).
+pub const K2_SECRET: &[u8; 64] =
+    b"tokengate fuzz key k2: sixty-four bytes of secret for HS512 MACs";
+/// A key no configuration holds: tokens signed with it must never pass.
+pub const ROGUE_SECRET: &[u8; 64] =
+    b"not configured anywhere: a token signed with this must not pass!";
+/// The RFC 7515 appendix A.1 key (`k` of its JWK), base64url.
+pub const RFC7515_A1_K: &str =
+    "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow";
+/// The RFC 7515 appendix A.1 token (no `kid`; HS256).
+pub const RFC7515_A1_TOKEN: &str = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+
+/// A configured key as the oracle sees it: the raw secret, not tokengate's
+/// keyed state.
+#[derive(Clone, Debug)]
+pub struct OracleKey {
+    pub kid: String,
+    pub alg: Alg,
+    pub secret: Vec<u8>,
+}
+
+/// A compiled configuration and the keys it was given.
+pub struct Fixture {
+    pub name: &'static str,
+    pub config: Config,
+    pub keys: Vec<OracleKey>,
+}
+
+fn utf8(secret: &[u8]) -> &str {
+    std::str::from_utf8(secret).unwrap_or_default()
+}
+
+/// Two keys (`k1` HS256, `k2` HS512), one catch-all rule that needs any
+/// valid token, no required claims (so any correctly signed, well-formed
+/// token is allowed: the widest door for the property), and claim headers.
+pub fn two_key_fixture() -> Fixture {
+    let json = serde_json::json!({
+        "realm": "fuzz",
+        "keys": [
+            {"kid": "k1", "alg": "HS256", "secret": utf8(K1_SECRET), "encoding": "utf8"},
+            {"kid": "k2", "alg": "HS512", "secret": utf8(K2_SECRET), "encoding": "utf8"}
+        ],
+        "require_claims": [],
+        "claims_to_headers": {"sub": "x-auth-subject", "scope": "x-auth-scopes", "tenant": "x-tenant"},
+        "roles": {"admin": ["*"]},
+        "rules": [{"match": {"prefix": "/"}}]
+    });
+    Fixture {
+        name: "two-key",
+        config: compile(&json),
+        keys: vec![
+            OracleKey {
+                kid: "k1".into(),
+                alg: Alg::Hs256,
+                secret: K1_SECRET.to_vec(),
+            },
+            OracleKey {
+                kid: "k2".into(),
+                alg: Alg::Hs512,
+                secret: K2_SECRET.to_vec(),
+            },
+        ],
+    }
+}
+
+/// One key, the RFC 7515 A.1 key: a token without `kid` selects it, so the
+/// sole-key path is fuzzed too.
+pub fn one_key_fixture() -> Fixture {
+    let json = serde_json::json!({
+        "keys": [{"kid": "rfc7515-a1", "alg": "HS256", "secret": RFC7515_A1_K}],
+        "require_claims": [],
+        "rules": [{"match": {"prefix": "/"}, "scopes": []}]
+    });
+    Fixture {
+        name: "one-key",
+        config: compile(&json),
+        keys: vec![OracleKey {
+            kid: "rfc7515-a1".into(),
+            alg: Alg::Hs256,
+            secret: URL_SAFE_NO_PAD.decode(RFC7515_A1_K).unwrap_or_default(),
+        }],
+    }
+}
+
+fn compile(json: &serde_json::Value) -> Config {
+    match Config::from_json(json.to_string().as_bytes(), &Secrets::Placeholder) {
+        Ok(config) => config,
+        Err(e) => panic!("the fuzzing fixture does not compile: {e}"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// MAC oracle
+// ---------------------------------------------------------------------------
+
+/// HMAC of `input` under `secret` with the hash of `alg`, by the `hmac`
+/// crate directly (not tokengate's keyed state).
+pub fn hmac_tag(alg: Alg, secret: &[u8], input: &[u8]) -> Vec<u8> {
+    fn tag<M: Mac + hmac::digest::KeyInit>(secret: &[u8], input: &[u8]) -> Vec<u8> {
+        match <M as Mac>::new_from_slice(secret) {
+            Ok(mut mac) => {
+                mac.update(input);
+                mac.finalize().into_bytes().to_vec()
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+    match alg {
+        Alg::Hs256 => tag::<Hmac<Sha256>>(secret, input),
+        Alg::Hs384 => tag::<Hmac<Sha384>>(secret, input),
+        Alg::Hs512 => tag::<Hmac<Sha512>>(secret, input),
+    }
+}
+
+/// A compact JWS over arbitrary header and payload text, signed with `secret`
+/// under `alg`'s hash.
+pub fn sign_compact(header: &[u8], payload: &[u8], alg: Alg, secret: &[u8]) -> String {
+    let mut out = URL_SAFE_NO_PAD.encode(header);
+    out.push('.');
+    out.push_str(&URL_SAFE_NO_PAD.encode(payload));
+    let tag = hmac_tag(alg, secret, out.as_bytes());
+    out.push('.');
+    out.push_str(&URL_SAFE_NO_PAD.encode(tag));
+    out
+}
+
+/// Property: a token tokengate accepted carries a valid MAC under a
+/// configured key. Checked from scratch: exactly three canonical base64url
+/// segments; the header a JSON object whose `kid` names a configured key (or
+/// is absent with exactly one key configured) and whose `alg` is that key's;
+/// and the signature segment, as sent, is the base64url of the HMAC of
+/// `header.payload`, as sent, under that key. Returns the key.
+pub fn accepted_token_is_genuine<'k>(
+    token: &str,
+    keys: &'k [OracleKey],
+) -> Result<&'k OracleKey, String> {
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err("accepted a token that is not three segments".into());
+    };
+    for (name, seg) in [("header", h), ("payload", p), ("signature", s)] {
+        let decoded = URL_SAFE_NO_PAD
+            .decode(seg)
+            .map_err(|e| format!("accepted a token whose {name} is not base64url: {e}"))?;
+        if URL_SAFE_NO_PAD.encode(&decoded) != seg {
+            return Err(format!(
+                "accepted a token whose {name} is not canonical base64url"
+            ));
+        }
+    }
+    let header_json = URL_SAFE_NO_PAD.decode(h).unwrap_or_default();
+    let header: serde_json::Value = serde_json::from_slice(&header_json)
+        .map_err(|e| format!("accepted a token whose header is not JSON: {e}"))?;
+    let header = header
+        .as_object()
+        .ok_or("accepted a token whose header is not an object")?;
+    let key = match header.get("kid") {
+        Some(serde_json::Value::String(kid)) => keys
+            .iter()
+            .find(|k| k.kid == *kid)
+            .ok_or_else(|| format!("accepted a token whose kid {kid:?} is not configured"))?,
+        Some(other) => {
+            return Err(format!(
+                "accepted a token whose kid is not a string: {other}"
+            ))
+        }
+        None if keys.len() == 1 => &keys[0],
+        None => {
+            return Err("accepted a token without kid while several keys are configured".into())
+        }
+    };
+    let alg = header.get("alg").and_then(|a| a.as_str());
+    if alg != Some(key.alg.name()) {
+        return Err(format!(
+            "accepted alg {alg:?} for key {} ({})",
+            key.kid, key.alg
+        ));
+    }
+    let signing_input = token.get(..h.len() + 1 + p.len()).unwrap_or_default();
+    let expected = URL_SAFE_NO_PAD.encode(hmac_tag(key.alg, &key.secret, signing_input.as_bytes()));
+    if expected != s {
+        return Err(format!(
+            "accepted a token whose MAC is not the HMAC under key {}",
+            key.kid
+        ));
+    }
+    Ok(key)
+}
+
+// ---------------------------------------------------------------------------
+// JSON oracle
+// ---------------------------------------------------------------------------
+
+/// The member names of a top-level JSON object in document order, repeats
+/// kept (`serde_json::Value` would merge them). `None`: not one JSON object.
+pub fn member_names(json: &[u8]) -> Option<Vec<String>> {
+    struct Names;
+    impl<'de> Visitor<'de> for Names {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<String>, A::Error> {
+            let mut names = Vec::new();
+            while let Some(name) = map.next_key::<String>()? {
+                map.next_value::<IgnoredAny>()?;
+                names.push(name);
+            }
+            Ok(names)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let names = de.deserialize_map(Names).ok()?;
+    de.end().ok()?;
+    Some(names)
+}
+
+/// Whether a list of names holds one twice.
+pub fn has_repeats(names: &[String]) -> bool {
+    let mut seen = HashSet::new();
+    names.iter().any(|n| !seen.insert(n.as_str()))
+}
+
+/// Whether text holds a character the spec calls a control (U+0000–U+001F,
+/// U+007F).
+pub fn has_controls(s: &str) -> bool {
+    s.chars().any(|c| c < ' ' || c == '\u{7f}')
+}
+
+/// The `typ` values SPEC §2 accepts, with their kind (true: refresh).
+pub fn typ_kind(typ: &str) -> Option<bool> {
+    let t = typ.trim();
+    let t = if t.len() >= 12
+        && t.is_char_boundary(12)
+        && t[..12].eq_ignore_ascii_case("application/")
+    {
+        &t[12..]
+    } else {
+        t
+    };
+    if t.eq_ignore_ascii_case("jwt") || t.eq_ignore_ascii_case("at+jwt") {
+        Some(false)
+    } else if t.eq_ignore_ascii_case("rt+jwt") {
+        Some(true)
+    } else {
+        None
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Path normalization model
+// ---------------------------------------------------------------------------
+
+/// SPEC §3's path normalization written as a segment stack, independently of
+/// `policy::normalize_path` (which edits one output buffer in place): cut at
+/// `?`/`#`; must start with `/`; per segment, escapes checked and unreserved
+/// ones decoded (others kept, hex upper-cased), `;` parameters cut; empty and
+/// `.` segments dropped, `..` pops (above the root is an error); a trailing
+/// slash kept when the last segment was empty, `.` or `..`. The first error
+/// in left-to-right order wins, as in the library.
+pub fn reference_normalize(raw: &[u8]) -> Result<String, PathError> {
+    let end = raw
+        .iter()
+        .position(|&b| b == b'?' || b == b'#')
+        .unwrap_or(raw.len());
+    let path = &raw[..end];
+    let Some((&b'/', rest)) = path.split_first() else {
+        return Err(PathError::NotAbsolute);
+    };
+    let mut stack: Vec<Vec<u8>> = Vec::new();
+    let mut trailing = false;
+    for segment in rest.split(|&b| b == b'/') {
+        let decoded = reference_segment(segment)?;
+        match decoded.as_slice() {
+            b"" | b"." => trailing = true,
+            b".." => {
+                if stack.pop().is_none() {
+                    return Err(PathError::AboveRoot);
+                }
+                trailing = true;
+            }
+            _ => {
+                stack.push(decoded);
+                trailing = false;
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for segment in &stack {
+        out.push(b'/');
+        out.extend_from_slice(segment);
+    }
+    if out.is_empty() || trailing {
+        out.push(b'/');
+    }
+    String::from_utf8(out).map_err(|_| PathError::NotUtf8)
+}
+
+fn reference_segment(segment: &[u8]) -> Result<Vec<u8>, PathError> {
+    let mut out = Vec::new();
+    let mut params = false;
+    let mut i = 0;
+    while i < segment.len() {
+        let b = segment[i];
+        if b == b'%' {
+            let hex = |j: usize| segment.get(j).and_then(|c| (*c as char).to_digit(16));
+            let (Some(hi), Some(lo)) = (hex(i + 1), hex(i + 2)) else {
+                return Err(PathError::InvalidEscape);
+            };
+            let v = (hi * 16 + lo) as u8;
+            match v {
+                b'/' => return Err(PathError::EncodedSlash),
+                b'\\' => return Err(PathError::EncodedBackslash),
+                0 => return Err(PathError::EncodedNul),
+                _ if params => {}
+                _ if v.is_ascii_alphanumeric() || b"-._~".contains(&v) => out.push(v),
+                _ => out.extend_from_slice(format!("%{v:02X}").as_bytes()),
+            }
+            i += 3;
+            continue;
+        }
+        match b {
+            b'\\' => return Err(PathError::Backslash),
+            b';' => params = true,
+            _ if params => {}
+            _ => out.push(b),
+        }
+        i += 1;
+    }
+    Ok(out)
+}
+
+/// Properties of a normalized path on its own: it starts with `/`; it has
+/// no `//`, no `.` or `..` segment (so it never climbs out of the root), no
+/// `?`, `#` or backslash; it is no longer than the path it came from.
+pub fn normalized_shape(input_len: usize, normalized: &str) -> Result<(), String> {
+    if !normalized.starts_with('/') {
+        return Err(format!("{normalized:?} does not start with '/'"));
+    }
+    if normalized.contains("//") {
+        return Err(format!("{normalized:?} holds '//'"));
+    }
+    if let Some(seg) = normalized.split('/').find(|s| *s == "." || *s == "..") {
+        return Err(format!("{normalized:?} holds a {seg:?} segment"));
+    }
+    if let Some(c) = normalized.chars().find(|c| matches!(c, '?' | '#' | '\\')) {
+        return Err(format!("{normalized:?} holds {c:?}"));
+    }
+    if normalized.len() > input_len.max(1) {
+        return Err(format!(
+            "{normalized:?} is longer than its input ({input_len} bytes)"
+        ));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Revocation model
+// ---------------------------------------------------------------------------
+
+/// The revocation set as plain collections: what a snapshot (entries
+/// unexpired at `fetched_at`) or a static list (every entry) must answer.
+#[derive(Default, Debug)]
+pub struct RevocationModel {
+    pub jti: HashSet<String>,
+    pub kid: HashSet<String>,
+    /// `None`: every token of the subject; `Some(b)`: those issued before b.
+    pub sub: HashMap<String, Option<u64>>,
+}
+
+impl RevocationModel {
+    /// The model of `entries`, leaving out those expired at `now` (`exp` <
+    /// `now`) when `now` is given.
+    pub fn new(entries: &[Entry], now: Option<u64>) -> RevocationModel {
+        let mut m = RevocationModel::default();
+        for e in entries {
+            if let (Some(now), Some(exp)) = (now, e.exp()) {
+                if exp < now {
+                    continue;
+                }
+            }
+            match e {
+                Entry::Jti { jti, .. } => {
+                    m.jti.insert(jti.clone());
+                }
+                Entry::Kid { kid, .. } => {
+                    m.kid.insert(kid.clone());
+                }
+                Entry::Sub { sub, before, .. } => {
+                    let merged = match m.sub.get(sub) {
+                        None => *before,
+                        // No `before` (all tokens) beats any; else the later.
+                        Some(None) => None,
+                        Some(Some(kept)) => before.map(|b| b.max(*kept)),
+                    };
+                    m.sub.insert(sub.clone(), merged);
+                }
+            }
+        }
+        m
+    }
+
+    pub fn len(&self) -> usize {
+        self.jti.len() + self.kid.len() + self.sub.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// SPEC §5: by jti, by kid, by sub (before B: `iat` < B, or no `iat`; a
+    /// negative or NaN `iat` counts as issued before, a fault never
+    /// un-revokes).
+    pub fn is_revoked(&self, t: &TokenRef<'_>) -> bool {
+        t.jti.is_some_and(|j| self.jti.contains(j))
+            || self.kid.contains(t.kid)
+            || t.sub
+                .and_then(|s| self.sub.get(s))
+                .is_some_and(|before| match (before, t.iat) {
+                    (None, _) | (Some(_), None) => true,
+                    (Some(_), Some(iat)) if iat.is_nan() || iat < 0.0 => true,
+                    (Some(b), Some(iat)) => issued_before_exact(iat, *b),
+                })
+    }
+
+    /// Whether some member of the model shares a 96-bit fingerprint with a
+    /// value of the token while differing from it: the only way a snapshot
+    /// may answer "revoked" where the model says no (probability ~2^-96).
+    pub fn collides(&self, t: &TokenRef<'_>) -> bool {
+        fn hits<'m>(
+            kind: Kind,
+            value: &str,
+            mut members: impl Iterator<Item = &'m String>,
+        ) -> bool {
+            let fp = fingerprint(kind, value);
+            members.any(|m| m != value && fingerprint(kind, m) == fp)
+        }
+        t.jti.is_some_and(|j| hits(Kind::Jti, j, self.jti.iter()))
+            || hits(Kind::Kid, t.kid, self.kid.iter())
+            || t.sub.is_some_and(|s| hits(Kind::Sub, s, self.sub.keys()))
+    }
+}
+
+/// `iat < before` exactly, for finite `iat` >= 0: compared as rationals via
+/// the integer part (exact for an integer `before`).
+fn issued_before_exact(iat: f64, before: u64) -> bool {
+    if iat.is_infinite() {
+        return false;
+    }
+    let whole = iat.floor();
+    if whole >= 18_446_744_073_709_551_616.0 {
+        return false;
+    }
+    (whole as u128) < u128::from(before)
+}
+
+// ---------------------------------------------------------------------------
+// Configuration error oracle
+// ---------------------------------------------------------------------------
+
+/// Top-level fields of the filter configuration (SPEC §3, §10.2).
+pub const FILTER_FIELDS: [&str; 16] = [
+    "realm",
+    "keys",
+    "issuers",
+    "audiences",
+    "clock_skew_s",
+    "max_lifetime_s",
+    "require_claims",
+    "max_token_bytes",
+    "token_sources",
+    "forward_token",
+    "claims_to_headers",
+    "roles",
+    "require_tls",
+    "rules",
+    "revocation",
+    "refresh",
+];
+
+/// Top-level fields of the revocation service configuration (SPEC §5).
+pub const SERVICE_FIELDS: [&str; 7] = [
+    "cluster",
+    "authority",
+    "path",
+    "poll_interval_s",
+    "timeout_ms",
+    "max_bytes",
+    "verify_key",
+];
+
+/// How serde's and serde_json's own messages begin (serde `de::Error`
+/// constructors, serde_json's syntax error codes).
+pub const SERDE_MESSAGE_STARTS: [&str; 26] = [
+    "invalid type: ",
+    "invalid value: ",
+    "invalid length ",
+    "unknown variant ",
+    "unknown field ",
+    "missing field ",
+    "duplicate field ",
+    "EOF while parsing",
+    "expected ",
+    "invalid escape",
+    "invalid number",
+    "number out of range",
+    "invalid unicode code point",
+    "control character",
+    "key must be a string",
+    "key must be ",
+    "lone leading surrogate",
+    "unexpected end of hex escape",
+    "trailing comma",
+    "trailing characters",
+    "recursion limit exceeded",
+    "float key must be finite",
+    "data did not match",
+    "unexpected ",
+    "invalid ",
+    "string ",
+];
+
+/// The first segment of a JSON path (`keys` of `keys[1].alg`).
+pub fn first_segment(path: &str) -> &str {
+    let end = path.find(['.', '[']).unwrap_or(path.len());
+    &path[..end]
+}
+
+/// The inline secrets of a configuration document: `keys[i].secret` and
+/// `verify_key.secret`, for rewriting in place.
+fn inline_secrets_mut(value: &mut serde_json::Value) -> Vec<&mut String> {
+    let mut out = Vec::new();
+    let serde_json::Value::Object(map) = value else {
+        return out;
+    };
+    for (name, field) in map.iter_mut() {
+        match (name.as_str(), field) {
+            ("keys", serde_json::Value::Array(keys)) => {
+                for key in keys {
+                    if let Some(serde_json::Value::String(s)) = key.get_mut("secret") {
+                        out.push(s);
+                    }
+                }
+            }
+            ("verify_key", key) => {
+                if let Some(serde_json::Value::String(s)) = key.get_mut("secret") {
+                    out.push(s);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Whether the document has an inline secret with a letter or digit in it.
+pub fn has_inline_secret(value: &serde_json::Value) -> bool {
+    let mut value = value.clone();
+    inline_secrets_mut(&mut value)
+        .iter()
+        .any(|s| s.chars().any(|c| c.is_ascii_alphanumeric()))
+}
+
+/// The document with every inline secret's letters and digits rotated
+/// within their class (A-Z, a-z, 0-9): same length, same base64 validity
+/// and padding, same decoded length, other content. An error message that
+/// differs between the two documents depends on a secret's content: it
+/// leaks the secret.
+pub fn rotate_secrets(value: &serde_json::Value) -> serde_json::Value {
+    fn rotate(c: char) -> char {
+        let shift = |base: u8, n: u8| char::from(base + (c as u8 - base + 7) % n);
+        match c {
+            'A'..='Z' => shift(b'A', 26),
+            'a'..='z' => shift(b'a', 26),
+            '0'..='9' => shift(b'0', 10),
+            other => other,
+        }
+    }
+    let mut value = value.clone();
+    for secret in inline_secrets_mut(&mut value) {
+        *secret = secret.chars().map(rotate).collect();
+    }
+    value
+}
