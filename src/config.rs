@@ -88,7 +88,7 @@ fn require_objects(json: &[u8], places: &[(&str, bool)]) -> Result<(), ConfigErr
         if v.is_array() {
             Err(ConfigError::new(
                 path,
-                "must be a JSON object, not an array",
+                "invalid type: array, expected a JSON object",
             ))
         } else {
             Ok(())

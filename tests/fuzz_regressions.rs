@@ -60,7 +60,7 @@ fn refuses_configurations_written_as_arrays() {
         &Secrets::Placeholder,
     )
     .unwrap_err();
-    assert_eq!(e.to_string(), "must be a JSON object, not an array");
+    assert_eq!(e.to_string(), "invalid type: array, expected a JSON object");
     let filter = format!(
         r#"["realm",[["k","HS256","{secret}",null,null]],null,null,null,null,null,null,null,null,null,null,null,null,null,null]"#
     );
@@ -69,7 +69,7 @@ fn refuses_configurations_written_as_arrays() {
     let e = Config::from_json(key_as_array.as_bytes(), &Secrets::Placeholder).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "keys[0]: must be a JSON object, not an array"
+        "keys[0]: invalid type: array, expected a JSON object"
     );
     let rule_as_array = format!(
         r#"{{"keys":[{{"kid":"k","alg":"HS256","secret":"{secret}"}}],"rules":[[{{"prefix":"/"}},true,false,null,null]]}}"#
@@ -77,7 +77,7 @@ fn refuses_configurations_written_as_arrays() {
     let e = Config::from_json(rule_as_array.as_bytes(), &Secrets::Placeholder).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "rules[0]: must be a JSON object, not an array"
+        "rules[0]: invalid type: array, expected a JSON object"
     );
     let match_as_array = format!(
         r#"{{"keys":[{{"kid":"k","alg":"HS256","secret":"{secret}"}}],"rules":[{{"match":["/a",null,null,null]}}]}}"#
@@ -85,6 +85,6 @@ fn refuses_configurations_written_as_arrays() {
     let e = Config::from_json(match_as_array.as_bytes(), &Secrets::Placeholder).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "rules[0].match: must be a JSON object, not an array"
+        "rules[0].match: invalid type: array, expected a JSON object"
     );
 }
