@@ -527,9 +527,10 @@ fn query_of(path: &[u8]) -> Option<&[u8]> {
     rest.get(..end)
 }
 
-/// Percent-decodes a query component (`+` is a space, as forms send it).
-/// An invalid escape is a bad request.
-fn percent_decode(raw: &[u8]) -> Result<Cow<'_, [u8]>, Reason> {
+/// Percent-decodes a query or form component (`+` is a space, as forms
+/// send it). An escape that is not `%` and two hex digits is a bad request.
+/// Shared by query tokens and the refresh endpoint's form body.
+pub(crate) fn percent_decode(raw: &[u8]) -> Result<Cow<'_, [u8]>, Reason> {
     if !raw.iter().any(|b| *b == b'%' || *b == b'+') {
         return Ok(Cow::Borrowed(raw));
     }
@@ -539,6 +540,9 @@ fn percent_decode(raw: &[u8]) -> Result<Cow<'_, [u8]>, Reason> {
         match b {
             b'%' => {
                 let hex = raw.get(i + 1..i + 3).ok_or(Reason::BadRequest)?;
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return Err(Reason::BadRequest);
+                }
                 let text = std::str::from_utf8(hex).map_err(|_| Reason::BadRequest)?;
                 out.push(u8::from_str_radix(text, 16).map_err(|_| Reason::BadRequest)?);
                 i += 3;
@@ -556,6 +560,17 @@ fn percent_decode(raw: &[u8]) -> Result<Cow<'_, [u8]>, Reason> {
     Ok(Cow::Owned(out))
 }
 
+/// Splits `key=value` (a missing `=` is an empty value).
+pub(crate) fn split_pair(pair: &[u8]) -> (&[u8], &[u8]) {
+    match pair.iter().position(|b| *b == b'=') {
+        Some(i) => (
+            pair.get(..i).unwrap_or(&[]),
+            pair.get(i + 1..).unwrap_or(&[]),
+        ),
+        None => (pair, &[]),
+    }
+}
+
 /// The value of query parameter `name`, decoded. A parameter given twice is
 /// a bad request; an empty value yields no token.
 fn query_param<'p>(path: &'p [u8], name: &str) -> Result<Option<Cow<'p, [u8]>>, Reason> {
@@ -564,13 +579,7 @@ fn query_param<'p>(path: &'p [u8], name: &str) -> Result<Option<Cow<'p, [u8]>>, 
     };
     let mut found = None;
     for pair in query.split(|b| *b == b'&') {
-        let (key, value) = match pair.iter().position(|b| *b == b'=') {
-            Some(i) => (
-                pair.get(..i).unwrap_or(&[]),
-                pair.get(i + 1..).unwrap_or(&[]),
-            ),
-            None => (pair, &[][..]),
-        };
+        let (key, value) = split_pair(pair);
         if *percent_decode(key)? == *name.as_bytes() {
             if found.is_some() {
                 return Err(Reason::BadRequest);
@@ -596,7 +605,7 @@ fn without_query_param(path: &[u8], name: &str) -> Vec<u8> {
     out.extend_from_slice(base);
     let mut first = true;
     for pair in query.split(|b| *b == b'&') {
-        let key = pair.split(|b| *b == b'=').next().unwrap_or(&[]);
+        let (key, _) = split_pair(pair);
         if percent_decode(key).is_ok_and(|k| *k == *name.as_bytes()) {
             continue;
         }

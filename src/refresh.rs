@@ -9,7 +9,7 @@
 //! for the new `jti` is an argument, like time.
 
 use crate::config::Config;
-use crate::gate::{Connection, Decision, Revocations, Verdict};
+use crate::gate::{percent_decode, split_pair, Connection, Decision, Revocations, Verdict};
 use crate::policy;
 use crate::refusal::Reason;
 use crate::token::{self, b64url_encode, TokenType, VerifyCache};
@@ -79,13 +79,7 @@ fn invalid_request(description: &str, verdict: Verdict) -> RefreshAnswer {
 fn form(body: &[u8]) -> Result<Vec<(String, String)>, &'static str> {
     let mut out: Vec<(String, String)> = Vec::new();
     for pair in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
-        let (k, v) = match pair.iter().position(|b| *b == b'=') {
-            Some(i) => (
-                pair.get(..i).unwrap_or(&[]),
-                pair.get(i + 1..).unwrap_or(&[]),
-            ),
-            None => (pair, &[][..]),
-        };
+        let (k, v) = split_pair(pair);
         let k = form_decode(k).ok_or("the body is not valid form encoding")?;
         let v = form_decode(v).ok_or("the body is not valid form encoding")?;
         if out.iter().any(|(name, _)| *name == k) {
@@ -97,24 +91,7 @@ fn form(body: &[u8]) -> Result<Vec<(String, String)>, &'static str> {
 }
 
 fn form_decode(raw: &[u8]) -> Option<String> {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while let Some(&b) = raw.get(i) {
-        match b {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = std::str::from_utf8(raw.get(i + 1..i + 3)?).ok()?;
-                if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
-                    return None;
-                }
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            _ => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
+    String::from_utf8(percent_decode(raw).ok()?.into_owned()).ok()
 }
 
 fn is_form(content_type: Option<&[u8]>) -> bool {
