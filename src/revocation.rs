@@ -65,12 +65,10 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write as _};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use xxhash_rust::xxh3::xxh3_128_with_seed;
 
+use crate::jws;
 use crate::keys::Key;
 
 /// The `typ` of a signed list's JWS header (compared case-insensitively).
@@ -212,45 +210,33 @@ impl Document {
     ///
     /// [`parse_json`]: Document::parse_json
     pub fn parse_signed(body: &[u8], key: &Key) -> Result<Document, DocumentError> {
-        let body = body.trim_ascii();
-        let mut parts = body.split(|&b| b == b'.');
-        let (header_seg, payload_seg, signature_seg) =
-            match (parts.next(), parts.next(), parts.next(), parts.next()) {
-                (Some(h), Some(p), Some(s), None) => (h, p, s),
-                _ => return Err(DocumentError::NotJws),
-            };
-        let header = URL_SAFE_NO_PAD
-            .decode(header_seg)
-            .map_err(|_| DocumentError::NotJws)?;
-        let header: JwsHeader =
-            serde_json::from_slice(&header).map_err(|_| DocumentError::NotJws)?;
-        if header.crit.is_some() {
-            return Err(DocumentError::NotJws);
-        }
+        let body = std::str::from_utf8(body.trim_ascii()).map_err(|_| DocumentError::NotJws)?;
+        let jws = jws::decode(body, usize::MAX).map_err(|_| DocumentError::NotJws)?;
         // The key decides the algorithm, never the list.
-        if header.alg != key.alg().name() {
+        if jws.header.alg != key.alg() {
             return Err(DocumentError::WrongAlg);
         }
-        if !header
+        if !jws
+            .header
             .typ
+            .as_deref()
             .is_some_and(|typ| typ.eq_ignore_ascii_case(JWS_TYPE))
         {
             return Err(DocumentError::WrongType);
         }
-        let signature = URL_SAFE_NO_PAD
-            .decode(signature_seg)
-            .map_err(|_| DocumentError::NotJws)?;
-        let signing_input = body
-            .get(..header_seg.len() + 1 + payload_seg.len())
-            .ok_or(DocumentError::NotJws)?;
-        if !key.verify(signing_input, &signature) {
+        if !jws.verify(key) {
             return Err(DocumentError::BadSignature);
         }
         // Nothing of the payload is read before the MAC holds.
-        let payload = URL_SAFE_NO_PAD
-            .decode(payload_seg)
-            .map_err(|_| DocumentError::NotJws)?;
-        Document::parse_json(&payload)
+        let doc = Document::parse_json(&jws.payload)?;
+        // A signed list's age is its signed `generated_at`: without one, a
+        // replayed old list could never be told from a fresh one.
+        if doc.generated_at.is_none() {
+            return Err(DocumentError::Shape(
+                "generated_at: required in a signed list".to_owned(),
+            ));
+        }
+        Ok(doc)
     }
 
     /// The canonical JSON form: members in a fixed order, one entry per line
@@ -281,14 +267,7 @@ impl Document {
     ///
     /// [`to_json`]: Document::to_json
     pub fn to_signed(&self, key: &Key) -> String {
-        let header = format!(r#"{{"alg":"{}","typ":"{JWS_TYPE}"}}"#, key.alg().name());
-        let mut out = URL_SAFE_NO_PAD.encode(header);
-        out.push('.');
-        URL_SAFE_NO_PAD.encode_string(self.to_json(), &mut out);
-        let tag = key.sign(out.as_bytes());
-        out.push('.');
-        URL_SAFE_NO_PAD.encode_string(tag, &mut out);
-        out
+        jws::sign(self.to_json().as_bytes(), key, JWS_TYPE, None)
     }
 
     /// Drops entries whose `exp` < `now`.
@@ -301,24 +280,15 @@ impl Document {
     /// `revocation.static[2]: has both jti and sub`. Duplicate member names
     /// are the caller's to refuse: a `Value` has already merged them.
     pub fn parse_entries(value: &serde_json::Value, path: &str) -> Result<Vec<Entry>, String> {
-        let items = value
-            .as_array()
-            .ok_or_else(|| format!("{path}: must be an array"))?;
-        items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| entry_from_value(item, Path::entry(path, i)))
-            .collect()
+        // The very parser of the document's `entries`, run over the value.
+        let shape = Cell::new(None);
+        EntriesSeed {
+            shape: &shape,
+            base: path,
+        }
+        .deserialize(value)
+        .map_err(|e| shape.take().unwrap_or_else(|| format!("{path}: {e}")))
     }
-}
-
-#[derive(Deserialize)]
-struct JwsHeader {
-    alg: String,
-    #[serde(default)]
-    typ: Option<String>,
-    #[serde(default)]
-    crit: Option<IgnoredAny>,
 }
 
 fn write_entry(out: &mut String, entry: &Entry) {
@@ -474,35 +444,6 @@ impl RawEntry {
             (None, None, None) => Err(format!("{path}: needs one of jti, sub, kid")),
         }
     }
-}
-
-fn entry_from_value(value: &serde_json::Value, path: Path<'_>) -> Result<Entry, String> {
-    let object = value
-        .as_object()
-        .ok_or_else(|| format!("{path}: must be an object"))?;
-    let mut raw = RawEntry::default();
-    for (name, value) in object {
-        match name.as_str() {
-            "jti" => raw.jti = Some(str_from_value(value, path.field("jti"))?),
-            "sub" => raw.sub = Some(str_from_value(value, path.field("sub"))?),
-            "kid" => raw.kid = Some(str_from_value(value, path.field("kid"))?),
-            "exp" => raw.exp = Some(int_from_value(value, path.field("exp"))?),
-            "before" => raw.before = Some(int_from_value(value, path.field("before"))?),
-            other => return Err(format!("{path}: unknown field {}", quoted(other))),
-        }
-    }
-    raw.finish(path)
-}
-
-fn str_from_value(value: &serde_json::Value, path: Path<'_>) -> Result<String, String> {
-    match value.as_str() {
-        Some(s) if !s.is_empty() => Ok(s.to_owned()),
-        _ => Err(must_be_str(path)),
-    }
-}
-
-fn int_from_value(value: &serde_json::Value, path: Path<'_>) -> Result<u64, String> {
-    value.as_u64().ok_or_else(|| must_be_int(path, 0))
 }
 
 /// Where a visitor leaves its message before failing (see `parse_json`).
@@ -755,7 +696,12 @@ impl<'de> Visitor<'de> for DocSeed<'_> {
                         min: 0,
                     })?)
                 }
-                _ => entries = Some(map.next_value_seed(EntriesSeed { shape })?),
+                _ => {
+                    entries = Some(map.next_value_seed(EntriesSeed {
+                        shape,
+                        base: "entries",
+                    })?)
+                }
             }
         }
         let version = version.ok_or_else(|| refuse(shape, "version: required".to_owned()))?;
@@ -772,17 +718,19 @@ impl<'de> Visitor<'de> for DocSeed<'_> {
 }
 
 #[derive(Clone, Copy)]
-struct EntriesSeed<'c> {
+struct EntriesSeed<'c, 'p> {
     shape: ShapeSlot<'c>,
+    /// The JSON path of the array, for messages.
+    base: &'p str,
 }
 
-impl EntriesSeed<'_> {
+impl EntriesSeed<'_, '_> {
     fn wrong<E: de::Error>(self) -> E {
-        refuse(self.shape, "entries: must be an array".to_owned())
+        refuse(self.shape, format!("{}: must be an array", self.base))
     }
 }
 
-impl<'de> DeserializeSeed<'de> for EntriesSeed<'_> {
+impl<'de> DeserializeSeed<'de> for EntriesSeed<'_, '_> {
     type Value = Vec<Entry>;
 
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Vec<Entry>, D::Error> {
@@ -790,7 +738,7 @@ impl<'de> DeserializeSeed<'de> for EntriesSeed<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for EntriesSeed<'_> {
+impl<'de> Visitor<'de> for EntriesSeed<'_, '_> {
     type Value = Vec<Entry>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -801,7 +749,7 @@ impl<'de> Visitor<'de> for EntriesSeed<'_> {
         let mut entries = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
         while let Some(entry) = seq.next_element_seed(EntrySeed {
             shape: self.shape,
-            path: Path::entry("entries", entries.len()),
+            path: Path::entry(self.base, entries.len()),
         })? {
             entries.push(entry);
         }
@@ -1136,14 +1084,15 @@ impl fmt::Debug for Snapshot {
 }
 
 impl Snapshot {
-    /// Builds the table from `doc`, leaving out entries already expired at
-    /// `fetched_at` and merging repeats (a repeated `sub` keeps its strictest
-    /// form).
+    /// Builds the table from `doc`, merging repeats (a repeated `sub` keeps
+    /// its strictest form). Every entry is kept, whatever its `exp`: a token
+    /// stays valid until its `exp` + the filter's `clock_skew_s`, which the
+    /// service cannot know, so dropping entries is the publisher's job
+    /// (once `exp` + 300 s has passed, as `tokengate revoke` does).
     pub fn build(doc: &Document, fetched_at: u64) -> Snapshot {
         let mut pending: Vec<Pending> = doc
             .entries
             .iter()
-            .filter(|e| !e.expired_at(fetched_at))
             .map(|e| Pending {
                 fp: fingerprint(e.kind(), e.value()),
                 before: match e {
@@ -1226,6 +1175,13 @@ impl Snapshot {
 
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes
+    }
+
+    /// Identifies the entries, whatever the document's order, repeats or
+    /// version: two snapshots with the same digest revoke the same tokens
+    /// (XXH3-128 of the table, which is built in fingerprint order).
+    pub fn digest(&self) -> u128 {
+        xxh3_128_with_seed(self.bytes.get(HEADER_LEN..).unwrap_or_default(), 0)
     }
 
     /// Takes bytes copied out of shared data after checking the header
@@ -1472,6 +1428,8 @@ mod tests {
 
     use super::*;
     use crate::keys::{Alg, KeyId};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
 
     const NOW: u64 = 1_764_259_200;
 
@@ -1855,7 +1813,43 @@ mod tests {
         format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag))
     }
 
-    const PAYLOAD: &str = r#"{"version":3,"entries":[{"jti":"a"}]}"#;
+    const PAYLOAD: &str = r#"{"version":3,"generated_at":1764259200,"entries":[{"jti":"a"}]}"#;
+
+    #[test]
+    fn refuses_signed_list_without_generated_at() {
+        // Its age could never be told: a replayed old list would look fresh.
+        let key = list_key();
+        let token = jws(
+            r#"{"alg":"HS256","typ":"tokengate-revocations"}"#,
+            r#"{"version":3,"entries":[]}"#,
+            &key,
+        );
+        assert_eq!(
+            Document::parse_signed(token.as_bytes(), &key),
+            Err(DocumentError::Shape(
+                "generated_at: required in a signed list".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn refuses_signed_list_with_a_header_that_is_not_one_strict_object() {
+        // Found by review: the list once had its own, looser header parser.
+        let key = list_key();
+        for header in [
+            r#"["HS256","tokengate-revocations"]"#,
+            r#"{"alg":"HS256","typ":"tokengate-revocations","x":1,"x":2}"#,
+            r#"{"alg":"HS256","alg":"HS256","typ":"tokengate-revocations"}"#,
+            r#"{"alg":"HS256","typ":"tokengate-revocations","crit":[]}"#,
+        ] {
+            let token = jws(header, PAYLOAD, &key);
+            assert_eq!(
+                Document::parse_signed(token.as_bytes(), &key),
+                Err(DocumentError::NotJws),
+                "{header}"
+            );
+        }
+    }
 
     #[test]
     fn accepts_signed_list() {
@@ -1901,15 +1895,25 @@ mod tests {
     #[test]
     fn refuses_signed_list_with_wrong_alg() {
         let key = list_key();
-        for header in [
+        let token = jws(
             r#"{"alg":"HS512","typ":"tokengate-revocations"}"#,
+            PAYLOAD,
+            &key,
+        );
+        assert_eq!(
+            Document::parse_signed(token.as_bytes(), &key),
+            Err(DocumentError::WrongAlg)
+        );
+        // Not an HMAC algorithm at all: not a JWS this parser reads (the
+        // same header parser as tokens').
+        for header in [
             r#"{"alg":"none","typ":"tokengate-revocations"}"#,
             r#"{"alg":"hs256","typ":"tokengate-revocations"}"#,
         ] {
             let token = jws(header, PAYLOAD, &key);
             assert_eq!(
                 Document::parse_signed(token.as_bytes(), &key),
-                Err(DocumentError::WrongAlg),
+                Err(DocumentError::NotJws),
                 "{header}"
             );
         }
@@ -2130,7 +2134,7 @@ mod tests {
     }
 
     #[test]
-    fn expired_entries_are_left_out_at_build() {
+    fn expired_entries_are_kept_at_build() {
         let entries = vec![
             Entry::Jti {
                 jti: "gone".into(),
@@ -2141,9 +2145,11 @@ mod tests {
                 exp: Some(NOW),
             },
         ];
+        // A token with that exp is valid until exp + the filter's clock skew,
+        // which the service does not know: the publisher drops entries.
         let snapshot = Snapshot::build(&doc(entries), NOW);
-        assert_eq!(snapshot.len(), 1);
-        assert!(!snapshot.is_revoked(&token(Some("gone"), None, None, "k")));
+        assert_eq!(snapshot.len(), 2);
+        assert!(snapshot.is_revoked(&token(Some("gone"), None, None, "k")));
         assert!(snapshot.is_revoked(&token(Some("last-second"), None, None, "k")));
     }
 

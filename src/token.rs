@@ -9,17 +9,18 @@
 //! is decided in `gate`; this module only establishes what the token says and
 //! that a configured key said it.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::rc::Rc;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde::Deserializer;
 
+use crate::json::{MemberNames, Name, Skip, Text};
+use crate::jws;
 use crate::keys::{Alg, Key, KeySet};
 use crate::refusal::Reason;
+
+pub use crate::jws::{b64url_decode, b64url_encode, split, Compact};
 
 /// The largest NumericDate accepted, 2^53: beyond it a JSON number is no
 /// longer an exact integer in the f64 that most libraries use.
@@ -34,50 +35,6 @@ pub enum TokenType {
     Refresh,
 }
 
-/// The three segments of a compact JWS, still encoded.
-#[derive(Clone, Copy, Debug)]
-pub struct Compact<'t> {
-    pub header: &'t str,
-    pub payload: &'t str,
-    pub signature: &'t str,
-    /// `header.payload`, the bytes the MAC covers.
-    pub signing_input: &'t str,
-}
-
-/// Splits a compact JWS into exactly three non-empty-header segments.
-pub fn split(token: &str, max_bytes: usize) -> Result<Compact<'_>, Reason> {
-    if token.is_empty() || token.len() > max_bytes {
-        return Err(Reason::Malformed);
-    }
-    let mut parts = token.splitn(4, '.');
-    let (Some(header), Some(payload), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(Reason::Malformed);
-    };
-    let signing_input = token
-        .get(..header.len() + 1 + payload.len())
-        .ok_or(Reason::Malformed)?;
-    Ok(Compact {
-        header,
-        payload,
-        signature,
-        signing_input,
-    })
-}
-
-/// Decodes base64url without padding, refusing non-canonical input (trailing
-/// bits set, padding, the standard alphabet's `+` and `/`, white space).
-pub fn b64url_decode(segment: &str) -> Result<Vec<u8>, Reason> {
-    URL_SAFE_NO_PAD
-        .decode(segment)
-        .map_err(|_| Reason::Malformed)
-}
-
-pub fn b64url_encode(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
 /// The protected header, as far as tokengate reads it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Header {
@@ -87,20 +44,27 @@ pub struct Header {
 }
 
 impl Header {
-    /// Parses the header JSON. Every flaw is `malformed`: a missing or
-    /// non-HMAC `alg` (`none` included), a non-string `kid`, `crit`, a `typ`
-    /// that is neither JWT, at+jwt nor rt+jwt, a duplicate member.
+    /// Parses the header JSON. Every flaw is `malformed`: the JWS header's
+    /// own (see `jws::Header::parse`: a missing or non-HMAC `alg`, `crit`, a
+    /// repeated member…), and the token profile's: a `kid` with a control
+    /// character or white space at an end, a `typ` that is neither JWT,
+    /// at+jwt nor rt+jwt.
     pub fn parse(json: &[u8]) -> Result<Header, Reason> {
-        let mut de = serde_json::Deserializer::from_slice(json);
-        let raw = de
-            .deserialize_map(HeaderVisitor)
-            .map_err(|_| Reason::Malformed)?;
-        de.end().map_err(|_| Reason::Malformed)?;
-        let alg = raw.alg.ok_or(Reason::Malformed)?;
+        Header::from_jws(jws::Header::parse(json).map_err(|_| Reason::Malformed)?)
+    }
+
+    fn from_jws(header: jws::Header) -> Result<Header, Reason> {
+        if let Some(kid) = &header.kid {
+            check_logged::<serde_json::Error>(kid).map_err(|_| Reason::Malformed)?;
+        }
+        let typ = match &header.typ {
+            None => None,
+            Some(typ) => Some(token_type_of(typ).ok_or(Reason::Malformed)?),
+        };
         Ok(Header {
-            alg,
-            kid: raw.kid,
-            typ: raw.typ,
+            alg: header.alg,
+            kid: header.kid,
+            typ,
         })
     }
 }
@@ -119,55 +83,6 @@ pub fn token_type_of(typ: &str) -> Option<TokenType> {
         Some(TokenType::Refresh)
     } else {
         None
-    }
-}
-
-struct RawHeader {
-    alg: Option<Alg>,
-    kid: Option<String>,
-    typ: Option<TokenType>,
-}
-
-struct HeaderVisitor;
-
-impl<'de> Visitor<'de> for HeaderVisitor {
-    type Value = RawHeader;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JOSE header object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawHeader, A::Error> {
-        let mut seen = MemberNames::default();
-        let mut raw = RawHeader {
-            alg: None,
-            kid: None,
-            typ: None,
-        };
-        while let Some(name) = map.next_key::<Name<'de>>()? {
-            let name = seen.add(name)?;
-            match name {
-                "alg" => {
-                    let alg: Cow<'de, str> = map.next_value::<Text<'de>>()?.0;
-                    raw.alg = Some(Alg::from_name(&alg).ok_or_else(|| de::Error::custom("alg"))?);
-                }
-                "kid" => {
-                    let kid = map.next_value::<Text<'de>>()?.0;
-                    check_controls(&kid)?;
-                    raw.kid = Some(kid.into_owned());
-                }
-                "typ" => {
-                    let typ = map.next_value::<Text<'de>>()?.0;
-                    raw.typ = Some(token_type_of(&typ).ok_or_else(|| de::Error::custom("typ"))?);
-                }
-                "crit" => return Err(de::Error::custom("crit")),
-                _ => {
-                    map.next_value::<Skip>()?;
-                }
-            }
-        }
-        seen.finish()?;
-        Ok(raw)
     }
 }
 
@@ -221,16 +136,28 @@ pub struct Claims {
     pub jti: Option<String>,
     /// `aud` as a list; a single string becomes a list of one.
     pub aud: Option<Vec<String>>,
-    /// `scope`, split on spaces.
+    /// `scope`, split on single spaces into scope-tokens.
     pub scope: Option<Vec<String>>,
     pub scp: Option<Vec<String>>,
     pub role: Option<String>,
     pub roles: Option<Vec<String>>,
     pub token_use: Option<String>,
-    /// `cnf.x5t#S256` (RFC 8705 §3.1), still base64url.
-    pub x5t_s256: Option<String>,
+    /// `cnf` (RFC 7800): how the token is bound to its holder.
+    pub cnf: Option<Binding>,
     /// Claims captured by name for `claims_to_headers` and `require_claims`.
     pub extra: Vec<(String, ClaimValue)>,
+}
+
+/// A token's proof-of-possession binding (`cnf`, RFC 7800).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Binding {
+    /// `{"x5t#S256": …}` alone (RFC 8705 §3.1): the base64url SHA-256 of the
+    /// client certificate, still encoded.
+    X5tS256(String),
+    /// Any other binding (`jkt`, `jwk`, an empty `cnf`, or `x5t#S256` beside
+    /// another member): tokengate cannot enforce it, so the token is refused
+    /// (`binding_mismatch`), never taken as a bearer token.
+    Unsupported,
 }
 
 /// Which claims beyond the registered ones a payload parse captures.
@@ -238,6 +165,10 @@ pub struct Claims {
 pub struct ClaimSpec {
     /// Claim names to capture into [`Claims::extra`].
     pub extra: Vec<String>,
+    /// Array claims forwarded upstream joined by spaces (`aud` and extra
+    /// claims in `claims_to_headers`): an element holding a space would turn
+    /// into two when joined, so such a token is malformed.
+    pub joined: Vec<String>,
 }
 
 impl Claims {
@@ -267,7 +198,7 @@ impl Claims {
             "role" => self.role.is_some(),
             "roles" => self.roles.is_some(),
             "token_use" => self.token_use.is_some(),
-            "cnf" => self.x5t_s256.is_some(),
+            "cnf" => self.cnf.is_some(),
             other => self.extra.iter().any(|(n, _)| n == other),
         }
     }
@@ -292,7 +223,7 @@ impl Claims {
 
 /// The names of registered claims with a fixed meaning; these are never
 /// captured as extra claims.
-pub const KNOWN_CLAIMS: [&str; 14] = [
+pub const KNOWN_CLAIMS: [&str; 13] = [
     "exp",
     "nbf",
     "iat",
@@ -306,7 +237,6 @@ pub const KNOWN_CLAIMS: [&str; 14] = [
     "roles",
     "token_use",
     "cnf",
-    "typ",
 ];
 
 struct ClaimsVisitor<'s> {
@@ -329,26 +259,43 @@ impl<'de> Visitor<'de> for ClaimsVisitor<'_> {
                 "exp" => c.exp = Some(map.next_value::<Date>()?.0),
                 "nbf" => c.nbf = Some(map.next_value::<Date>()?.0),
                 "iat" => c.iat = Some(map.next_value::<Date>()?.0),
-                "iss" => c.iss = Some(checked_string(&mut map)?),
-                "sub" => c.sub = Some(checked_string(&mut map)?),
-                "jti" => c.jti = Some(checked_string(&mut map)?),
-                "role" => c.role = Some(checked_string(&mut map)?),
-                "token_use" => c.token_use = Some(checked_string(&mut map)?),
-                "aud" => c.aud = Some(map.next_value::<Audience>()?.0),
-                "scope" => {
-                    let s = checked_string(&mut map)?;
-                    c.scope = Some(
-                        s.split(' ')
-                            .filter(|s| !s.is_empty())
-                            .map(str::to_owned)
-                            .collect(),
-                    );
+                "iss" => c.iss = Some(logged_string(&mut map)?),
+                "sub" => c.sub = Some(logged_string(&mut map)?),
+                "jti" => c.jti = Some(logged_string(&mut map)?),
+                "role" => {
+                    let role = map.next_value::<Text<'de>>()?.0;
+                    check_scope_token(&role)?;
+                    c.role = Some(role.into_owned());
                 }
-                "scp" => c.scp = Some(map.next_value::<Strings>()?.0),
-                "roles" => c.roles = Some(map.next_value::<Strings>()?.0),
-                "cnf" => c.x5t_s256 = map.next_value::<Confirmation>()?.0,
+                "token_use" => c.token_use = Some(checked_string(&mut map)?),
+                "aud" => {
+                    let aud = map.next_value::<Audience>()?.0;
+                    if self.spec.joined.iter().any(|n| n == "aud") {
+                        check_joinable(&aud)?;
+                    }
+                    c.aud = Some(aud);
+                }
+                "scope" => {
+                    // RFC 6749 §3.3: scope-tokens separated by single spaces;
+                    // an empty one (a leading, trailing or doubled space, or
+                    // an empty string) is malformed.
+                    let text = map.next_value::<Text<'de>>()?.0;
+                    let scopes = text
+                        .split(' ')
+                        .map(|s| check_scope_token(s).map(|()| s.to_owned()))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    c.scope = Some(scopes);
+                }
+                "scp" => c.scp = Some(map.next_value::<ScopeTokens>()?.0),
+                "roles" => c.roles = Some(map.next_value::<ScopeTokens>()?.0),
+                "cnf" => c.cnf = Some(map.next_value::<Confirmation>()?.0),
                 other if self.spec.extra.iter().any(|n| n == other) => {
                     let value = map.next_value::<Captured>()?.0;
+                    if let ClaimValue::Strs(list) = &value {
+                        if self.spec.joined.iter().any(|n| n == other) {
+                            check_joinable(list)?;
+                        }
+                    }
                     c.extra.push((other.to_owned(), value));
                 }
                 _ => {
@@ -367,8 +314,35 @@ fn checked_string<'de, A: MapAccess<'de>>(map: &mut A) -> Result<String, A::Erro
     Ok(s.into_owned())
 }
 
-fn has_controls(s: &str) -> bool {
-    s.bytes().any(|b| b < 0x20 || b == 0x7f)
+/// A claim tokengate forwards or logs (`sub`, `jti`, `iss`; `kid` in the
+/// header): no control character, and no white space at either end, which
+/// a log reader or an upstream that trims would not see.
+fn logged_string<'de, A: MapAccess<'de>>(map: &mut A) -> Result<String, A::Error> {
+    let s = map.next_value::<Text<'de>>()?.0;
+    check_logged(&s)?;
+    Ok(s.into_owned())
+}
+
+/// Whether a string holds a character no claim tokengate reads may hold:
+/// C0 controls, DEL, C1 controls (U+0080–U+009F), and the line and
+/// paragraph separators U+2028 and U+2029, which some log viewers and
+/// JavaScript consumers take for line breaks.
+pub fn has_controls(s: &str) -> bool {
+    if s.is_ascii() {
+        return s.bytes().any(|b| b < 0x20 || b == 0x7f);
+    }
+    s.chars()
+        .any(|c| c.is_control() || c == '\u{2028}' || c == '\u{2029}')
+}
+
+/// Whether `s` is an RFC 6749 §3.3 scope-token: one or more characters of
+/// %x21 / %x23-5B / %x5D-7E (printable ASCII but space, `"` and `\`).
+/// Scope and role names are scope-tokens, so joining them with spaces (for
+/// a header or a refreshed token) can never turn one into two.
+pub fn is_scope_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x5b | 0x5d..=0x7e))
 }
 
 fn check_controls<E: de::Error>(s: &str) -> Result<(), E> {
@@ -379,127 +353,29 @@ fn check_controls<E: de::Error>(s: &str) -> Result<(), E> {
     }
 }
 
-/// Member names seen in one object, to refuse duplicates (RFC 7515 §5.2 and
-/// RFC 7519 §4: parsers must reject or use the last; tokengate rejects, so
-/// two parsers can never disagree about what a token says).
-#[derive(Default)]
-struct MemberNames<'de> {
-    names: Vec<Cow<'de, str>>,
+fn check_logged<E: de::Error>(s: &str) -> Result<(), E> {
+    check_controls(s)?;
+    // `trim` strips Unicode White_Space (U+00A0 and U+3000 included).
+    if s.trim() != s {
+        return Err(E::custom("white space at an end"));
+    }
+    Ok(())
 }
 
-impl<'de> MemberNames<'de> {
-    fn add<E: de::Error>(&mut self, name: Name<'de>) -> Result<&str, E> {
-        // Small objects are the norm: a linear scan beats hashing. Large
-        // hostile objects are bounded by max_token_bytes; past 32 members the
-        // check moves to a sort in `finish`.
-        if self.names.len() < 32 && self.names.contains(&name.0) {
-            return Err(E::custom("duplicate member"));
-        }
-        self.names.push(name.0);
-        Ok(self.names.last().map(|n| n.as_ref()).unwrap_or(""))
-    }
-
-    fn finish<E: de::Error>(mut self) -> Result<(), E> {
-        if self.names.len() > 32 {
-            self.names.sort_unstable();
-            if self.names.windows(2).any(|w| w.first() == w.get(1)) {
-                return Err(E::custom("duplicate member"));
-            }
-        }
+fn check_scope_token<E: de::Error>(s: &str) -> Result<(), E> {
+    if is_scope_token(s) {
         Ok(())
+    } else {
+        Err(E::custom("not a scope-token"))
     }
 }
 
-/// An object member name, borrowed from the input when it has no escapes.
-struct Name<'de>(Cow<'de, str>);
-
-impl<'de> de::Deserialize<'de> for Name<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_str(TextVisitor).map(|t| Name(t.0))
+/// Elements of an array forwarded joined by spaces must not hold one.
+fn check_joinable<E: de::Error>(list: &[String]) -> Result<(), E> {
+    if list.iter().any(|s| s.is_empty() || s.contains(' ')) {
+        return Err(E::custom("an element would split when joined"));
     }
-}
-
-/// A member tokengate does not read, skipped but still validated: its
-/// strings must be UTF-8 with valid escapes, its numbers in range (RFC 7519
-/// §7.2 step 10: the header and payload are UTF-8 JSON). serde's
-/// `IgnoredAny` skips strings without checking them, which let a correctly
-/// signed token carry bytes no other JSON parser would accept (found by the
-/// `token_verify` fuzz target).
-struct Skip;
-
-impl<'de> de::Deserialize<'de> for Skip {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(SkipVisitor)
-    }
-}
-
-struct SkipVisitor;
-
-impl<'de> Visitor<'de> for SkipVisitor {
-    type Value = Skip;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
-        while seq.next_element::<Skip>()?.is_some() {}
-        Ok(Skip)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skip, A::Error> {
-        while map.next_key::<Skip>()?.is_some() {
-            map.next_value::<Skip>()?;
-        }
-        Ok(Skip)
-    }
-}
-
-/// A JSON string, borrowed when it has no escapes.
-struct Text<'de>(Cow<'de, str>);
-
-impl<'de> de::Deserialize<'de> for Text<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_str(TextVisitor)
-    }
-}
-
-struct TextVisitor;
-
-impl<'de> Visitor<'de> for TextVisitor {
-    type Value = Text<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a string")
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
-        Ok(Text(Cow::Borrowed(v)))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
-        Ok(Text(Cow::Owned(v.to_owned())))
-    }
-
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Text<'de>, E> {
-        Ok(Text(Cow::Owned(v)))
-    }
+    Ok(())
 }
 
 /// A NumericDate claim value.
@@ -562,12 +438,6 @@ impl<'de> de::Deserialize<'de> for Audience {
 /// An array of strings without control characters.
 struct Strings(Vec<String>);
 
-impl<'de> de::Deserialize<'de> for Strings {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_seq(StringsVisitor)
-    }
-}
-
 struct StringsVisitor;
 
 impl<'de> Visitor<'de> for StringsVisitor {
@@ -585,8 +455,33 @@ impl<'de> Visitor<'de> for StringsVisitor {
     }
 }
 
-/// `cnf`: an object; tokengate reads its `x5t#S256` member (RFC 8705 §3.1).
-struct Confirmation(Option<String>);
+/// An array of RFC 6749 scope-tokens (`scp`, `roles`).
+struct ScopeTokens(Vec<String>);
+
+impl<'de> de::Deserialize<'de> for ScopeTokens {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ScopeTokens;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an array of scope-tokens")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ScopeTokens, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(4).min(16));
+                while let Some(s) = seq.next_element::<Text<'de>>()? {
+                    check_scope_token(&s.0)?;
+                    out.push(s.0.into_owned());
+                }
+                Ok(ScopeTokens(out))
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+/// `cnf` (RFC 7800): an object. Only `{"x5t#S256": "…"}` (RFC 8705 §3.1)
+/// can be enforced here; any other content is [`Binding::Unsupported`].
+struct Confirmation(Binding);
 
 impl<'de> de::Deserialize<'de> for Confirmation {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -599,15 +494,20 @@ impl<'de> de::Deserialize<'de> for Confirmation {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Confirmation, A::Error> {
                 let mut seen = MemberNames::default();
                 let mut thumb = None;
+                let mut other = false;
                 while let Some(name) = map.next_key::<Name<'de>>()? {
                     if seen.add(name)? == "x5t#S256" {
                         thumb = Some(checked_string(&mut map)?);
                     } else {
+                        other = true;
                         map.next_value::<Skip>()?;
                     }
                 }
                 seen.finish()?;
-                Ok(Confirmation(thumb))
+                Ok(Confirmation(match thumb {
+                    Some(thumb) if !other => Binding::X5tS256(thumb),
+                    _ => Binding::Unsupported,
+                }))
             }
         }
         d.deserialize_map(V)
@@ -650,6 +550,52 @@ struct Parts {
     claims: Claims,
 }
 
+impl Parts {
+    /// Heap bytes held by the parsed header and claims, counting each
+    /// string's capacity and a `String`'s own 24 bytes per list element.
+    fn footprint(&self) -> usize {
+        fn text(s: &Option<String>) -> usize {
+            s.as_ref().map_or(0, String::capacity)
+        }
+        fn list(l: Option<&Vec<String>>) -> usize {
+            l.map_or(0, |l| {
+                l.capacity() * std::mem::size_of::<String>()
+                    + l.iter().map(String::capacity).sum::<usize>()
+            })
+        }
+        let c = &self.claims;
+        let cnf = match &c.cnf {
+            Some(Binding::X5tS256(t)) => t.capacity(),
+            _ => 0,
+        };
+        let extra: usize = c
+            .extra
+            .iter()
+            .map(|(name, value)| {
+                name.capacity()
+                    + std::mem::size_of::<(String, ClaimValue)>()
+                    + match value {
+                        ClaimValue::Str(s) | ClaimValue::Num(s) => s.capacity(),
+                        ClaimValue::Strs(l) => list(Some(l)),
+                        ClaimValue::Other => 0,
+                    }
+            })
+            .sum();
+        text(&self.header.kid)
+            + text(&c.iss)
+            + text(&c.sub)
+            + text(&c.jti)
+            + text(&c.role)
+            + text(&c.token_use)
+            + list(c.aud.as_ref())
+            + list(c.scope.as_ref())
+            + list(c.scp.as_ref())
+            + list(c.roles.as_ref())
+            + cnf
+            + extra
+    }
+}
+
 /// A token whose MAC was verified under a configured key. Only
 /// [`verify`] and [`VerifyCache`] make one, so holding a `Verified` means
 /// the check ran.
@@ -690,19 +636,16 @@ pub fn verify<'k>(
     max_bytes: usize,
     spec: &ClaimSpec,
 ) -> Result<Verified<'k>, Reason> {
-    let parts = split(token, max_bytes)?;
-    let header = Header::parse(&b64url_decode(parts.header)?)?;
-    // Decode payload and signature now: their form is part of the format
-    // check, though the payload is not read as JSON until the MAC holds.
-    let payload = b64url_decode(parts.payload)?;
-    let tag = b64url_decode(parts.signature)?;
+    let jws = jws::decode(token, max_bytes).map_err(|_| Reason::Malformed)?;
+    let header = Header::from_jws(jws.header.clone())?;
+    // The key decides the algorithm: (kid, alg) must name a configured key.
     let key = keys
         .select(header.kid.as_deref(), header.alg)
         .ok_or(Reason::UnknownKey)?;
-    if !key.verify(parts.signing_input.as_bytes(), &tag) {
+    if !jws.verify(key) {
         return Err(Reason::BadSignature);
     }
-    let claims = Claims::parse(&payload, spec)?;
+    let claims = Claims::parse(&jws.payload, spec)?;
     Ok(Verified {
         key,
         parts: Rc::new(Parts { header, claims }),
@@ -716,26 +659,56 @@ pub fn verify<'k>(
 /// for each other. Only verified tokens enter, so a client without a key
 /// cannot fill it. What a hit skips is the token's parsing and its MAC;
 /// everything that depends on time or on the revocation list (expiry,
-/// revocation) is checked by the caller on every request. Memory is bounded
-/// by `slots` × (`max_token_bytes` + the parsed claims).
+/// revocation) is checked by the caller on every request.
+///
+/// Memory is bounded twice: by `slots`, and by `max_bytes` for the tokens
+/// and their parsed claims together (as [`Parts::footprint`] counts them),
+/// so a key holder minting large tokens cannot make it hold
+/// `slots × max_token_bytes`. A token that does not fit is verified and
+/// simply not remembered.
 pub struct VerifyCache {
     slots: Vec<Option<Cached>>,
+    used: usize,
+    max_bytes: usize,
 }
 
-/// A cache entry: the whole token, the index of its key, what it says.
-type Cached = (Box<str>, usize, Rc<Parts>);
+/// A cache entry: the whole token, the index of its key, what it says, and
+/// the bytes it is counted for.
+struct Cached {
+    token: Box<str>,
+    key_index: usize,
+    parts: Rc<Parts>,
+    bytes: usize,
+}
 
 impl VerifyCache {
-    /// A cache of `slots` entries (rounded up to a power of two; 0 disables it).
-    pub fn new(slots: usize) -> VerifyCache {
-        let n = if slots == 0 {
+    /// A cache of `slots` entries (rounded up to a power of two) holding at
+    /// most `max_bytes`; 0 for either disables it.
+    pub fn new(slots: usize, max_bytes: usize) -> VerifyCache {
+        let n = if slots == 0 || max_bytes == 0 {
             0
         } else {
             slots.next_power_of_two()
         };
         VerifyCache {
             slots: (0..n).map(|_| None).collect(),
+            used: 0,
+            max_bytes,
         }
+    }
+
+    /// Bytes held by the cached tokens and their claims.
+    pub fn bytes(&self) -> usize {
+        self.used
+    }
+
+    /// Tokens held.
+    pub fn len(&self) -> usize {
+        self.slots.iter().filter(|s| s.is_some()).count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.used == 0
     }
 
     fn slot(&self, token: &str) -> Option<usize> {
@@ -755,38 +728,59 @@ impl VerifyCache {
         let Some(i) = self.slot(token) else {
             return verify(token, keys, max_bytes, spec);
         };
-        if let Some(Some((cached, key_index, parts))) = self.slots.get(i) {
-            if **cached == *token {
-                if let Some(key) = keys.iter().nth(*key_index) {
+        if let Some(Some(cached)) = self.slots.get(i) {
+            if *cached.token == *token {
+                if let Some(key) = keys.iter().nth(cached.key_index) {
                     return Ok(Verified {
                         key,
-                        parts: Rc::clone(parts),
+                        parts: Rc::clone(&cached.parts),
                     });
                 }
             }
         }
         let verified = verify(token, keys, max_bytes, spec)?;
         if let Some(key_index) = keys.iter().position(|k| std::ptr::eq(k, verified.key)) {
-            if let Some(slot) = self.slots.get_mut(i) {
-                *slot = Some((token.into(), key_index, Rc::clone(&verified.parts)));
-            }
+            self.insert(i, token, key_index, &verified.parts);
         }
         Ok(verified)
     }
+
+    fn insert(&mut self, i: usize, token: &str, key_index: usize, parts: &Rc<Parts>) {
+        let Some(slot) = self.slots.get_mut(i) else {
+            return;
+        };
+        if let Some(old) = slot.take() {
+            self.used = self.used.saturating_sub(old.bytes);
+        }
+        let bytes = CACHE_ENTRY_OVERHEAD
+            .saturating_add(token.len())
+            .saturating_add(parts.footprint());
+        if self.used.saturating_add(bytes) > self.max_bytes {
+            return;
+        }
+        self.used += bytes;
+        *slot = Some(Cached {
+            token: token.into(),
+            key_index,
+            parts: Rc::clone(parts),
+            bytes,
+        });
+    }
 }
+
+/// What a cache entry costs beside its token and claims: the slot, the
+/// `Rc` box, the struct fields.
+const CACHE_ENTRY_OVERHEAD: usize = 128;
 
 /// Signs `claims` (a JSON object) with `key`, with header
 /// `{"alg", "typ", "kid"}`. Used by the CLI and by refresh.
 pub fn sign(claims: &serde_json::Value, key: &Key, typ: &str) -> String {
-    let header =
-        serde_json::json!({"alg": key.alg().name(), "typ": typ, "kid": key.kid().as_str()});
-    let mut out = b64url_encode(header.to_string().as_bytes());
-    out.push('.');
-    out.push_str(&b64url_encode(claims.to_string().as_bytes()));
-    let tag = key.sign(out.as_bytes());
-    out.push('.');
-    out.push_str(&b64url_encode(&tag));
-    out
+    jws::sign(
+        claims.to_string().as_bytes(),
+        key,
+        typ,
+        Some(key.kid().as_str()),
+    )
 }
 
 #[cfg(test)]
@@ -821,7 +815,8 @@ mod tests {
     #[test]
     fn rfc7515_a1_example_verifies() {
         // RFC 7515 appendix A.1: HS256 with the JWK's `k`.
-        let secret = URL_SAFE_NO_PAD
+        use base64::Engine as _;
+        let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode("AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow")
             .unwrap();
         let keys = KeySet::new(vec![key("any", Alg::Hs256, &secret)]);
@@ -1107,6 +1102,7 @@ mod tests {
                 "groups".into(),
                 "obj".into(),
             ],
+            joined: vec![],
         };
         let t = craft(
             r#"{"alg":"HS256"}"#,
