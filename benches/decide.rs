@@ -109,7 +109,8 @@ fn bench(c: &mut Criterion) {
             };
             let revocations = Revocations {
                 list: Some(&empty),
-                last_fetch: Some(NOW),
+                fresh_at: Some(NOW),
+                lost: false,
             };
             assert_eq!(
                 config.decide(&req, &conn, revocations, NOW).decision,
@@ -120,7 +121,7 @@ fn bench(c: &mut Criterion) {
             group.bench_with_input(BenchmarkId::new("cold", &id), &req, |b, req| {
                 b.iter(|| black_box(config.decide(black_box(req), &conn, revocations, NOW)))
             });
-            let mut cache = VerifyCache::new(1024);
+            let mut cache = VerifyCache::new(1024, 1 << 20);
             group.bench_with_input(BenchmarkId::new("cached", &id), &req, |b, req| {
                 b.iter(|| {
                     black_box(config.decide_with(
@@ -148,9 +149,10 @@ fn bench(c: &mut Criterion) {
     for (name, snapshot) in [("empty", &empty), ("1M", &big)] {
         let revocations = Revocations {
             list: Some(snapshot),
-            last_fetch: Some(NOW),
+            fresh_at: Some(NOW),
+            lost: false,
         };
-        let mut cache = VerifyCache::new(1024);
+        let mut cache = VerifyCache::new(1024, 1 << 20);
         group.bench_function(BenchmarkId::new("cached-list", name), |b| {
             b.iter(|| {
                 black_box(config.decide_with(black_box(&req), &conn, revocations, NOW, &mut cache))

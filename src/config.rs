@@ -17,7 +17,7 @@ use serde::Deserialize;
 use crate::keys::{decode_secret, Alg, Key, KeyId, KeySet, SecretEncoding};
 use crate::policy::{self, Action, HostPattern, Match, PathMatch, Rule};
 use crate::revocation::{Document, StaticList};
-use crate::token::{ClaimSpec, KNOWN_CLAIMS};
+use crate::token::{is_scope_token, ClaimSpec, KNOWN_CLAIMS};
 
 /// A configuration error: the JSON path of the field, and what is wrong.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,6 +124,13 @@ fn require_objects(json: &[u8], places: &[(&str, bool)]) -> Result<(), ConfigErr
         }
     }
     Ok(())
+}
+
+/// Every object with a repeated member name is an error: the last value
+/// never silently wins (see `json`).
+fn refuse_repeats(json: &[u8]) -> Result<(), ConfigError> {
+    crate::json::refuse_repeated_members(json)
+        .map_err(|r| ConfigError::new(r.path, format!("repeats member {}", r.name)))
 }
 
 /// Parses JSON text into `T`, naming the JSON path of the first error.
@@ -329,11 +336,16 @@ pub struct Config {
     pub refresh: Option<RefreshConfig>,
     /// What the payload parser captures beyond the registered claims.
     pub claim_spec: ClaimSpec,
+    /// Whether any rule names hosts (the `:authority` is then parsed).
+    pub rules_name_hosts: bool,
+    /// Whether any rule names methods (method-override headers are then read).
+    pub rules_name_methods: bool,
 }
 
 impl Config {
     /// Parses and compiles a filter configuration.
     pub fn from_json(json: &[u8], secrets: &Secrets<'_>) -> Result<Config, ConfigError> {
+        refuse_repeats(json)?;
         require_objects(json, &FILTER_OBJECTS)?;
         let raw: RawConfig = parse_json(json)?;
         compile(raw, secrets)
@@ -404,6 +416,19 @@ fn check_header_name(path: &str, name: &str) -> Result<String, ConfigError> {
         ));
     }
     Ok(name.to_ascii_lowercase())
+}
+
+/// Scope and role names are RFC 6749 scope-tokens, as in tokens: a name
+/// holding a space would turn into two names when joined for a header.
+fn scope_tokens(path: &str, list: Option<Vec<String>>) -> Result<Vec<String>, ConfigError> {
+    let list = list.unwrap_or_default();
+    if let Some(i) = list.iter().position(|s| !is_scope_token(s)) {
+        return Err(ConfigError::new(
+            format!("{path}[{i}]"),
+            "must be a scope-token: printable ASCII without space, '\"' or '\\'",
+        ));
+    }
+    Ok(list)
 }
 
 fn non_empty_strings(path: &str, list: Option<Vec<String>>) -> Result<Vec<String>, ConfigError> {
@@ -497,7 +522,13 @@ fn compile(raw: RawConfig, secrets: &Secrets<'_>) -> Result<Config, ConfigError>
 
     let mut roles = Vec::new();
     for (role, scopes) in raw.roles.unwrap_or_default() {
-        let scopes = non_empty_strings(&format!("roles.{role}"), Some(scopes))?;
+        if !is_scope_token(&role) {
+            return Err(ConfigError::new(
+                "roles",
+                format!("role name {role:?} must be a scope-token: printable ASCII without space, '\"' or '\\'"),
+            ));
+        }
+        let scopes = scope_tokens(&format!("roles.{role}"), Some(scopes))?;
         roles.push((role, scopes));
     }
 
@@ -568,6 +599,15 @@ fn compile(raw: RawConfig, secrets: &Secrets<'_>) -> Result<Config, ConfigError>
             extra.push(name.clone());
         }
     }
+    // Arrays forwarded joined by spaces: `aud` and extra claims.
+    let joined: Vec<String> = claims_to_headers
+        .iter()
+        .map(|(c, _)| c)
+        .filter(|c| *c == "aud" || !KNOWN_CLAIMS.contains(&c.as_str()))
+        .cloned()
+        .collect();
+    let rules_name_hosts = rules.iter().any(|r| r.matcher.hosts.is_some());
+    let rules_name_methods = rules.iter().any(|r| r.matcher.methods.is_some());
 
     Ok(Config {
         realm: raw.realm.unwrap_or_else(|| DEFAULT_REALM.into()),
@@ -586,7 +626,9 @@ fn compile(raw: RawConfig, secrets: &Secrets<'_>) -> Result<Config, ConfigError>
         rules,
         revocation,
         refresh,
-        claim_spec: ClaimSpec { extra },
+        claim_spec: ClaimSpec { extra, joined },
+        rules_name_hosts,
+        rules_name_methods,
     })
 }
 
@@ -696,8 +738,8 @@ fn compile_rule(path: &str, r: RawRule) -> Result<Rule, ConfigError> {
         (true, false) => Action::Anonymous,
         (false, true) => Action::Deny,
         (false, false) => Action::Require {
-            scopes: non_empty_strings(&format!("{path}.scopes"), r.scopes)?,
-            roles: non_empty_strings(&format!("{path}.roles"), r.roles)?,
+            scopes: scope_tokens(&format!("{path}.scopes"), r.scopes)?,
+            roles: scope_tokens(&format!("{path}.roles"), r.roles)?,
         },
     };
     Ok(Rule {
@@ -743,6 +785,7 @@ struct RawService {
 
 impl ServiceConfig {
     pub fn from_json(json: &[u8], secrets: &Secrets<'_>) -> Result<ServiceConfig, ConfigError> {
+        refuse_repeats(json)?;
         require_objects(json, &SERVICE_OBJECTS)?;
         let raw: RawService = parse_json(json)?;
         for (name, value) in [

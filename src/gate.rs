@@ -1,21 +1,23 @@
 //! The decision: one request in, one [`Verdict`] out.
 //!
-//! `decide` runs the checks of SPEC section 4 in their order and stops at the
-//! first that fails: rule → token present → single token → TLS → format → key
-//! → signature → binding → token type → required claims → time → lifetime →
-//! issuer → audience → revocation → scopes and roles. It also computes what
-//! the adapter must change before the request goes upstream (token removal,
-//! claim headers, spoofed headers stripped). It performs no I/O: the adapter
-//! hands it the request, the connection facts it asks for, the clock, and the
-//! revocation list in force.
+//! `decide` runs the checks of the README's "Decisions and responses" in
+//! their order and stops at the first that fails: rule (path, method, host,
+//! under every reading an upstream may give them) → token present → single
+//! token → TLS → format → key → signature → binding → required claims → time
+//! → lifetime → issuer → audience → revocation → token type → scopes and
+//! roles. It also computes what the adapter must change before the request
+//! goes upstream (token removal, claim headers, forged headers stripped). It
+//! performs no I/O: the adapter hands it the request, the connection facts
+//! it asks for, the clock, and the revocation list in force.
 
 use std::borrow::Cow;
 
 use crate::config::{Config, OnUnavailable, TokenSource};
-use crate::policy::{self, Action};
-use crate::refusal::{refusal_response, Reason, Response};
+use crate::policy::{self, Action, Rule};
+use crate::refusal::{refusal_response, Reason, Reply};
 use crate::revocation::{Snapshot, TokenRef};
-use crate::token::{self, ClaimValue, TokenType, Verified, VerifyCache};
+use crate::token::{self, Binding, ClaimValue, TokenType, Verified, VerifyCache};
+use crate::wire::{self, cookie_pairs, percent_decode, query_pairs, query_range};
 
 /// The parts of a request the gate reads.
 #[derive(Clone, Copy, Debug)]
@@ -24,16 +26,45 @@ pub struct Request<'a> {
     /// The raw `:path`, query included.
     pub path: &'a [u8],
     pub authority: &'a [u8],
-    /// Every request header, names lower-case, as Envoy hands them over.
+    /// The request's headers as Envoy holds them (names lower-case), every
+    /// line of a repeated header on its own; pseudo-headers are ignored.
     pub headers: &'a [(String, Vec<u8>)],
 }
 
 impl<'a> Request<'a> {
-    fn header(&self, name: &str) -> Option<&'a [u8]> {
+    /// A request from a whole header map as the host hands it over, with
+    /// `:method`, `:path` and `:authority` picked out. A missing or
+    /// non-UTF-8 method reads as empty (no rule names it).
+    pub fn from_map(headers: &'a [(String, Vec<u8>)]) -> Request<'a> {
+        let pseudo = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(&[][..], |(_, v)| v.as_slice())
+        };
+        Request {
+            method: std::str::from_utf8(pseudo(":method")).unwrap_or(""),
+            path: pseudo(":path"),
+            authority: pseudo(":authority"),
+            headers,
+        }
+    }
+
+    /// Every line of header `name`.
+    fn lines<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a [u8]> + 's {
         self.headers
             .iter()
-            .find(|(n, _)| n == name)
+            .filter(move |(n, _)| n == name)
             .map(|(_, v)| v.as_slice())
+    }
+
+    /// The one line of header `name`; several lines are a bad request.
+    fn single(&self, name: &str) -> Result<Option<&'a [u8]>, Reason> {
+        let mut lines = self.lines(name);
+        match (lines.next(), lines.next()) {
+            (_, Some(_)) => Err(Reason::BadRequest),
+            (line, None) => Ok(line),
+        }
     }
 }
 
@@ -67,8 +98,14 @@ impl Connection for FixedConnection {
 pub struct Revocations<'a> {
     /// The list in force, if one was ever received.
     pub list: Option<&'a Snapshot>,
-    /// Unix seconds of the service's last successful fetch (200 or 304).
-    pub last_fetch: Option<u64>,
+    /// Unix seconds from which the list's age counts: its signed
+    /// `generated_at` for a signed list, the service's last successful fetch
+    /// (200 or 304) for an unsigned one.
+    pub fresh_at: Option<u64>,
+    /// A list was received but the latest could not be read: the list is
+    /// unavailable whatever `on_unavailable` says (a fault never
+    /// un-revokes).
+    pub lost: bool,
 }
 
 /// What happened to the request.
@@ -100,7 +137,8 @@ impl Decision {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verdict {
     pub decision: Decision,
-    /// Headers to remove before forwarding (spoofed claim headers, the token).
+    /// Headers to remove before forwarding (forged claim headers and their
+    /// look-alikes, the token).
     pub remove_headers: Vec<String>,
     /// Headers to set before forwarding (verified claims).
     pub set_headers: Vec<(String, String)>,
@@ -134,12 +172,88 @@ impl Verdict {
     }
 
     /// The local reply for a refusal; `None` when the request goes on.
-    pub fn response(&self, realm: &str) -> Option<Response> {
+    pub fn response(&self, realm: &str) -> Option<Reply> {
         self.decision
             .reason()
             .map(|r| refusal_response(r, realm, &self.required_scopes))
     }
+
+    /// The changes to make to the request before it goes upstream, in
+    /// order: removals (forged headers, the token), then the verified claim
+    /// headers, then a new `:path` or `cookie` when the token was cut out of
+    /// them. Empty for a refusal.
+    pub fn edits(&self) -> Vec<Edit<'_>> {
+        if self.decision.reason().is_some() {
+            return Vec::new();
+        }
+        let mut out = Vec::with_capacity(self.remove_headers.len() + self.set_headers.len() + 2);
+        out.extend(self.remove_headers.iter().map(|n| Edit::Remove(n)));
+        out.extend(
+            self.set_headers
+                .iter()
+                .map(|(n, v)| Edit::Set(n, v.as_bytes())),
+        );
+        if let Some(path) = &self.new_path {
+            out.push(Edit::Set(":path", path));
+        }
+        match &self.new_cookie {
+            Some(Some(cookie)) => out.push(Edit::Set("cookie", cookie)),
+            Some(None) => out.push(Edit::Remove("cookie")),
+            None => {}
+        }
+        out
+    }
+
+    /// The access-log record, set as the one filter state key
+    /// [`FILTER_STATE_KEY`]: a compact JSON object
+    /// `{"decision", "reason", "sub", "jti", "kid"}` without the members
+    /// that do not apply (`reason` only on a refusal; `sub`, `jti`, `kid`
+    /// only once the MAC held).
+    pub fn log_record(&self) -> String {
+        let mut record = serde_json::Map::new();
+        record.insert("decision".into(), self.decision.as_str().into());
+        if let Some(reason) = self.decision.reason() {
+            record.insert("reason".into(), reason.as_str().into());
+        }
+        for (name, value) in [("sub", &self.sub), ("jti", &self.jti), ("kid", &self.kid)] {
+            if let Some(value) = value {
+                record.insert(name.into(), value.as_str().into());
+            }
+        }
+        serde_json::Value::Object(record).to_string()
+    }
+
+    fn remove(&mut self, name: &str) {
+        if !self.remove_headers.iter().any(|n| n == name) {
+            self.remove_headers.push(name.to_owned());
+        }
+    }
 }
+
+/// The filter state key of the access-log record: Envoy shows it as
+/// `%FILTER_STATE(wasm.tokengate:PLAIN)%`.
+pub const FILTER_STATE_KEY: &str = "tokengate";
+
+/// One change to a request header before the request goes upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Edit<'v> {
+    /// Remove every line of this header.
+    Remove(&'v str),
+    /// Replace every line of this header (or `:path`) with this value.
+    Set(&'v str, &'v [u8]),
+}
+
+/// Headers that clients use to ask frameworks for another method
+/// (Express's `method-override`, Spring, Rails, ASP.NET).
+const METHOD_OVERRIDES: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// At most this many readings of the host (`:authority`, `host`,
+/// `x-forwarded-host`, `forwarded`) are compared; more is a bad request.
+const MAX_HOST_READINGS: usize = 8;
 
 impl Config {
     /// Decides a request. `now` is Unix seconds.
@@ -150,7 +264,7 @@ impl Config {
         revocations: Revocations<'_>,
         now: u64,
     ) -> Verdict {
-        self.decide_with(req, conn, revocations, now, &mut VerifyCache::new(0))
+        self.decide_with(req, conn, revocations, now, &mut VerifyCache::new(0, 0))
     }
 
     /// [`Config::decide`] with a cache of verified tokens (the filter keeps
@@ -165,12 +279,8 @@ impl Config {
         cache: &mut VerifyCache,
     ) -> Verdict {
         let mut v = Verdict::empty();
-        // Spoofed claim headers go on every request, whatever the outcome.
-        for (_, header) in &self.claims_to_headers {
-            if req.header(header).is_some() {
-                v.remove_headers.push(header.clone());
-            }
-        }
+        // Forged claim headers go on every request, whatever the outcome.
+        self.strip_forged_headers(req, &mut v);
         match self.decide_inner(req, conn, revocations, now, cache, &mut v) {
             Ok(decision) => v.decision = decision,
             Err(reason) => {
@@ -191,14 +301,7 @@ impl Config {
         v: &mut Verdict,
     ) -> Result<Decision, Reason> {
         let path = policy::normalize_path_cow(req.path).map_err(|_| Reason::BadRequest)?;
-        // The host is only read when a rule names hosts.
-        let host = if self.rules.iter().any(|r| r.matcher.hosts.is_some()) {
-            policy::authority_host(req.authority).unwrap_or_default()
-        } else {
-            String::new()
-        };
-        let rule =
-            policy::first_match(&self.rules, &path, req.method, &host).ok_or(Reason::NoRule)?;
+        let rule = self.route(req, &path)?.ok_or(Reason::NoRule)?;
         let (scopes, roles) = match &rule.action {
             Action::Deny => return Err(Reason::Denied),
             Action::Anonymous => {
@@ -206,7 +309,7 @@ impl Config {
                 // upstream: every source is cleared, however many tokens
                 // (or repeats) the request holds.
                 if !self.forward_token {
-                    self.strip_all_tokens(req, v);
+                    self.strip_all_tokens(req, v)?;
                 }
                 return Ok(Decision::Anonymous);
             }
@@ -218,18 +321,111 @@ impl Config {
             return Err(Reason::TlsRequired);
         }
         let token = std::str::from_utf8(&token).map_err(|_| Reason::Malformed)?;
-        let verified = self.verify_access(token, conn, revocations, now, cache, v)?;
+        let verified =
+            self.verify_token(token, TokenType::Access, conn, revocations, now, cache, v)?;
         let granted = self.granted_scopes(&verified);
         self.authorize(&verified, &granted, scopes, roles)?;
         self.forward_claims(&verified, &granted, v);
         Ok(Decision::Allow)
     }
 
-    /// Every check that makes a token valid, from its form to revocation.
-    /// Fills the verdict's verified log values as soon as the MAC holds.
+    /// The rule that decides the request, after reading its path, method
+    /// and host every way a common upstream may read them: when two readings
+    /// fall under rules with different outcomes, the request is a bad
+    /// request (see `policy::select`). So is a path an upstream may read as
+    /// the refresh path, which must never be forwarded.
+    fn route(&self, req: &Request<'_>, path: &str) -> Result<Option<&Rule>, Reason> {
+        let readings = policy::path_readings(path);
+        if let Some(refresh) = &self.refresh {
+            if readings.contains(&refresh.path) {
+                return Err(Reason::BadRequest);
+            }
+        }
+        let mut paths: Vec<&str> = Vec::with_capacity(1 + readings.len());
+        paths.push(path);
+        paths.extend(readings.iter().map(String::as_str));
+
+        let mut method_readings: Vec<String> = Vec::new();
+        if self.rules_name_methods {
+            for name in METHOD_OVERRIDES {
+                for line in req.lines(name) {
+                    let text = std::str::from_utf8(wire::trim(line))
+                        .map_err(|_| Reason::BadRequest)?
+                        .to_ascii_uppercase();
+                    if text != req.method && !method_readings.contains(&text) {
+                        method_readings.push(text);
+                    }
+                }
+            }
+        }
+        let mut methods: Vec<&str> = Vec::with_capacity(1 + method_readings.len());
+        methods.push(req.method);
+        methods.extend(method_readings.iter().map(String::as_str));
+
+        let host_readings = if self.rules_name_hosts {
+            self.host_readings(req)?
+        } else {
+            vec![String::new()]
+        };
+        let hosts: Vec<&str> = host_readings.iter().map(String::as_str).collect();
+
+        policy::select(&self.rules, &paths, &methods, &hosts).map_err(|_| Reason::BadRequest)
+    }
+
+    /// The request's host, and every other host an upstream may take for
+    /// it: an HTTP/2 `host` header beside `:authority`, `x-forwarded-host`
+    /// (Express with `trust proxy`, Spring's forwarded-header filter), and
+    /// `forwarded`'s `host=`. Each must be a host; the first is the
+    /// `:authority`.
+    fn host_readings(&self, req: &Request<'_>) -> Result<Vec<String>, Reason> {
+        let parse = |raw: &[u8]| policy::parse_authority(raw).map_err(|_| Reason::BadRequest);
+        let mut hosts = vec![parse(req.authority)?];
+        let mut add = |raw: &[u8]| -> Result<(), Reason> {
+            let host = parse(raw)?;
+            if !hosts.contains(&host) {
+                hosts.push(host);
+            }
+            if hosts.len() > MAX_HOST_READINGS {
+                return Err(Reason::BadRequest);
+            }
+            Ok(())
+        };
+        for (name, value) in req.headers {
+            match name.as_str() {
+                "host" => add(wire::trim(value))?,
+                "x-forwarded-host" => {
+                    for part in value.split(|b| *b == b',') {
+                        add(wire::trim(part))?;
+                    }
+                }
+                "forwarded" => {
+                    for param in value.split(|b| *b == b',' || *b == b';') {
+                        let (key, val) = wire::split_pair(wire::trim(param));
+                        if key.eq_ignore_ascii_case(b"host") {
+                            let val = wire::trim(val);
+                            let val = val
+                                .strip_prefix(b"\"")
+                                .and_then(|v| v.strip_suffix(b"\""))
+                                .unwrap_or(val);
+                            add(val)?;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(hosts)
+    }
+
+    /// Every check that makes a token valid, from its form to revocation,
+    /// for a token of type `expected` (an access token on a route, a
+    /// refresh token at the refresh endpoint). Fills the verdict's verified
+    /// log values as soon as the MAC holds.
+    #[allow(clippy::too_many_arguments)]
     pub fn verify_token<'k>(
         &'k self,
         token: &str,
+        expected: TokenType,
         conn: &dyn Connection,
         revocations: Revocations<'_>,
         now: u64,
@@ -241,12 +437,21 @@ impl Config {
         v.kid = Some(verified.key().kid().as_str().to_owned());
         v.sub.clone_from(&claims.sub);
         v.jti.clone_from(&claims.jti);
-        if let Some(thumb) = &claims.x5t_s256 {
-            let bound = token::b64url_decode(thumb).ok();
-            let presented = conn.peer_certificate_sha256();
-            if bound.is_none() || bound.as_deref() != presented.as_ref().map(|d| d.as_slice()) {
-                return Err(Reason::BindingMismatch);
+        match &claims.cnf {
+            None => {}
+            Some(Binding::X5tS256(thumb)) => {
+                let bound = token::b64url_decode(thumb).ok();
+                let presented = conn.peer_certificate_sha256();
+                if bound.is_none() || bound.as_deref() != presented.as_ref().map(|d| d.as_slice()) {
+                    return Err(Reason::BindingMismatch);
+                }
             }
+            // A binding that cannot be checked here is never taken for a
+            // bearer token.
+            Some(Binding::Unsupported) => return Err(Reason::BindingMismatch),
+        }
+        if verified.token_type() != expected {
+            return Err(Reason::WrongTokenType);
         }
         if self.require_claims.iter().any(|c| !claims.has(c)) {
             return Err(Reason::Malformed);
@@ -295,32 +500,20 @@ impl Config {
                 return Err(Reason::Revoked);
             }
             let fresh = revocations
-                .last_fetch
+                .fresh_at
                 .is_some_and(|at| now.saturating_sub(at) <= policy.max_stale_s);
-            match (revocations.list, fresh) {
-                (Some(list), true) if list.is_revoked(&token_ref) => return Err(Reason::Revoked),
-                (Some(_), true) => {}
-                _ if policy.on_unavailable == OnUnavailable::Deny => {
+            let deny_stale = policy.on_unavailable == OnUnavailable::Deny;
+            match revocations.list {
+                _ if revocations.lost => return Err(Reason::RevocationUnavailable),
+                Some(_) | None if !fresh && deny_stale => {
                     return Err(Reason::RevocationUnavailable)
                 }
+                // A stale list still applies under `allow`: it only ever
+                // revokes, and un-revoking through an outage is what an
+                // attacker waiting it out would want.
+                Some(list) if list.is_revoked(&token_ref) => return Err(Reason::Revoked),
                 _ => {}
             }
-        }
-        Ok(verified)
-    }
-
-    fn verify_access<'k>(
-        &'k self,
-        token: &str,
-        conn: &dyn Connection,
-        revocations: Revocations<'_>,
-        now: u64,
-        cache: &mut VerifyCache,
-        v: &mut Verdict,
-    ) -> Result<Verified<'k>, Reason> {
-        let verified = self.verify_token(token, conn, revocations, now, cache, v)?;
-        if verified.token_type() == TokenType::Refresh {
-            return Err(Reason::WrongTokenType);
         }
         Ok(verified)
     }
@@ -402,13 +595,38 @@ impl Config {
         }
     }
 
+    /// Marks for removal every claim header a client sent, and every header
+    /// an upstream may read as a claim header or a token header
+    /// (`x_auth_subject` for `x-auth-subject`, `x_api_key` for `x-api-key`),
+    /// so that only what the gate verified and set reaches the upstream.
+    fn strip_forged_headers(&self, req: &Request<'_>, v: &mut Verdict) {
+        for (name, _) in req.headers {
+            if name.starts_with(':') {
+                continue;
+            }
+            let claim_header = self
+                .claims_to_headers
+                .iter()
+                .any(|(_, h)| wire::same_header_name(h.as_bytes(), name.as_bytes()));
+            let token_lookalike = self.token_sources.iter().any(|s| match s {
+                TokenSource::Header { name: h, .. } => {
+                    h != name && wire::same_header_name(h.as_bytes(), name.as_bytes())
+                }
+                _ => false,
+            });
+            if claim_header || token_lookalike {
+                v.remove(name);
+            }
+        }
+    }
+
     /// Removes every token source from the request: the headers, every
     /// occurrence of the query parameter, every cookie of that name.
-    fn strip_all_tokens(&self, req: &Request<'_>, v: &mut Verdict) {
+    fn strip_all_tokens(&self, req: &Request<'_>, v: &mut Verdict) -> Result<(), Reason> {
         for source in &self.token_sources {
             match source {
                 TokenSource::Header { name, scheme } => {
-                    let holds_token = req.header(name).is_some_and(|value| match scheme {
+                    let holds_token = req.lines(name).any(|value| match scheme {
                         // A value in another scheme (Basic) is not a token.
                         Some(scheme) => value
                             .split(|b| *b == b',')
@@ -416,33 +634,28 @@ impl Config {
                         None => true,
                     });
                     if holds_token {
-                        v.remove_headers.push(name.clone());
+                        v.remove(name);
                     }
                 }
                 TokenSource::Query(param) => {
                     let path = v.new_path.as_deref().unwrap_or(req.path);
-                    if query_of(path).is_some() {
-                        v.new_path = Some(without_query_param(path, param));
+                    if let Some(cut) = without_query_param(path, param) {
+                        v.new_path = Some(cut);
                     }
                 }
                 TokenSource::Cookie(name) => {
-                    if let Some(header) = req.header("cookie") {
-                        let kept = without_cookie(header, name);
-                        if kept.as_deref() != Some(header) {
-                            v.new_cookie = Some(kept);
-                        }
+                    if let Some(kept) = without_cookie(req, name) {
+                        v.new_cookie = Some(kept);
                     }
                 }
             }
         }
-        if v.new_path.as_deref() == Some(req.path) {
-            v.new_path = None;
-        }
+        Ok(())
     }
 
     /// Finds the request's token in the configured sources. More than one
-    /// token, a repeated parameter or cookie, or a comma in a token header
-    /// is a bad request. Records the edits that remove the token.
+    /// token, a repeated header, parameter or cookie, or a comma in a token
+    /// header is a bad request. Records the edits that remove the token.
     fn find_token<'r>(
         &self,
         req: &Request<'r>,
@@ -451,17 +664,17 @@ impl Config {
         let mut found: Option<(&TokenSource, Cow<'r, [u8]>)> = None;
         for source in &self.token_sources {
             let token = match source {
-                TokenSource::Header { name, scheme } => match req.header(name) {
+                TokenSource::Header { name, scheme } => match req.single(name)? {
                     None => None,
                     Some(value) if value.contains(&b',') => return Err(Reason::BadRequest),
                     Some(value) => match scheme {
                         Some(scheme) => strip_scheme(value, scheme),
-                        None => Some(trim(value)).filter(|t| !t.is_empty()),
+                        None => Some(wire::trim(value)).filter(|t| !t.is_empty()),
                     }
                     .map(Cow::Borrowed),
                 },
                 TokenSource::Query(param) => query_param(req.path, param)?,
-                TokenSource::Cookie(name) => cookie(req.header("cookie"), name)?.map(Cow::Borrowed),
+                TokenSource::Cookie(name) => cookie(req, name)?.map(Cow::Borrowed),
             };
             if let Some(token) = token {
                 if found.is_some() {
@@ -475,35 +688,19 @@ impl Config {
         };
         if !self.forward_token {
             match source {
-                TokenSource::Header { name, .. } => v.remove_headers.push(name.clone()),
-                TokenSource::Query(param) => {
-                    v.new_path = Some(without_query_param(req.path, param))
-                }
-                TokenSource::Cookie(name) => {
-                    v.new_cookie = Some(without_cookie(req.header("cookie").unwrap_or(&[]), name))
-                }
+                TokenSource::Header { name, .. } => v.remove(name),
+                TokenSource::Query(param) => v.new_path = without_query_param(req.path, param),
+                TokenSource::Cookie(name) => v.new_cookie = without_cookie(req, name),
             }
         }
         Ok(Some(token))
     }
 }
 
-fn trim(value: &[u8]) -> &[u8] {
-    let start = value
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(value.len());
-    let end = value
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(start, |i| i + 1);
-    value.get(start..end).unwrap_or(&[])
-}
-
 /// `Bearer abc` → `abc`; a value that does not open with the scheme and a
 /// space yields no token.
 fn strip_scheme<'v>(value: &'v [u8], scheme: &str) -> Option<&'v [u8]> {
-    let value = trim(value);
+    let value = wire::trim(value);
     let head = value.get(..scheme.len())?;
     if !head.eq_ignore_ascii_case(scheme.as_bytes()) {
         return None;
@@ -516,179 +713,130 @@ fn strip_scheme<'v>(value: &'v [u8], scheme: &str) -> Option<&'v [u8]> {
     if rest.first() != Some(&b' ') {
         return None;
     }
-    Some(trim(rest))
+    Some(wire::trim(rest))
 }
 
-/// The query of a raw `:path`: after the first `?`, before any `#`.
-fn query_of(path: &[u8]) -> Option<&[u8]> {
-    let start = path.iter().position(|b| *b == b'?')? + 1;
-    let rest = path.get(start..)?;
-    let end = rest.iter().position(|b| *b == b'#').unwrap_or(rest.len());
-    rest.get(..end)
+/// Whether a query or cookie name, decoded, may be read as `name` by an
+/// upstream (see `wire::same_param_name`).
+fn names_param(raw_key: &[u8], name: &str) -> Result<bool, Reason> {
+    let key = percent_decode(raw_key).map_err(|_| Reason::BadRequest)?;
+    Ok(wire::same_param_name(&key, name.as_bytes()))
 }
 
-/// Percent-decodes a query or form component (`+` is a space, as forms
-/// send it). An escape that is not `%` and two hex digits is a bad request.
-/// Shared by query tokens and the refresh endpoint's form body.
-pub(crate) fn percent_decode(raw: &[u8]) -> Result<Cow<'_, [u8]>, Reason> {
-    if !raw.iter().any(|b| *b == b'%' || *b == b'+') {
-        return Ok(Cow::Borrowed(raw));
-    }
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while let Some(&b) = raw.get(i) {
-        match b {
-            b'%' => {
-                let hex = raw.get(i + 1..i + 3).ok_or(Reason::BadRequest)?;
-                if !hex.iter().all(u8::is_ascii_hexdigit) {
-                    return Err(Reason::BadRequest);
-                }
-                let text = std::str::from_utf8(hex).map_err(|_| Reason::BadRequest)?;
-                out.push(u8::from_str_radix(text, 16).map_err(|_| Reason::BadRequest)?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            _ => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    Ok(Cow::Owned(out))
-}
-
-/// Splits `key=value` (a missing `=` is an empty value).
-pub(crate) fn split_pair(pair: &[u8]) -> (&[u8], &[u8]) {
-    match pair.iter().position(|b| *b == b'=') {
-        Some(i) => (
-            pair.get(..i).unwrap_or(&[]),
-            pair.get(i + 1..).unwrap_or(&[]),
-        ),
-        None => (pair, &[]),
-    }
-}
-
-/// The value of query parameter `name`, decoded. A parameter given twice is
-/// a bad request; an empty value yields no token.
+/// The value of query parameter `name`, decoded. A parameter given twice
+/// (under any name an upstream reads as `name`, `&` or `;` separated) is a
+/// bad request; an empty value yields no token.
 fn query_param<'p>(path: &'p [u8], name: &str) -> Result<Option<Cow<'p, [u8]>>, Reason> {
-    let Some(query) = query_of(path) else {
+    let Some(query) = query_range(path).and_then(|r| path.get(r)) else {
         return Ok(None);
     };
     let mut found = None;
-    for pair in query.split(|b| *b == b'&') {
-        let (key, value) = split_pair(pair);
-        if *percent_decode(key)? == *name.as_bytes() {
+    for pair in query_pairs(query) {
+        if names_param(pair.key, name)? {
             if found.is_some() {
                 return Err(Reason::BadRequest);
             }
-            found = Some(percent_decode(value)?);
+            found = Some(percent_decode(pair.value).map_err(|_| Reason::BadRequest)?);
         }
     }
     Ok(found.filter(|v| !v.is_empty()))
 }
 
-/// The `:path` with parameter `name` cut out of its query.
-fn without_query_param(path: &[u8], name: &str) -> Vec<u8> {
-    let Some(q) = path.iter().position(|b| *b == b'?') else {
-        return path.to_vec();
-    };
-    let (base, rest) = path.split_at(q);
-    let rest = rest.get(1..).unwrap_or(&[]);
-    let (query, fragment) = match rest.iter().position(|b| *b == b'#') {
-        Some(i) => rest.split_at(i),
-        None => (rest, &[][..]),
-    };
-    let mut out = Vec::with_capacity(path.len());
-    out.extend_from_slice(base);
-    let mut first = true;
-    for pair in query.split(|b| *b == b'&') {
-        let (key, _) = split_pair(pair);
-        if percent_decode(key).is_ok_and(|k| *k == *name.as_bytes()) {
+/// The `:path` with every parameter an upstream may read as `name` cut out
+/// of its query, the other bytes kept as they came; `None` when there is
+/// nothing to cut.
+fn without_query_param(path: &[u8], name: &str) -> Option<Vec<u8>> {
+    let range = query_range(path)?;
+    let query = path.get(range.clone())?;
+    let cut: Vec<(usize, usize)> = query_pairs(query)
+        .filter(|p| names_param(p.key, name).unwrap_or(true))
+        .map(|p| (p.start, p.end))
+        .collect();
+    if cut.is_empty() {
+        return None;
+    }
+    let mut kept_query: Vec<u8> = Vec::with_capacity(query.len());
+    let mut at = 0;
+    for (start, end) in cut {
+        kept_query.extend_from_slice(query.get(at..start).unwrap_or_default());
+        at = end;
+    }
+    kept_query.extend_from_slice(query.get(at..).unwrap_or_default());
+    // Separators left at the ends or doubled by the cut are dropped; the
+    // other pairs keep their bytes and their separators.
+    let mut cleaned: Vec<u8> = Vec::with_capacity(kept_query.len());
+    for piece in kept_query.split(|b| *b == b'&' || *b == b';') {
+        let sep_at = cleaned.len();
+        if piece.is_empty() {
             continue;
         }
-        out.push(if first { b'?' } else { b'&' });
-        out.extend_from_slice(pair);
-        first = false;
-    }
-    out.extend_from_slice(fragment);
-    out
-}
-
-/// The pairs of a `cookie` header (RFC 6265 §5.4): `name=value; name=value`.
-fn cookie_pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    header.split(|b| *b == b';').map(|pair| {
-        let pair = trim(pair);
-        match pair.iter().position(|b| *b == b'=') {
-            Some(i) => (
-                trim(pair.get(..i).unwrap_or(&[])),
-                trim(pair.get(i + 1..).unwrap_or(&[])),
-            ),
-            None => (pair, &[][..]),
+        if sep_at > 0 {
+            // The separator that stood before this piece in `kept_query`.
+            let offset = piece.as_ptr() as usize - kept_query.as_ptr() as usize;
+            let sep = offset
+                .checked_sub(1)
+                .and_then(|i| kept_query.get(i))
+                .copied()
+                .unwrap_or(b'&');
+            cleaned.push(sep);
         }
-    })
+        cleaned.extend_from_slice(piece);
+    }
+    let mut out = Vec::with_capacity(path.len());
+    out.extend_from_slice(
+        path.get(..range.start.saturating_sub(1))
+            .unwrap_or_default(),
+    );
+    if !cleaned.is_empty() {
+        out.push(b'?');
+        out.extend_from_slice(&cleaned);
+    }
+    out.extend_from_slice(path.get(range.end..).unwrap_or_default());
+    Some(out)
 }
 
-/// The value of cookie `name`; a cookie sent twice is a bad request.
-fn cookie<'h>(header: Option<&'h [u8]>, name: &str) -> Result<Option<&'h [u8]>, Reason> {
-    let Some(header) = header else {
-        return Ok(None);
-    };
+/// The value of cookie `name`, over every `cookie` line (HTTP/2 sends one
+/// per cookie); a cookie sent twice, under any name an upstream reads as
+/// `name`, is a bad request.
+fn cookie<'h>(req: &Request<'h>, name: &str) -> Result<Option<&'h [u8]>, Reason> {
     let mut found = None;
-    for (key, value) in cookie_pairs(header) {
-        if key == name.as_bytes() {
-            if found.is_some() {
-                return Err(Reason::BadRequest);
+    for line in req.lines("cookie") {
+        for (key, value) in cookie_pairs(line) {
+            if names_param(key, name)? {
+                if found.is_some() {
+                    return Err(Reason::BadRequest);
+                }
+                // RFC 6265 allows a value in double quotes.
+                let value = value
+                    .strip_prefix(b"\"")
+                    .and_then(|v| v.strip_suffix(b"\""))
+                    .unwrap_or(value);
+                found = Some(value);
             }
-            // RFC 6265 allows a value in double quotes.
-            let value = value
-                .strip_prefix(b"\"")
-                .and_then(|v| v.strip_suffix(b"\""))
-                .unwrap_or(value);
-            found = Some(value);
         }
     }
     Ok(found.filter(|v| !v.is_empty()))
 }
 
-/// The `cookie` header without cookie `name`; `None` when nothing is left.
-fn without_cookie(header: &[u8], name: &str) -> Option<Vec<u8>> {
-    let kept: Vec<&[u8]> = header
-        .split(|b| *b == b';')
-        .map(trim)
-        .filter(|pair| !pair.is_empty())
-        .filter(|pair| {
-            let key = pair
-                .iter()
-                .position(|b| *b == b'=')
-                .map_or(*pair, |i| pair.get(..i).unwrap_or(&[]));
-            trim(key) != name.as_bytes()
-        })
-        .collect();
-    // Bytes as they came: other cookies pass through untouched.
-    (!kept.is_empty()).then(|| kept.join(&b"; "[..]))
-}
-
-impl Config {
-    /// The request headers `decide` may read, besides the pseudo-headers:
-    /// token source headers, `cookie` when a cookie is a source, and the
-    /// claim headers (to strip spoofed ones). The adapter fetches exactly
-    /// these, one host call each.
-    pub fn header_names_read(&self) -> Vec<String> {
-        let mut names: Vec<String> = Vec::new();
-        let sources = self.token_sources.iter().filter_map(|s| match s {
-            TokenSource::Header { name, .. } => Some(name.as_str()),
-            TokenSource::Cookie(_) => Some("cookie"),
-            TokenSource::Query(_) => None,
-        });
-        let claims = self.claims_to_headers.iter().map(|(_, h)| h.as_str());
-        for name in sources.chain(claims) {
-            if !names.iter().any(|n| n == name) {
-                names.push(name.to_owned());
+/// The `cookie` header without cookie `name` (and its look-alikes), every
+/// line joined into one: `None` when nothing changes, `Some(None)` when
+/// nothing is left.
+fn without_cookie(req: &Request<'_>, name: &str) -> Option<Option<Vec<u8>>> {
+    let mut removed = false;
+    let mut kept: Vec<&[u8]> = Vec::new();
+    for line in req.lines("cookie") {
+        for pair in line.split(|b| *b == b';').map(wire::trim) {
+            if pair.is_empty() {
+                continue;
+            }
+            let key = wire::trim(wire::split_pair(pair).0);
+            if names_param(key, name).unwrap_or(true) {
+                removed = true;
+            } else {
+                kept.push(pair);
             }
         }
-        names
     }
+    // Bytes as they came: other cookies pass through untouched.
+    removed.then(|| (!kept.is_empty()).then(|| kept.join(&b"; "[..])))
 }

@@ -22,7 +22,10 @@
 //! Envoy cluster), issuing tokens (your auth server, or `tokengate mint`).
 
 pub mod config;
+pub mod follower;
 pub mod gate;
+pub mod json;
+pub mod jws;
 pub mod keys;
 pub mod policy;
 pub mod refresh;
@@ -30,6 +33,6 @@ pub mod refusal;
 pub mod revocation;
 pub mod shared;
 pub mod token;
+pub mod wire;
 
-#[cfg(target_arch = "wasm32")]
-mod filter;
+pub mod filter;

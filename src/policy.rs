@@ -11,6 +11,9 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::net::Ipv6Addr;
+
+use crate::wire::hex_value;
 
 /// Why a path is refused (every case maps to reason `bad_request`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +32,10 @@ pub enum PathError {
     InvalidEscape,
     /// A `..` segment that climbs above the root.
     AboveRoot,
+    /// A segment that is `.` or `..` only once its path parameters are cut
+    /// (`..;`, `%2e%2e;x`, `.;`): an upstream may resolve it or take it
+    /// literally, so the gate does neither.
+    DotParameters,
     /// Raw bytes that are not UTF-8.
     NotUtf8,
 }
@@ -43,6 +50,7 @@ impl fmt::Display for PathError {
             PathError::Backslash => "holds a backslash",
             PathError::InvalidEscape => "holds a '%' not followed by two hex digits",
             PathError::AboveRoot => "climbs above the root with '..'",
+            PathError::DotParameters => "holds a '.' or '..' segment with path parameters",
             PathError::NotUtf8 => "is not UTF-8",
         })
     }
@@ -133,11 +141,14 @@ pub fn normalize_path(raw: &[u8]) -> Result<String, PathError> {
 ///
 /// Path parameters are cut: everything from the first `;` of a segment on is
 /// dropped, as Tomcat and other servlet containers do before they match
-/// (`/admin;x=1/users` is `/admin/users` to them). Without the cut,
-/// `/public/..;/admin` would be matched under `/public` here while such an
-/// upstream serves `/admin`. The parameters are still checked for the refused
-/// escapes, so a path holding `%2F` is refused wherever it holds it.
+/// (`/admin;x=1/users` is `/admin/users` to them). A segment that is `.` or
+/// `..` only once its parameters are cut (`..;`, `%2e%2e;x`, `.;`) is
+/// refused: Tomcat resolves `/public/..;/admin` to `/admin`, while nginx or
+/// Go take `..;` as a name, and the gate must not pick either reading. The
+/// parameters are still checked for the refused escapes, so a path holding
+/// `%2F` is refused wherever it holds it.
 fn push_segment(out: &mut Vec<u8>, segment: &[u8]) -> Result<(), PathError> {
+    let start = out.len();
     let mut in_params = false;
     let mut bytes = segment.iter();
     while let Some(&b) = bytes.next() {
@@ -164,21 +175,17 @@ fn push_segment(out: &mut Vec<u8>, segment: &[u8]) -> Result<(), PathError> {
                 }
             }
             b'\\' => return Err(PathError::Backslash),
-            b';' => in_params = true,
+            b';' if !in_params => {
+                in_params = true;
+                if matches!(out.get(start..), Some(b"." | b"..")) {
+                    return Err(PathError::DotParameters);
+                }
+            }
             _ if in_params => {}
             _ => out.push(b),
         }
     }
     Ok(())
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// RFC 3986 §2.3: decoding these never changes what a path means.
@@ -225,8 +232,9 @@ pub enum HostPattern {
 
 impl HostPattern {
     /// Parses a configured host: `api.example.com`, `*.example.com`, `[::1]`.
-    /// A port is refused (ports are ignored when matching, so a pattern with
-    /// one would never fit), and so is a `*` anywhere but a leading `*.`.
+    /// The name must be what [`parse_authority`] accepts as a host, without
+    /// a port (ports are ignored when matching, so a pattern with one would
+    /// never fit); a `*` is allowed only as a leading `*.`.
     pub fn parse(text: &str) -> Result<HostPattern, String> {
         let lower = text.to_ascii_lowercase();
         let (name, wildcard) = match lower.strip_prefix("*.") {
@@ -241,20 +249,15 @@ impl HostPattern {
                 "{text:?}: a wildcard is allowed only as a leading \"*.\""
             ));
         }
-        if name
-            .bytes()
-            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b == b'/' || b == b'@')
-        {
-            return Err(format!("{text:?} is not a host name"));
-        }
-        let bracketed = name.starts_with('[') && name.ends_with(']');
-        if !bracketed && name.contains(':') {
+        if !name.starts_with('[') && name.contains(':') {
             return Err(format!(
                 "{text:?} holds a port or an unbracketed IPv6 address (ports are ignored; write IPv6 as \"[::1]\")"
             ));
         }
-        if name.ends_with('.') {
-            return Err(format!("{text:?} ends with '.'"));
+        match parse_authority(name.as_bytes()) {
+            Ok(host) if host == name => {}
+            Ok(_) => return Err(format!("{text:?} holds a port (ports are ignored)")),
+            Err(e) => return Err(format!("{text:?} is not a host: {e}")),
         }
         Ok(if wildcard {
             HostPattern::Suffix(format!(".{name}"))
@@ -263,7 +266,7 @@ impl HostPattern {
         })
     }
 
-    /// Whether a host fits; `host` is as [`authority_host`] returns it
+    /// Whether a host fits; `host` is as [`parse_authority`] returns it
     /// (lower-case, no port).
     pub fn fits(&self, host: &str) -> bool {
         match self {
@@ -275,31 +278,111 @@ impl HostPattern {
     }
 }
 
-/// The host of an `:authority` value: lower-cased, port removed
-/// (`example.com:443`, `[::1]:8080` keeps its brackets as `[::1]`). A trailing
-/// dot is dropped too (`example.com.` is the same DNS name, and a host rule
-/// must not be sidestepped by it), and so is a userinfo part. Returns `None`
-/// for bytes that are not UTF-8.
-pub fn authority_host(authority: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(authority).ok()?;
-    let text = match text.rsplit_once('@') {
-        Some((_, host)) => host,
-        None => text,
-    };
-    let host = if text.starts_with('[') {
-        match text.find(']') {
-            Some(close) => text.get(..=close).unwrap_or(text),
-            None => text,
-        }
+/// Why an `:authority` (or another header naming a host) is not a host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthorityError {
+    /// Nothing at all.
+    Empty,
+    /// A `user@` part: upstreams drop it and serve the host after it.
+    Userinfo,
+    /// A port that is empty, not all digits, or above 65535, or a second `:`.
+    BadPort,
+    /// A label that is empty (`a..b`, a trailing dot), too long, or holds a
+    /// character no host name has.
+    BadHostName,
+    /// A bracketed part that is not an IPv6 address (zone ids included).
+    BadIpv6,
+}
+
+impl fmt::Display for AuthorityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AuthorityError::Empty => "is empty",
+            AuthorityError::Userinfo => "holds userinfo ('@')",
+            AuthorityError::BadPort => "has a port that is not 0-65535 in digits",
+            AuthorityError::BadHostName => {
+                "is not a host name (empty, trailing-dot or invalid label)"
+            }
+            AuthorityError::BadIpv6 => "holds brackets without an IPv6 address",
+        })
+    }
+}
+
+impl std::error::Error for AuthorityError {}
+
+/// Parses an `:authority` strictly and returns its host, lower-cased, without
+/// the port: a host name (labels of letters, digits, `-` and `_`, 1 to 63
+/// bytes each, 253 in all, no empty label and no trailing dot), an IPv4
+/// address (which is such a name), or a bracketed IPv6 address; then
+/// optionally `:` and a port of at most five digits, up to 65535. Anything
+/// else is refused: `admin.example.com:80:`, `admin.example.com..`,
+/// `a@admin.example.com` and the empty authority are all served as
+/// `admin.example.com` by some upstream, so none of them may fall past a
+/// host rule onto a looser one.
+pub fn parse_authority(raw: &[u8]) -> Result<String, AuthorityError> {
+    if raw.is_empty() {
+        return Err(AuthorityError::Empty);
+    }
+    if raw.contains(&b'@') {
+        return Err(AuthorityError::Userinfo);
+    }
+    let (host, port) = if raw.first() == Some(&b'[') {
+        let close = raw
+            .iter()
+            .position(|b| *b == b']')
+            .ok_or(AuthorityError::BadIpv6)?;
+        let inner = raw.get(1..close).ok_or(AuthorityError::BadIpv6)?;
+        let text = std::str::from_utf8(inner).map_err(|_| AuthorityError::BadIpv6)?;
+        text.parse::<Ipv6Addr>()
+            .map_err(|_| AuthorityError::BadIpv6)?;
+        let rest = raw.get(close + 1..).unwrap_or_default();
+        let port = match rest.split_first() {
+            None => None,
+            Some((b':', port)) => Some(port),
+            Some(_) => return Err(AuthorityError::BadPort),
+        };
+        (raw.get(..=close).unwrap_or_default(), port)
     } else {
-        match text.split_once(':') {
-            // More than one ':' is an unbracketed IPv6 address, not a port.
-            Some((name, port)) if !port.contains(':') => name,
-            _ => text,
+        match raw.iter().position(|b| *b == b':') {
+            Some(i) => (
+                raw.get(..i).unwrap_or_default(),
+                Some(raw.get(i + 1..).unwrap_or_default()),
+            ),
+            None => (raw, None),
         }
     };
-    let host = host.strip_suffix('.').unwrap_or(host);
-    Some(host.to_ascii_lowercase())
+    if let Some(port) = port {
+        let digits = !port.is_empty() && port.len() <= 5 && port.iter().all(u8::is_ascii_digit);
+        let value = std::str::from_utf8(port)
+            .ok()
+            .and_then(|p| p.parse::<u32>().ok());
+        if !digits || value.is_none_or(|v| v > 65535) {
+            return Err(AuthorityError::BadPort);
+        }
+    }
+    if host.first() != Some(&b'[') {
+        check_host_name(host)?;
+    }
+    // Checked above: ASCII only.
+    let text = String::from_utf8_lossy(host);
+    Ok(text.to_ascii_lowercase())
+}
+
+fn check_host_name(host: &[u8]) -> Result<(), AuthorityError> {
+    if host.is_empty() || host.len() > 253 {
+        return Err(AuthorityError::BadHostName);
+    }
+    let label_ok = |label: &[u8]| {
+        (1..=63).contains(&label.len())
+            && label
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+    };
+    if host.split(|b| *b == b'.').all(label_ok) {
+        Ok(())
+    } else {
+        Err(AuthorityError::BadHostName)
+    }
 }
 
 /// The `match` of a rule: path, and optionally methods and hosts.
@@ -314,7 +397,7 @@ pub struct Match {
 
 impl Match {
     /// Whether a request fits: `path` normalized, `method` as sent (methods
-    /// are case-sensitive, RFC 9110 §9.1), `host` from [`authority_host`].
+    /// are case-sensitive, RFC 9110 §9.1), `host` from [`parse_authority`].
     pub fn fits(&self, path: &str, method: &str, host: &str) -> bool {
         self.path.fits(path)
             && self
@@ -360,6 +443,112 @@ pub fn first_match<'r>(
     rules
         .iter()
         .find(|rule| rule.matcher.fits(path, method, host))
+}
+
+/// A request as the rules see it: one reading of its path, method and host.
+#[derive(Clone, Copy, Debug)]
+pub struct Route<'a> {
+    /// Normalized path (see [`normalize_path`]).
+    pub path: &'a str,
+    pub method: &'a str,
+    /// From [`parse_authority`]; empty when no rule names hosts.
+    pub host: &'a str,
+}
+
+/// The request could be routed under rules with different outcomes,
+/// depending on how the upstream reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ambiguous;
+
+/// The rule that decides a request, given every reading of it an upstream
+/// may make: `paths[0]`, `methods[0]` and `hosts[0]` are the request as the
+/// gate reads it, the rest what some upstream may make of it (see
+/// [`path_readings`]). When two readings fit rules with different outcomes
+/// (or one fits a rule and another none), the gate cannot know which the
+/// upstream will apply, and refuses: a rule on `/admin` must not be slipped
+/// past with `/ADMIN` to an Express upstream, which routes both alike.
+pub fn select<'r>(
+    rules: &'r [Rule],
+    paths: &[&str],
+    methods: &[&str],
+    hosts: &[&str],
+) -> Result<Option<&'r Rule>, Ambiguous> {
+    let (Some(path), Some(method), Some(host)) = (paths.first(), methods.first(), hosts.first())
+    else {
+        return Ok(None);
+    };
+    let chosen = first_match(rules, path, method, host);
+    let outcome = chosen.map(|r| &r.action);
+    for p in paths {
+        for m in methods {
+            for h in hosts {
+                if first_match(rules, p, m, h).map(|r| &r.action) != outcome {
+                    return Err(Ambiguous);
+                }
+            }
+        }
+    }
+    Ok(chosen)
+}
+
+/// The other paths that common upstream frameworks route a normalized
+/// `path` to, each different from it: letters in lower case (Express and
+/// ASP.NET match routes case-insensitively), without a trailing slash
+/// (Express and Spring before 6 ignore it), and without an extension on the
+/// last segment (Rails' `(.:format)`, Spring's suffix patterns: `/admin.json`
+/// is `/admin` to them), and each combination. Percent-escapes keep their
+/// upper-case hex. Empty for the usual `/orders/7`.
+pub fn path_readings(path: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let lower = lower_outside_escapes(path);
+    for base in [Some(path.to_owned()), lower].into_iter().flatten() {
+        let unslashed = base
+            .strip_suffix('/')
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned);
+        for p in [Some(base.clone()), unslashed].into_iter().flatten() {
+            let bare = without_extension(&p);
+            for reading in [Some(p), bare].into_iter().flatten() {
+                if reading != path && !out.contains(&reading) {
+                    out.push(reading);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `path` with ASCII letters lower-cased, except the hex digits of
+/// percent-escapes; `None` when nothing changes.
+fn lower_outside_escapes(path: &str) -> Option<String> {
+    let mut escape = 0;
+    let mut changed = false;
+    let lowered: String = path
+        .chars()
+        .map(|c| {
+            if escape > 0 {
+                escape -= 1;
+                return c;
+            }
+            if c == '%' {
+                escape = 2;
+                return c;
+            }
+            changed |= c.is_ascii_uppercase();
+            c.to_ascii_lowercase()
+        })
+        .collect();
+    changed.then_some(lowered)
+}
+
+/// `path` without the extension of its last segment (`/a/b.json` → `/a/b`);
+/// `None` without one. A segment that starts with `.` (`/.well-known`) has
+/// no extension.
+fn without_extension(path: &str) -> Option<String> {
+    let slash = path.rfind('/')?;
+    let last = path.get(slash + 1..)?;
+    let dot = last.get(1..)?.find('.')? + 1;
+    path.get(..slash + 1 + dot).map(str::to_owned)
 }
 
 /// Whether a granted scope grants a required one: equal, or the granted one
@@ -548,11 +737,29 @@ mod tests {
     fn cuts_path_parameters() {
         assert_eq!(norm("/admin;x=1/users"), ok("/admin/users"));
         assert_eq!(norm("/admin;jsessionid=abc"), ok("/admin"));
-        assert_eq!(norm("/public/..;/admin"), ok("/admin"));
         assert_eq!(norm("/a/;x/b"), ok("/a/b"));
         assert_eq!(norm("/a/;x"), ok("/a/"));
         assert_eq!(norm("/;"), ok("/"));
-        assert_eq!(norm("/a/.;x/b"), ok("/a/b"));
+        assert_eq!(norm("/a/..b;x/c"), ok("/a/..b/c"));
+        assert_eq!(norm("/a/b.;x/c"), ok("/a/b./c"));
+    }
+
+    #[test]
+    fn refuses_dot_segments_hidden_behind_parameters() {
+        // Tomcat resolves these, nginx and Go take them as names: the gate
+        // picks neither reading.
+        for raw in [
+            "/public/..;/admin",
+            "/admin/..;/healthz",
+            "/a/.;x/b",
+            "/a/.;",
+            "/a/%2e%2e;x/b",
+            "/a/%2E.;/b",
+            "/a/..;x=1",
+            "/..;/admin",
+        ] {
+            assert_eq!(norm(raw), Err(PathError::DotParameters), "{raw}");
+        }
     }
 
     #[test]
@@ -560,11 +767,6 @@ mod tests {
         assert_eq!(norm("/a;%2F"), Err(PathError::EncodedSlash));
         assert_eq!(norm("/a;%zz"), Err(PathError::InvalidEscape));
         assert_eq!(norm("/a;x\\y"), Err(PathError::Backslash));
-    }
-
-    #[test]
-    fn rejects_dot_dot_parameters_above_root() {
-        assert_eq!(norm("/..;/admin"), Err(PathError::AboveRoot));
     }
 
     #[test]
@@ -610,7 +812,6 @@ mod tests {
         "/%252F",
         "/%25%32%46",
         "/a;b/c;d",
-        "/public/..;/admin",
         "/a/;x",
         "/;x/;y/",
         "/orders/",
@@ -627,8 +828,7 @@ mod tests {
         "/a/%2e%2e%2e",
         "/%2E%2E%2F",
         "/x/y/z/../../..",
-        "/a/.;/b",
-        "/%2e;x/a",
+        "/a/b;.x",
         "/a%2",
         "/%41%42/../%43",
     ];
@@ -699,44 +899,63 @@ mod tests {
 
     // --- hosts ---
 
-    #[test]
-    fn authority_host_strips_port_and_lowercases() {
-        assert_eq!(
-            authority_host(b"Example.COM:443"),
-            Some("example.com".to_owned())
-        );
-        assert_eq!(
-            authority_host(b"example.com"),
-            Some("example.com".to_owned())
-        );
-        assert_eq!(authority_host(b"[::1]:8080"), Some("[::1]".to_owned()));
-        assert_eq!(authority_host(b"[::1]"), Some("[::1]".to_owned()));
-        assert_eq!(
-            authority_host(b"[FE80::1]:80"),
-            Some("[fe80::1]".to_owned())
-        );
-        assert_eq!(
-            authority_host(b"127.0.0.1:80"),
-            Some("127.0.0.1".to_owned())
-        );
-        assert_eq!(authority_host(b""), Some(String::new()));
+    fn host(raw: &[u8]) -> Result<String, AuthorityError> {
+        parse_authority(raw)
     }
 
     #[test]
-    fn authority_host_drops_trailing_dot_and_userinfo() {
+    fn authority_gives_the_host_lower_cased_without_the_port() {
+        assert_eq!(host(b"Example.COM:443"), Ok("example.com".to_owned()));
+        assert_eq!(host(b"example.com"), Ok("example.com".to_owned()));
+        assert_eq!(host(b"[::1]:8080"), Ok("[::1]".to_owned()));
+        assert_eq!(host(b"[::1]"), Ok("[::1]".to_owned()));
+        assert_eq!(host(b"[FE80::1]:80"), Ok("[fe80::1]".to_owned()));
+        assert_eq!(host(b"127.0.0.1:80"), Ok("127.0.0.1".to_owned()));
         assert_eq!(
-            authority_host(b"api.example.com.:443"),
-            Some("api.example.com".to_owned())
+            host(b"my_host.internal:0"),
+            Ok("my_host.internal".to_owned())
         );
-        assert_eq!(
-            authority_host(b"user@api.example.com"),
-            Some("api.example.com".to_owned())
-        );
+        assert_eq!(host(b"a:65535"), Ok("a".to_owned()));
     }
 
     #[test]
-    fn authority_host_refuses_non_utf8() {
-        assert_eq!(authority_host(b"ex\xffample.com"), None);
+    fn authority_refuses_what_upstreams_would_serve_as_another_host() {
+        // Each of these is served as admin.example.com by some upstream
+        // (nginx drops a trailing dot, Express reads up to the first ':').
+        for (raw, why) in [
+            (&b"admin.example.com:80:"[..], AuthorityError::BadPort),
+            (b"admin.example.com:x", AuthorityError::BadPort),
+            (b"admin.example.com:", AuthorityError::BadPort),
+            (b"admin.example.com:65536", AuthorityError::BadPort),
+            (b"admin.example.com:000080", AuthorityError::BadPort),
+            (b"admin.example.com:+80", AuthorityError::BadPort),
+            (b"admin.example.com..", AuthorityError::BadHostName),
+            (b"admin.example.com.", AuthorityError::BadHostName),
+            (b"admin..example.com", AuthorityError::BadHostName),
+            (b".admin.example.com", AuthorityError::BadHostName),
+            (b"a@admin.example.com", AuthorityError::Userinfo),
+            (b"@admin.example.com", AuthorityError::Userinfo),
+            (b"", AuthorityError::Empty),
+            (b"admin.example.com%2f", AuthorityError::BadHostName),
+            (b"admin.example.com/x", AuthorityError::BadHostName),
+            (b"admin example.com", AuthorityError::BadHostName),
+            (b"adm\xc3\xafn.example.com", AuthorityError::BadHostName),
+            (b"[::1", AuthorityError::BadIpv6),
+            (b"[::1]x", AuthorityError::BadPort),
+            (b"[::1]:", AuthorityError::BadPort),
+            (b"[fe80::1%25eth0]", AuthorityError::BadIpv6),
+            (b"[example.com]", AuthorityError::BadIpv6),
+            (b"::1", AuthorityError::BadPort),
+        ] {
+            assert_eq!(host(raw), Err(why), "{:?}", String::from_utf8_lossy(raw));
+        }
+        let long_label = format!("{}.com", "a".repeat(64));
+        assert_eq!(
+            host(long_label.as_bytes()),
+            Err(AuthorityError::BadHostName)
+        );
+        let long_name = vec!["a"; 130].join(".");
+        assert_eq!(host(long_name.as_bytes()), Err(AuthorityError::BadHostName));
     }
 
     #[test]
@@ -787,11 +1006,11 @@ mod tests {
     #[test]
     fn host_matching_ignores_case_and_port() {
         let p = HostPattern::parse("Api.Example.com").unwrap();
-        let host = authority_host(b"API.EXAMPLE.COM:8443").unwrap();
+        let host = parse_authority(b"API.EXAMPLE.COM:8443").unwrap();
         assert!(p.fits(&host));
         assert!(!p.fits("other.example.com"));
         let v6 = HostPattern::parse("[::1]").unwrap();
-        assert!(v6.fits(&authority_host(b"[::1]:8080").unwrap()));
+        assert!(v6.fits(&parse_authority(b"[::1]:8080").unwrap()));
     }
 
     // --- Match and rules ---
@@ -888,10 +1107,118 @@ mod tests {
     #[test]
     fn normalized_traversal_reaches_the_guarded_rule() {
         let rules = spec_rules();
-        let path = norm("/healthz/..;/internal/x").unwrap();
+        let path = norm("/healthz/../internal/x").unwrap();
         assert_eq!(
             first_match(&rules, &path, "GET", "h").map(|r| &r.action),
             Some(&Action::Deny)
+        );
+    }
+
+    // --- readings and selection ---
+
+    #[test]
+    fn path_readings_cover_case_trailing_slash_and_extension() {
+        assert!(path_readings("/orders/7").is_empty());
+        assert!(path_readings("/").is_empty());
+        assert_eq!(path_readings("/ADMIN"), vec!["/admin".to_owned()]);
+        assert_eq!(path_readings("/admin/"), vec!["/admin".to_owned()]);
+        assert_eq!(path_readings("/admin.json"), vec!["/admin".to_owned()]);
+        let all = path_readings("/Admin.JSON/");
+        for want in [
+            "/Admin.JSON",
+            "/Admin",
+            "/admin.json/",
+            "/admin.json",
+            "/admin",
+        ] {
+            assert!(all.contains(&want.to_owned()), "{want} in {all:?}");
+        }
+        // Escapes keep their upper-case hex; a leading dot is no extension.
+        assert_eq!(path_readings("/a%3Ab"), Vec::<String>::new());
+        assert_eq!(path_readings("/.well-known"), Vec::<String>::new());
+        assert_eq!(path_readings("/A%3Ab"), vec!["/a%3Ab".to_owned()]);
+    }
+
+    fn rules_with_catch_all() -> Vec<Rule> {
+        vec![
+            Rule {
+                matcher: Match {
+                    path: PathMatch::Prefix("/admin".into()),
+                    methods: None,
+                    hosts: None,
+                },
+                action: require(&["admin"]),
+            },
+            Rule {
+                matcher: Match {
+                    path: PathMatch::Prefix("/orders".into()),
+                    methods: Some(vec!["GET".into()]),
+                    hosts: None,
+                },
+                action: require(&["orders:read"]),
+            },
+            Rule {
+                matcher: Match {
+                    path: PathMatch::Prefix("/orders".into()),
+                    methods: None,
+                    hosts: None,
+                },
+                action: require(&["orders:write"]),
+            },
+            Rule {
+                matcher: Match {
+                    path: PathMatch::Prefix("/".into()),
+                    methods: None,
+                    hosts: Some(vec![HostPattern::parse("admin.example.com").unwrap()]),
+                },
+                action: Action::Deny,
+            },
+            Rule {
+                matcher: Match {
+                    path: PathMatch::Prefix("/".into()),
+                    methods: None,
+                    hosts: None,
+                },
+                action: require(&[]),
+            },
+        ]
+    }
+
+    #[test]
+    fn readings_under_rules_with_different_outcomes_are_ambiguous() {
+        let rules = rules_with_catch_all();
+        let pick = |paths: &[&str], methods: &[&str], hosts: &[&str]| {
+            select(&rules, paths, methods, hosts).map(|r| r.map(|r| r.action.clone()))
+        };
+        // /ADMIN falls to the catch-all, /admin does not.
+        let ambiguous = pick(&["/ADMIN", "/admin"], &["GET"], &["a"]);
+        assert_eq!(ambiguous, Err(Ambiguous));
+        // A method override that would change the rule.
+        assert_eq!(
+            pick(&["/orders/7"], &["GET", "DELETE"], &["a"]),
+            Err(Ambiguous)
+        );
+        // A second host that a host rule treats differently.
+        assert_eq!(
+            pick(
+                &["/x"],
+                &["GET"],
+                &["public.example.com", "admin.example.com"]
+            ),
+            Err(Ambiguous)
+        );
+        // Readings under rules with the same outcome are fine.
+        assert_eq!(
+            pick(
+                &["/files/ReadMe.TXT", "/files/readme.txt", "/files/ReadMe"],
+                &["GET"],
+                &["a"]
+            ),
+            Ok(Some(require(&[])))
+        );
+        assert_eq!(
+            pick(&["/orders/7"], &["GET"], &["a"]),
+            Ok(Some(require(&["orders:read"])))
         );
     }
 

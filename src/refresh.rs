@@ -9,17 +9,22 @@
 //! for the new `jti` is an argument, like time.
 
 use crate::config::Config;
-use crate::gate::{percent_decode, split_pair, Connection, Decision, Revocations, Verdict};
+use crate::gate::{Connection, Decision, Revocations, Verdict};
 use crate::policy;
-use crate::refusal::Reason;
-use crate::token::{self, b64url_encode, TokenType, VerifyCache};
+use crate::refusal::{Reason, Reply};
+use crate::token::{self, b64url_encode, is_scope_token, Binding, TokenType, VerifyCache};
+use crate::wire::{percent_decode, split_pair};
+
+/// The largest refresh form read: one token and a few parameters fit
+/// many times over; anything bigger is refused before it is parsed.
+pub const MAX_FORM_BYTES: usize = 8 * 1024;
+/// The most parameters a refresh form may hold.
+pub const MAX_FORM_PARAMS: usize = 16;
 
 /// The answer to a request on the refresh path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RefreshAnswer {
-    pub status: u32,
-    pub headers: Vec<(&'static str, String)>,
-    pub body: String,
+    pub reply: Reply,
     /// For telemetry and access logs: `Allow` when a token was minted.
     pub verdict: Verdict,
 }
@@ -32,39 +37,23 @@ pub struct RefreshRequest<'a> {
     pub body: &'a [u8],
 }
 
-/// RFC 6749 §5.2 error codes.
+/// An RFC 6749 §5.2 error answer.
 fn error_answer(
     status: u32,
     error: &str,
     description: &str,
     reason: Reason,
-    verdict: Verdict,
+    mut verdict: Verdict,
 ) -> RefreshAnswer {
-    let body = serde_json::json!({
-        "error": error,
-        "error_description": description,
-        "reason": reason.as_str(),
-    })
-    .to_string();
-    let mut verdict = verdict;
     verdict.decision = Decision::Deny(reason);
     RefreshAnswer {
-        status,
-        headers: no_store_headers(),
-        body,
+        reply: Reply::error(status, error, reason, description),
         verdict,
     }
 }
 
-fn no_store_headers() -> Vec<(&'static str, String)> {
-    vec![
-        ("content-type", "application/json".to_owned()),
-        ("cache-control", "no-store".to_owned()),
-        ("pragma", "no-cache".to_owned()),
-    ]
-}
-
-fn invalid_request(description: &str, verdict: Verdict) -> RefreshAnswer {
+/// `invalid_request` (400) with `reason` `bad_request`.
+pub fn invalid_request(description: &str, verdict: Verdict) -> RefreshAnswer {
     error_answer(
         400,
         "invalid_request",
@@ -74,16 +63,48 @@ fn invalid_request(description: &str, verdict: Verdict) -> RefreshAnswer {
     )
 }
 
-/// Parses an `application/x-www-form-urlencoded` body; a repeated parameter
-/// is an error (RFC 6749 §3.2).
-fn form(body: &[u8]) -> Result<Vec<(String, String)>, &'static str> {
+/// Why a refresh form is refused (each is `invalid_request`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FormError {
+    /// More than [`MAX_FORM_BYTES`].
+    TooLarge,
+    /// More than [`MAX_FORM_PARAMS`] parameters.
+    TooManyParameters,
+    /// A bad percent-escape, or a name or value that is not UTF-8.
+    BadEncoding,
+    /// A parameter given twice (RFC 6749 §3.2).
+    Repeated,
+}
+
+impl FormError {
+    pub fn description(self) -> &'static str {
+        match self {
+            FormError::TooLarge => "the request body is too large",
+            FormError::TooManyParameters => "the request has too many parameters",
+            FormError::BadEncoding => "the body is not valid form encoding",
+            FormError::Repeated => "a parameter is repeated",
+        }
+    }
+}
+
+/// Parses an `application/x-www-form-urlencoded` body of at most
+/// [`MAX_FORM_BYTES`] and [`MAX_FORM_PARAMS`] parameters, each decoded once:
+/// the work is linear in the body's size, and the repeat check compares at
+/// most 16 names with each other.
+pub fn parse_form(body: &[u8]) -> Result<Vec<(String, String)>, FormError> {
+    if body.len() > MAX_FORM_BYTES {
+        return Err(FormError::TooLarge);
+    }
     let mut out: Vec<(String, String)> = Vec::new();
     for pair in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+        if out.len() == MAX_FORM_PARAMS {
+            return Err(FormError::TooManyParameters);
+        }
         let (k, v) = split_pair(pair);
-        let k = form_decode(k).ok_or("the body is not valid form encoding")?;
-        let v = form_decode(v).ok_or("the body is not valid form encoding")?;
+        let k = form_decode(k).ok_or(FormError::BadEncoding)?;
+        let v = form_decode(v).ok_or(FormError::BadEncoding)?;
         if out.iter().any(|(name, _)| *name == k) {
-            return Err("a parameter is repeated");
+            return Err(FormError::Repeated);
         }
         out.push((k, v));
     }
@@ -131,9 +152,9 @@ impl Config {
         if !is_form(req.content_type) {
             return invalid_request("the body must be application/x-www-form-urlencoded", v);
         }
-        let params = match form(req.body) {
+        let params = match parse_form(req.body) {
             Ok(p) => p,
-            Err(why) => return invalid_request(why, v),
+            Err(why) => return invalid_request(why.description(), v),
         };
         let param = |name: &str| {
             params
@@ -168,13 +189,23 @@ impl Config {
         }
         let verified = match self.verify_token(
             token,
+            TokenType::Refresh,
             conn,
             revocations,
             now,
-            &mut VerifyCache::new(0),
+            &mut VerifyCache::new(0, 0),
             &mut v,
         ) {
             Ok(t) => t,
+            Err(Reason::WrongTokenType) => {
+                return error_answer(
+                    400,
+                    "invalid_grant",
+                    "an access token cannot be used as a refresh token",
+                    Reason::WrongTokenType,
+                    v,
+                )
+            }
             Err(Reason::RevocationUnavailable) => {
                 return error_answer(
                     503,
@@ -188,22 +219,25 @@ impl Config {
                 return error_answer(400, "invalid_grant", reason.description(), reason, v)
             }
         };
-        if verified.token_type() != TokenType::Refresh {
-            return error_answer(
-                400,
-                "invalid_grant",
-                "an access token cannot be used as a refresh token",
-                Reason::WrongTokenType,
-                v,
-            );
-        }
         let claims = verified.claims();
         let own: Vec<&str> = claims.own_scopes().collect();
-        let scopes: Vec<&str> = match param("scope").map(str::trim).filter(|s| !s.is_empty()) {
+        // When scopes are asked, the new token holds exactly those and no
+        // roles: a role mapped to `*` would otherwise grant everything again.
+        let asked = param("scope").filter(|s| !s.is_empty());
+        let scopes: Vec<&str> = match asked {
             None => own,
             Some(asked) => {
                 let granted = self.granted_scopes(&verified);
-                let asked: Vec<&str> = asked.split(' ').filter(|s| !s.is_empty()).collect();
+                let asked: Vec<&str> = asked.split(' ').collect();
+                if !asked.iter().all(|a| is_scope_token(a)) {
+                    return error_answer(
+                        400,
+                        "invalid_scope",
+                        "the scope parameter is not a list of scope-tokens",
+                        Reason::InsufficientScope,
+                        v,
+                    );
+                }
                 if !asked
                     .iter()
                     .all(|a| granted.iter().any(|g| policy::scope_grants(g, a)))
@@ -235,14 +269,24 @@ impl Config {
         if let Some(aud) = &claims.aud {
             put("aud", aud.clone().into());
         }
-        if let Some(role) = &claims.role {
-            put("role", role.clone().into());
+        if asked.is_none() {
+            if let Some(role) = &claims.role {
+                put("role", role.clone().into());
+            }
+            if let Some(roles) = &claims.roles {
+                put("roles", roles.clone().into());
+            }
         }
-        if let Some(roles) = &claims.roles {
-            put("roles", roles.clone().into());
-        }
-        if let Some(thumb) = &claims.x5t_s256 {
-            put("cnf", serde_json::json!({ "x5t#S256": thumb }));
+        match &claims.cnf {
+            Some(Binding::X5tS256(thumb)) => {
+                put("cnf", serde_json::json!({ "x5t#S256": thumb }));
+            }
+            // verify_token refuses every other binding; never mint an
+            // unbound token from a bound one.
+            Some(Binding::Unsupported) => {
+                return invalid_request("the refresh token's binding cannot be kept", v)
+            }
+            None => {}
         }
         let scope = scopes.join(" ");
         if !scope.is_empty() {
@@ -263,9 +307,7 @@ impl Config {
         }
         v.decision = Decision::Allow;
         RefreshAnswer {
-            status: 200,
-            headers: no_store_headers(),
-            body: body.to_string(),
+            reply: Reply::json(200, &body),
             verdict: v,
         }
     }

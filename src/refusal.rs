@@ -49,11 +49,14 @@ pub enum Reason {
     NoRule,
     /// The revocation list is missing or stale and `on_unavailable` is `deny`.
     RevocationUnavailable,
+    /// Something inside failed (Envoy refused an edit the decision needs):
+    /// the request is refused rather than forwarded as it is.
+    Internal,
 }
 
 impl Reason {
     /// Every reason, for telemetry and tests.
-    pub const ALL: [Reason; 18] = [
+    pub const ALL: [Reason; 19] = [
         Reason::BadRequest,
         Reason::Missing,
         Reason::Malformed,
@@ -72,6 +75,7 @@ impl Reason {
         Reason::Denied,
         Reason::NoRule,
         Reason::RevocationUnavailable,
+        Reason::Internal,
     ];
 
     /// The name used in bodies, filter state and metric names.
@@ -95,6 +99,7 @@ impl Reason {
             Reason::Denied => "denied",
             Reason::NoRule => "no_rule",
             Reason::RevocationUnavailable => "revocation_unavailable",
+            Reason::Internal => "internal",
         }
     }
 
@@ -118,6 +123,7 @@ impl Reason {
                 403
             }
             Reason::RevocationUnavailable => 503,
+            Reason::Internal => 500,
         }
     }
 
@@ -130,6 +136,7 @@ impl Reason {
             Reason::InsufficientScope => Some("insufficient_scope"),
             Reason::Denied | Reason::NoRule => Some("access_denied"),
             Reason::RevocationUnavailable => Some("temporarily_unavailable"),
+            Reason::Internal => Some("server_error"),
             _ => Some("invalid_token"),
         }
     }
@@ -155,6 +162,7 @@ impl Reason {
             Reason::Denied => "access to this resource is denied",
             Reason::NoRule => "no rule allows this request",
             Reason::RevocationUnavailable => "the revocation list is unavailable",
+            Reason::Internal => "the gate could not complete the request",
         }
     }
 
@@ -172,20 +180,65 @@ impl fmt::Display for Reason {
 }
 
 /// A local reply: what the filter sends instead of forwarding the request.
+/// Every local answer (a refusal, a refresh error or token, an internal
+/// error) is one of these, built by [`Reply::json`], so all have the same
+/// shape and the same headers.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Response {
+pub struct Reply {
     pub status: u32,
     pub headers: Vec<(&'static str, String)>,
     pub body: String,
 }
 
-/// Builds the refusal response of SPEC section 4.
+impl Reply {
+    /// A JSON reply: `content-type: application/json`, and `cache-control:
+    /// no-store` with `pragma: no-cache`, which RFC 6749 §5.1 asks of any
+    /// answer holding a token and which no refusal suffers from either.
+    pub fn json(status: u32, body: &serde_json::Value) -> Reply {
+        Reply {
+            status,
+            headers: vec![
+                ("content-type", "application/json".to_owned()),
+                ("cache-control", "no-store".to_owned()),
+                ("pragma", "no-cache".to_owned()),
+            ],
+            body: body.to_string(),
+        }
+    }
+
+    /// An error reply: `{"error": …, "reason": …, "error_description": …}`.
+    /// The description is fixed text, never token content.
+    pub fn error(status: u32, error: &str, reason: Reason, description: &str) -> Reply {
+        Reply::json(
+            status,
+            &serde_json::json!({
+                "error": error,
+                "reason": reason.as_str(),
+                "error_description": description,
+            }),
+        )
+    }
+
+    /// The value of header `name`, if set.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Builds the refusal reply of the README's "Responses" table.
 ///
 /// `scopes` are the scopes the matched rule requires; they are sent in the
 /// challenge's `scope` attribute on `insufficient_scope` only.
-pub fn refusal_response(reason: Reason, realm: &str, scopes: &[String]) -> Response {
-    let mut headers = Vec::with_capacity(2);
-    headers.push(("content-type", "application/json".to_owned()));
+pub fn refusal_response(reason: Reason, realm: &str, scopes: &[String]) -> Reply {
+    let mut reply = Reply::error(
+        reason.status(),
+        reason.error_code().unwrap_or("unauthorized"),
+        reason,
+        reason.description(),
+    );
     if reason.challenges() {
         let mut challenge = format!("Bearer realm=\"{}\"", quote_safe(realm));
         if let Some(code) = reason.error_code() {
@@ -197,19 +250,9 @@ pub fn refusal_response(reason: Reason, realm: &str, scopes: &[String]) -> Respo
         if reason == Reason::InsufficientScope && !scopes.is_empty() {
             challenge.push_str(&format!(", scope=\"{}\"", quote_safe(&scopes.join(" "))));
         }
-        headers.push(("www-authenticate", challenge));
+        reply.headers.push(("www-authenticate", challenge));
     }
-    let body = serde_json::json!({
-        "error": reason.error_code().unwrap_or("unauthorized"),
-        "reason": reason.as_str(),
-        "error_description": reason.description(),
-    })
-    .to_string();
-    Response {
-        status: reason.status(),
-        headers,
-        body,
-    }
+    reply
 }
 
 /// Drops the characters that cannot stand inside an RFC 7235 quoted string
@@ -247,6 +290,7 @@ mod tests {
                 503,
                 Some("temporarily_unavailable"),
             ),
+            ("internal", 500, Some("server_error")),
         ];
         assert_eq!(table.len(), Reason::ALL.len());
         for (reason, (name, status, code)) in Reason::ALL.iter().zip(table) {
@@ -300,7 +344,8 @@ mod tests {
                 r.headers.iter().all(|(n, _)| *n != "www-authenticate"),
                 "{reason}"
             );
-            assert_eq!(r.headers[0], ("content-type", "application/json".into()));
+            assert_eq!(r.header("content-type"), Some("application/json"));
+            assert_eq!(r.header("cache-control"), Some("no-store"));
         }
     }
 }

@@ -134,7 +134,8 @@ impl Req {
             config,
             Revocations {
                 list: Some(&empty),
-                last_fetch: Some(NOW),
+                fresh_at: Some(NOW),
+                lost: false,
             },
             NOW,
         )
@@ -369,7 +370,8 @@ fn revoked_by_static_entry_and_by_list() {
         &config(),
         Revocations {
             list: Some(&list),
-            last_fetch: Some(NOW),
+            fresh_at: Some(NOW),
+            lost: false,
         },
         NOW,
     );
@@ -384,7 +386,8 @@ fn revocation_unavailable_when_stale_or_never_fetched() {
         &config(),
         Revocations {
             list: Some(&list),
-            last_fetch: Some(NOW - 61),
+            fresh_at: Some(NOW - 61),
+            lost: false,
         },
         NOW,
     );
@@ -569,7 +572,8 @@ fn binding_mismatch_without_the_bound_certificate() {
                 },
                 Revocations {
                     list: Some(&empty),
-                    last_fetch: Some(NOW),
+                    fresh_at: Some(NOW),
+                    lost: false,
                 },
                 NOW,
             )
@@ -586,7 +590,7 @@ fn binding_mismatch_without_the_bound_certificate() {
 fn cached_tokens_still_expire_and_get_revoked() {
     use tokengate::token::VerifyCache;
     let c = config();
-    let mut cache = VerifyCache::new(4);
+    let mut cache = VerifyCache::new(4, 1 << 20);
     let r = get("/orders").bearer(&token());
     let empty = fresh_list(&[]);
     let req = Request {
@@ -601,7 +605,8 @@ fn cached_tokens_still_expire_and_get_revoked() {
     };
     let fresh = Revocations {
         list: Some(&empty),
-        last_fetch: Some(NOW),
+        fresh_at: Some(NOW),
+        lost: false,
     };
     assert_eq!(
         c.decide_with(&req, &conn, fresh, NOW, &mut cache).decision,
@@ -611,7 +616,8 @@ fn cached_tokens_still_expire_and_get_revoked() {
     let later = NOW + 700;
     let fresh_later = Revocations {
         list: Some(&empty),
-        last_fetch: Some(later),
+        fresh_at: Some(later),
+        lost: false,
     };
     assert_eq!(
         c.decide_with(&req, &conn, fresh_later, later, &mut cache)
@@ -625,7 +631,8 @@ fn cached_tokens_still_expire_and_get_revoked() {
     }]);
     let revoked = Revocations {
         list: Some(&list),
-        last_fetch: Some(NOW),
+        fresh_at: Some(NOW),
+        lost: false,
     };
     assert_eq!(
         c.decide_with(&req, &conn, revoked, NOW, &mut cache)
@@ -639,7 +646,7 @@ fn cache_compares_whole_tokens() {
     use tokengate::token::VerifyCache;
     let c = config();
     // One slot: every token maps to it.
-    let mut cache = VerifyCache::new(1);
+    let mut cache = VerifyCache::new(1, 1 << 20);
     let conn = FixedConnection {
         tls: true,
         peer_certificate_sha256: None,
@@ -647,7 +654,8 @@ fn cache_compares_whole_tokens() {
     let empty = fresh_list(&[]);
     let fresh = Revocations {
         list: Some(&empty),
-        last_fetch: Some(NOW),
+        fresh_at: Some(NOW),
+        lost: false,
     };
     let good = token();
     let forged = {

@@ -61,7 +61,7 @@ fn send(method: &str, content_type: Option<&str>, body: &str) -> RefreshAnswer {
 }
 
 fn body(a: &RefreshAnswer) -> Value {
-    serde_json::from_str(&a.body).unwrap()
+    serde_json::from_str(&a.reply.body).unwrap()
 }
 
 #[test]
@@ -70,8 +70,11 @@ fn mints_an_access_token_with_the_same_identity() {
         "grant_type=refresh_token&refresh_token={}",
         refresh_token(|_| {})
     ));
-    assert_eq!(a.status, 200, "{}", a.body);
-    assert!(a.headers.contains(&("cache-control", "no-store".into())));
+    assert_eq!(a.reply.status, 200, "{}", a.reply.body);
+    assert!(a
+        .reply
+        .headers
+        .contains(&("cache-control", "no-store".into())));
     let b = body(&a);
     assert_eq!(b["token_type"], "Bearer");
     assert_eq!(b["expires_in"], 900);
@@ -100,13 +103,13 @@ fn down_scopes_on_request_including_role_scopes_and_wildcards() {
         "grant_type=refresh_token&scope=orders%3Aread+metrics:read&refresh_token={}",
         refresh_token(|_| {})
     ));
-    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.reply.status, 200, "{}", a.reply.body);
     assert_eq!(body(&a)["scope"], "orders:read metrics:read");
     let wild = refresh_token(|c| c["scope"] = json!("orders:*"));
     let a = post(&format!(
         "grant_type=refresh_token&scope=orders:delete&refresh_token={wild}"
     ));
-    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.reply.status, 200, "{}", a.reply.body);
 }
 
 #[test]
@@ -116,7 +119,7 @@ fn invalid_scope_when_asking_for_more() {
         refresh_token(|_| {})
     ));
     assert_eq!(
-        (a.status, body(&a)["error"].clone()),
+        (a.reply.status, body(&a)["error"].clone()),
         (400, json!("invalid_scope"))
     );
 }
@@ -131,7 +134,7 @@ fn access_token_is_refused_as_refresh_token() {
     let a = post(&format!("grant_type=refresh_token&refresh_token={access}"));
     let b = body(&a);
     assert_eq!(
-        (a.status, b["error"].as_str(), b["reason"].as_str()),
+        (a.reply.status, b["error"].as_str(), b["reason"].as_str()),
         (400, Some("invalid_grant"), Some("wrong_token_type"))
     );
 }
@@ -144,7 +147,9 @@ fn token_use_claim_marks_a_refresh_token() {
         "JWT",
     );
     assert_eq!(
-        post(&format!("grant_type=refresh_token&refresh_token={t}")).status,
+        post(&format!("grant_type=refresh_token&refresh_token={t}"))
+            .reply
+            .status,
         200
     );
 }
@@ -155,7 +160,7 @@ fn revoked_or_expired_refresh_token_is_invalid_grant() {
     let a = post(&format!("grant_type=refresh_token&refresh_token={revoked}"));
     assert_eq!(
         (
-            a.status,
+            a.reply.status,
             body(&a)["error"].clone(),
             body(&a)["reason"].clone()
         ),
@@ -191,12 +196,15 @@ fn request_errors_follow_rfc6749_section_5_2() {
     ];
     for (a, error) in cases {
         assert_eq!(
-            (a.status, body(&a)["error"].as_str().unwrap()),
+            (a.reply.status, body(&a)["error"].as_str().unwrap()),
             (400, error),
             "{}",
-            a.body
+            a.reply.body
         );
-        assert!(a.headers.contains(&("cache-control", "no-store".into())));
+        assert!(a
+            .reply
+            .headers
+            .contains(&("cache-control", "no-store".into())));
     }
 }
 
@@ -210,7 +218,7 @@ fn content_type_parameters_are_allowed() {
             refresh_token(|_| {})
         ),
     );
-    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.reply.status, 200, "{}", a.reply.body);
 }
 
 #[test]

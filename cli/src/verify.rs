@@ -124,8 +124,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         None => None,
     };
     let revocations = Revocations {
-        list: snapshot.as_ref(),
-        last_fetch: snapshot.as_ref().map(|_| now),
+        list: snapshot.as_ref().map(|(list, _)| list),
+        fresh_at: snapshot.as_ref().map(|(_, at)| *at),
+        lost: false,
     };
     let request = Request {
         method: &args.method,
@@ -252,10 +253,14 @@ fn percent_encode(text: &str) -> String {
 
 /// A list file as the service would take it: JSON, or JWS checked with the
 /// key in `key_env`; built into the snapshot the filter consults.
-fn load_list(file: &Path, key_env: Option<&str>, now: u64) -> Result<Snapshot> {
+/// The list as the filter would hold it, and the time its age counts
+/// from: a signed list's `generated_at`, or now for an unsigned list (as
+/// if just fetched).
+fn load_list(file: &Path, key_env: Option<&str>, now: u64) -> Result<(Snapshot, u64)> {
     let name = file.display();
     let body = util::read_file(file)?;
-    let document = if body.trim_ascii_start().starts_with(b"{") {
+    let signed = !body.trim_ascii_start().starts_with(b"{");
+    let document = if !signed {
         Document::parse_json(&body)
     } else {
         let Some(var) = key_env else {
@@ -271,7 +276,11 @@ fn load_list(file: &Path, key_env: Option<&str>, now: u64) -> Result<Snapshot> {
         Document::parse_signed(&body, &key)
     }
     .map_err(|e| anyhow!("--revocation-list: {name}: {e}"))?;
-    Ok(Snapshot::build(&document, now))
+    let fresh_at = match (signed, document.generated_at) {
+        (true, Some(at)) => at,
+        _ => now,
+    };
+    Ok((Snapshot::build(&document, now), fresh_at))
 }
 
 /// An edit made to an allowed request before it goes upstream.

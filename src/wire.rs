@@ -1,0 +1,234 @@
+//! Small wire formats the gate reads: query strings and form bodies, cookie
+//! headers, percent-escapes, hex digests, and the name folding that tells
+//! which names an upstream framework may read as the same one.
+//!
+//! Everything here is byte-level and allocation-free where it can be; none
+//! of it knows about tokens or rules. The gate uses it to find (and cut out)
+//! tokens, the refresh endpoint to read its form, the adapter to read the
+//! client certificate digest.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+/// A percent-escape that is not `%` and two hex digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadEscape;
+
+/// Percent-decodes a query or form component; `+` is a space, as HTML
+/// forms send it. Borrows when there is nothing to decode.
+pub fn percent_decode(raw: &[u8]) -> Result<Cow<'_, [u8]>, BadEscape> {
+    if !raw.iter().any(|b| *b == b'%' || *b == b'+') {
+        return Ok(Cow::Borrowed(raw));
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut bytes = raw.iter();
+    while let Some(&b) = bytes.next() {
+        match b {
+            b'%' => {
+                let (Some(hi), Some(lo)) = (bytes.next(), bytes.next()) else {
+                    return Err(BadEscape);
+                };
+                let (Some(hi), Some(lo)) = (hex_value(*hi), hex_value(*lo)) else {
+                    return Err(BadEscape);
+                };
+                out.push((hi << 4) | lo);
+            }
+            b'+' => out.push(b' '),
+            _ => out.push(b),
+        }
+    }
+    Ok(Cow::Owned(out))
+}
+
+/// The value of one hex digit, either case.
+pub fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes 64 hex digits (either case) into 32 bytes.
+pub fn decode_hex32(hex: &[u8]) -> Option<[u8; 32]> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+        let [hi, lo] = pair else { return None };
+        *byte = (hex_value(*hi)? << 4) | hex_value(*lo)?;
+    }
+    Some(out)
+}
+
+/// Splits `key=value` at the first `=` (a missing `=` is an empty value).
+pub fn split_pair(pair: &[u8]) -> (&[u8], &[u8]) {
+    match pair.iter().position(|b| *b == b'=') {
+        Some(i) => (
+            pair.get(..i).unwrap_or_default(),
+            pair.get(i + 1..).unwrap_or_default(),
+        ),
+        None => (pair, &[]),
+    }
+}
+
+/// The query of a raw `:path`: after the first `?`, before any `#`, with
+/// its position in the path.
+pub fn query_range(path: &[u8]) -> Option<Range<usize>> {
+    let start = path.iter().position(|b| *b == b'?')? + 1;
+    let rest = path.get(start..)?;
+    let end = rest.iter().position(|b| *b == b'#').unwrap_or(rest.len());
+    Some(start..start + end)
+}
+
+/// One `key=value` pair of a query, with its place in the query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pair<'q> {
+    pub key: &'q [u8],
+    pub value: &'q [u8],
+    /// Where the pair lies in the query (separators excluded).
+    pub start: usize,
+    pub end: usize,
+}
+
+/// The non-empty pairs of a query. Both `&` and `;` separate pairs: the
+/// HTML form rules use `&`, but Go before 1.17, Python's `cgi` and some
+/// servlet containers also split on `;`, so a token hidden behind a `;`
+/// must be seen here as it would be there.
+pub fn query_pairs(query: &[u8]) -> impl Iterator<Item = Pair<'_>> {
+    let mut at = 0;
+    query
+        .split(|b| *b == b'&' || *b == b';')
+        .filter_map(move |pair| {
+            let start = at;
+            at += pair.len() + 1;
+            if pair.is_empty() {
+                return None;
+            }
+            let (key, value) = split_pair(pair);
+            Some(Pair {
+                key,
+                value,
+                start,
+                end: start + pair.len(),
+            })
+        })
+}
+
+/// Leading and trailing ASCII white space removed.
+pub fn trim(value: &[u8]) -> &[u8] {
+    value.trim_ascii()
+}
+
+/// The `name=value` pairs of a `cookie` header value (RFC 6265 §5.4),
+/// names and values trimmed; a pair without `=` has an empty value.
+pub fn cookie_pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    header
+        .split(|b| *b == b';')
+        .map(trim)
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = split_pair(pair);
+            (trim(name), trim(value))
+        })
+}
+
+/// Whether two parameter or cookie names may be read as the same name by
+/// an upstream framework: ASCII case ignored (ASP.NET, IIS), and `.`, ` `
+/// and `[` taken for `_` (PHP turns `access.token` into `access_token`).
+pub fn same_param_name(a: &[u8], b: &[u8]) -> bool {
+    fn fold(c: u8) -> u8 {
+        match c {
+            b'.' | b' ' | b'[' => b'_',
+            c => c.to_ascii_lowercase(),
+        }
+    }
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| fold(*x) == fold(*y))
+}
+
+/// Whether two header names may be read as the same header by an upstream:
+/// case ignored, and `_` taken for `-` (WSGI, CGI, PHP and Rack read
+/// `x_auth_subject` as `X-Auth-Subject`).
+pub fn same_header_name(a: &[u8], b: &[u8]) -> bool {
+    fn fold(c: u8) -> u8 {
+        match c {
+            b'_' => b'-',
+            c => c.to_ascii_lowercase(),
+        }
+    }
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| fold(*x) == fold(*y))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding_checks_every_escape() {
+        assert_eq!(&*percent_decode(b"a%20b+c").unwrap(), b"a b c");
+        assert_eq!(&*percent_decode(b"%7e%7E").unwrap(), b"~~");
+        for bad in [&b"%"[..], b"%2", b"%zz", b"%+1", b"%-1", b"a%2"] {
+            assert_eq!(percent_decode(bad), Err(BadEscape), "{bad:?}");
+        }
+        assert!(matches!(percent_decode(b"plain"), Ok(Cow::Borrowed(_))));
+    }
+
+    #[test]
+    fn hex_digest_decodes_and_refuses_junk() {
+        let hex = "00ff".repeat(16);
+        let bytes = decode_hex32(hex.as_bytes()).unwrap();
+        assert_eq!(bytes[1], 0xff);
+        assert_eq!(decode_hex32(b"zz"), None);
+        assert_eq!(decode_hex32("g0".repeat(32).as_bytes()), None);
+        assert_eq!(decode_hex32("+1".repeat(32).as_bytes()), None);
+    }
+
+    #[test]
+    fn query_pairs_split_on_ampersand_and_semicolon_with_their_places() {
+        let q = b"a=1&&b;c=3=4";
+        let pairs: Vec<_> = query_pairs(q).collect();
+        assert_eq!(pairs.len(), 3);
+        assert_eq!((pairs[0].key, pairs[0].value), (&b"a"[..], &b"1"[..]));
+        assert_eq!((pairs[1].key, pairs[1].value), (&b"b"[..], &b""[..]));
+        assert_eq!((pairs[2].key, pairs[2].value), (&b"c"[..], &b"3=4"[..]));
+        for p in &pairs {
+            assert_eq!(
+                &q[p.start..p.end].split(|b| *b == b'=').next(),
+                &Some(p.key)
+            );
+        }
+    }
+
+    #[test]
+    fn query_range_stops_at_the_fragment() {
+        let path = b"/a?x=1#frag";
+        assert_eq!(&path[query_range(path).unwrap()], b"x=1");
+        assert_eq!(query_range(b"/a"), None);
+    }
+
+    #[test]
+    fn names_fold_as_upstream_frameworks_read_them() {
+        assert!(same_param_name(b"access_token", b"ACCESS.TOKEN"));
+        assert!(same_param_name(b"access_token", b"access token"));
+        assert!(same_param_name(b"access_token", b"access[token"));
+        assert!(!same_param_name(b"access_token", b"access-token"));
+        assert!(same_header_name(b"x-auth-subject", b"x_auth_subject"));
+        assert!(same_header_name(b"x-auth-subject", b"X-Auth_Subject"));
+        assert!(!same_header_name(b"x-auth-subject", b"x-auth-subjec"));
+    }
+
+    #[test]
+    fn cookie_pairs_are_trimmed() {
+        let pairs: Vec<_> = cookie_pairs(b" a=1 ;b = 2;; c").collect();
+        assert_eq!(
+            pairs,
+            vec![
+                (&b"a"[..], &b"1"[..]),
+                (&b"b"[..], &b"2"[..]),
+                (&b"c"[..], &b""[..])
+            ]
+        );
+    }
+}
