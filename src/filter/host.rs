@@ -1,100 +1,100 @@
-//! Thin, non-panicking wrappers over the host calls the adapter uses.
+//! The host interface: every call the filter and the service make into
+//! Envoy, and nothing else.
 //!
-//! Every call here returns what the host said or a neutral value; none
-//! unwraps. Logging never formats secrets: callers pass finished messages.
+//! In Envoy it is implemented by `proxy::ProxyHost` over the proxy-wasm host
+//! calls (each a round trip out of the VM); natively, tests implement it
+//! with a recording host, so the adapter's real code runs without Envoy and
+//! the calls a request costs can be counted. Every call returns what the
+//! host said; none panics.
 
-use std::time::UNIX_EPOCH;
+use crate::refusal::Reply;
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{LogLevel, MapType, MetricType};
+/// Why the host refused a call (its proxy-wasm status, as text).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostError(pub String);
 
-pub fn log(level: LogLevel, message: &str) {
-    let _ = hostcalls::log(level, message);
+/// What the filter tells Envoy after a callback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Go on: the request is forwarded.
+    Continue,
+    /// Stop here: a local reply was sent, or the body is being buffered.
+    Pause,
 }
 
-pub fn warn(message: &str) {
-    log(LogLevel::Warn, message);
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Critical,
 }
 
-pub fn debug_enabled() -> bool {
-    matches!(
-        hostcalls::get_log_level(),
-        Ok(LogLevel::Trace | LogLevel::Debug)
-    )
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
 }
 
-/// Unix seconds from the host clock (0 if the host cannot tell).
-pub fn now_secs() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs())
+/// A request header map as the host hands it over: names lower-case, one
+/// entry per line.
+pub type HeaderMap = Vec<(String, Vec<u8>)>;
+
+/// The calls into Envoy. Methods take `&self`: the proxy-wasm host keeps no
+/// state of ours, and a recording host keeps its log in a cell.
+pub trait Host {
+    // --- the request being decided
+    /// Every request header, in one call.
+    fn request_headers(&self) -> Result<HeaderMap, HostError>;
+    /// Replaces (or, with `None`, removes) every line of one header.
+    fn set_request_header(&self, name: &str, value: Option<&[u8]>) -> Result<(), HostError>;
+    /// Replaces the whole request header map in one call.
+    fn set_request_headers(&self, headers: &[(&str, &[u8])]) -> Result<(), HostError>;
+    /// Up to `max` bytes of the buffered request body.
+    fn request_body(&self, max: usize) -> Result<Vec<u8>, HostError>;
+    /// Answers the request locally; it never reaches the upstream.
+    fn send_reply(&self, reply: &Reply) -> Result<(), HostError>;
+    /// An Envoy attribute (`connection.tls_version`…); `None` if absent.
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
+    /// Sets filter state `wasm.<name>` for access logs.
+    fn set_filter_state(&self, name: &str, value: &[u8]) -> Result<(), HostError>;
+
+    // --- clock and randomness
+    /// Milliseconds since the Unix epoch (0 if the host cannot tell).
+    fn now_ms(&self) -> u64;
+    /// Fills `buf` with random bytes; `false` if none are available.
+    fn random(&self, buf: &mut [u8]) -> bool;
+
+    // --- telemetry
+    fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32>;
+    fn increment_metric(&self, id: u32) -> Result<(), HostError>;
+    fn record_metric(&self, id: u32, value: u64) -> Result<(), HostError>;
+    fn log(&self, level: LogLevel, message: &str);
+    /// Whether a message at `level` would be written (to skip formatting).
+    fn log_enabled(&self, level: LogLevel) -> bool;
+
+    // --- configuration, timers, shared data
+    fn plugin_configuration(&self) -> Option<Vec<u8>>;
+    fn set_tick_period_ms(&self, ms: u64) -> Result<(), HostError>;
+    fn shared_data(&self, key: &str) -> Option<Vec<u8>>;
+    fn set_shared_data(&self, key: &str, value: &[u8]) -> Result<(), HostError>;
+
+    // --- HTTP callouts (the revocation service)
+    /// Sends a request to `cluster`; returns the call's token.
+    fn dispatch_http_call(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        timeout_ms: u64,
+    ) -> Result<u32, HostError>;
+    /// A header of the callout's response (during its callback).
+    fn http_call_response_header(&self, name: &str) -> Option<Vec<u8>>;
+    /// Up to `max` bytes of the callout's response body.
+    fn http_call_response_body(&self, max: usize) -> Option<Vec<u8>>;
 }
 
-pub fn property(path: &[&str]) -> Option<Vec<u8>> {
-    hostcalls::get_property(path.to_vec()).ok().flatten()
-}
-
-/// The plugin's root id (`plugin_root_id` attribute).
-pub fn root_id() -> Option<String> {
-    property(&["plugin_root_id"]).and_then(|b| String::from_utf8(b).ok())
-}
-
-pub fn plugin_configuration() -> Option<Vec<u8>> {
-    hostcalls::get_buffer(
-        proxy_wasm::types::BufferType::PluginConfiguration,
-        0,
-        usize::MAX,
-    )
-    .ok()
-    .flatten()
-}
-
-/// Sets filter state `wasm.<name>` for access logs; ignored outside a request.
-pub fn set_filter_state(name: &str, value: &[u8]) {
-    let _ = hostcalls::set_property(vec![name], Some(value));
-}
-
-/// Every request header, as Envoy holds them (names lower-case).
-pub fn request_headers() -> Vec<(String, Vec<u8>)> {
-    hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
-}
-
-pub fn set_request_header(name: &str, value: Option<&[u8]>) {
-    let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, value);
-}
-
-pub fn shared_data(key: &str) -> Option<Vec<u8>> {
-    hostcalls::get_shared_data(key).ok().and_then(|(v, _)| v)
-}
-
-pub fn set_shared_data(key: &str, value: &[u8]) -> bool {
-    hostcalls::set_shared_data(key, Some(value), None).is_ok()
-}
-
-/// A counter or gauge, defined once per VM; the same name is one stat for
-/// every VM, so counts add up across workers.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Metric(Option<u32>);
-
-impl Metric {
-    pub fn counter(name: &str) -> Metric {
-        Metric(hostcalls::define_metric(MetricType::Counter, name).ok())
-    }
-
-    pub fn gauge(name: &str) -> Metric {
-        Metric(hostcalls::define_metric(MetricType::Gauge, name).ok())
-    }
-
-    pub fn increment(self) {
-        if let Some(id) = self.0 {
-            let _ = hostcalls::increment_metric(id, 1);
-        }
-    }
-
-    pub fn record(self, value: u64) {
-        if let Some(id) = self.0 {
-            let _ = hostcalls::record_metric(id, value);
-        }
-    }
+/// Unix seconds from the host clock.
+pub fn now_secs(host: &dyn Host) -> u64 {
+    host.now_ms() / 1000
 }

@@ -2,62 +2,61 @@
 //!
 //! `GateRoot` holds the compiled configuration, the metrics and this worker's
 //! copy of the revocation snapshot (refreshed on a tick, never on the request
-//! path). `Gate`, one per request, reads the few headers the configuration
-//! names, asks the core for a verdict, and applies it.
+//! path). `Gate`, one per request, reads the header map once, asks the core
+//! for a verdict, and applies it: the edits, or a local reply. Whatever goes
+//! wrong inside, the request does not go upstream as it came: an edit Envoy
+//! refuses turns the request into a 500 `internal` refusal, and a request to
+//! the refresh path is answered here whatever its framing (body, chunks,
+//! trailers), never continued.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::time::Duration;
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, LogLevel};
-
-use super::host::{self, Metric};
+use super::host::{now_secs, Flow, Host, LogLevel, MetricKind};
 use crate::config::{Config, Secrets};
-use crate::gate::{Connection, Decision, Request, Revocations, Verdict};
-use crate::refresh::RefreshRequest;
-use crate::refusal::Reason;
+use crate::gate::{Connection, Decision, Edit, Request, Revocations, Verdict, FILTER_STATE_KEY};
+use crate::refresh::{self, RefreshRequest, MAX_FORM_BYTES};
+use crate::refusal::{refusal_response, Reason, Reply};
 use crate::revocation::Snapshot;
 use crate::shared::{self, Published};
 use crate::token::VerifyCache;
 
-/// Verified tokens remembered per worker: at 4 KiB per token at most, the
-/// cache stays under a few MiB.
+/// Verified tokens remembered per worker, and the bytes they may take
+/// (tokens and parsed claims together; see `VerifyCache`).
 const CACHE_SLOTS: usize = 1024;
+const CACHE_BYTES: usize = 2 << 20;
 
 /// How often a worker looks for a new revocation snapshot.
-const REVOCATION_CHECK: Duration = Duration::from_millis(250);
+const REVOCATION_CHECK_MS: u64 = 250;
 
 struct Metrics {
-    allowed: Metric,
-    anonymous: Metric,
-    denied: [Metric; Reason::ALL.len()],
+    allowed: Option<u32>,
+    anonymous: Option<u32>,
+    denied: [Option<u32>; Reason::ALL.len()],
+    /// Host calls that failed without failing the request (filter state,
+    /// a counter): logged once, counted always.
+    host_call_failed: Option<u32>,
 }
 
 impl Metrics {
-    fn define() -> Metrics {
+    fn define(host: &dyn Host) -> Metrics {
+        let counter = |name: &str| host.define_metric(MetricKind::Counter, name);
         Metrics {
-            allowed: Metric::counter("tokengate.allowed"),
-            anonymous: Metric::counter("tokengate.anonymous"),
-            denied: Reason::ALL
-                .map(|r| Metric::counter(&format!("tokengate.denied.{}", r.as_str()))),
+            allowed: counter("tokengate.allowed"),
+            anonymous: counter("tokengate.anonymous"),
+            denied: Reason::ALL.map(|r| counter(&format!("tokengate.denied.{}", r.as_str()))),
+            host_call_failed: counter("tokengate.host_call_failed"),
         }
     }
 
-    fn count(&self, decision: Decision) {
+    fn for_decision(&self, decision: Decision) -> Option<u32> {
         match decision {
-            Decision::Allow => self.allowed.increment(),
-            Decision::Anonymous => self.anonymous.increment(),
-            Decision::Deny(reason) => {
-                if let Some(m) = Reason::ALL
-                    .iter()
-                    .position(|r| *r == reason)
-                    .and_then(|i| self.denied.get(i))
-                {
-                    m.increment();
-                }
-            }
+            Decision::Allow => self.allowed,
+            Decision::Anonymous => self.anonymous,
+            Decision::Deny(reason) => Reason::ALL
+                .iter()
+                .position(|r| *r == reason)
+                .and_then(|i| self.denied.get(i).copied().flatten()),
         }
     }
 }
@@ -65,19 +64,90 @@ impl Metrics {
 /// This worker's view of the published revocation list.
 #[derive(Default)]
 struct WorkerList {
-    generation: Option<u64>,
     snapshot: Option<Snapshot>,
-    last_fetch: Option<u64>,
+    fresh_at: Option<u64>,
+    /// A list was held, and a newer one could not be read: requests that
+    /// need the list are refused until one can.
+    lost: bool,
+    /// The generation whose snapshot was unreadable (not retried).
+    failed_generation: Option<u64>,
 }
 
 struct Shared {
     config: Config,
     metrics: Metrics,
-    /// The headers the configuration reads, fetched one host call each.
-    headers: Vec<String>,
     list: RefCell<WorkerList>,
     /// Tokens whose MAC held on this worker (see `VerifyCache`).
     cache: RefCell<VerifyCache>,
+    /// Whether a failed host call was already logged (once per VM).
+    warned: Cell<bool>,
+}
+
+impl Shared {
+    /// Notes a host call that failed without failing the request.
+    fn host_call_failed(&self, host: &dyn Host, what: &str) {
+        if let Some(id) = self.metrics.host_call_failed {
+            let _ = host.increment_metric(id);
+        }
+        if !self.warned.replace(true) {
+            host.log(
+                LogLevel::Warn,
+                &format!("{what} failed (logged once; counted in tokengate.host_call_failed)"),
+            );
+        }
+    }
+
+    /// Counts a decision and sets the access-log filter state: one host
+    /// call each.
+    fn record(&self, host: &dyn Host, verdict: &Verdict) {
+        // `tokengate_profile` cfgs exist only for benches/breakdown.sh, which
+        // builds variants without one step each to show where the time goes.
+        #[cfg(not(tokengate_profile = "decide_only"))]
+        if let Some(id) = self.metrics.for_decision(verdict.decision) {
+            if host.increment_metric(id).is_err() {
+                self.host_call_failed(host, "a counter increment");
+            }
+        }
+        if cfg!(tokengate_profile = "no_state") || cfg!(tokengate_profile = "decide_only") {
+            return;
+        }
+        if host
+            .set_filter_state(FILTER_STATE_KEY, verdict.log_record().as_bytes())
+            .is_err()
+        {
+            self.host_call_failed(host, "setting the access-log filter state");
+        }
+    }
+
+    /// Sends a local reply. If Envoy refuses it, the request must still not
+    /// go on: the caller pauses it, and Envoy's stream timeout ends it.
+    fn reply(&self, host: &dyn Host, reply: &Reply) {
+        if let Err(e) = host.send_reply(reply) {
+            host.log(
+                LogLevel::Error,
+                &format!(
+                    "cannot send the local reply ({}): {}; the request is held, never forwarded",
+                    reply.status, e.0
+                ),
+            );
+        }
+    }
+
+    /// Refuses the request with 500 `internal` because something inside
+    /// failed: the request does not go upstream as it is.
+    fn internal(&self, host: &dyn Host, mut verdict: Verdict, why: &str) -> Flow {
+        host.log(
+            LogLevel::Error,
+            &format!("refusing the request with 500 internal: {why}"),
+        );
+        verdict.decision = Decision::Deny(Reason::Internal);
+        self.record(host, &verdict);
+        self.reply(
+            host,
+            &refusal_response(Reason::Internal, &self.config.realm, &[]),
+        );
+        Flow::Pause
+    }
 }
 
 #[derive(Default)]
@@ -86,300 +156,343 @@ pub struct GateRoot {
 }
 
 impl GateRoot {
-    pub fn on_configure(&mut self, _size: usize) -> bool {
-        let Some(json) = host::plugin_configuration() else {
-            host::warn("the plugin configuration is empty; it must be the JSON of SPEC section 3");
+    pub fn on_configure(&mut self, host: &dyn Host) -> bool {
+        let Some(json) = host.plugin_configuration() else {
+            host.log(
+                LogLevel::Warn,
+                "the plugin configuration is empty; it must be the filter's JSON configuration (see the README)",
+            );
             return false;
         };
         let config = match Config::from_json(&json, &Secrets::process_env()) {
             Ok(c) => c,
             Err(e) => {
-                host::warn(&format!("configuration refused: {e}"));
+                host.log(LogLevel::Warn, &format!("configuration refused: {e}"));
                 return false;
             }
         };
-        if config.revocation.is_some() {
-            let _ = hostcalls::set_tick_period(REVOCATION_CHECK);
+        if config.revocation.is_some() && host.set_tick_period_ms(REVOCATION_CHECK_MS).is_err() {
+            host.log(
+                LogLevel::Warn,
+                "cannot set the tick period: the revocation list would never be read",
+            );
+            return false;
         }
-        let headers = config.header_names_read();
         let shared = Rc::new(Shared {
             config,
-            metrics: Metrics::define(),
-            headers,
+            metrics: Metrics::define(host),
             list: RefCell::new(WorkerList::default()),
-            cache: RefCell::new(VerifyCache::new(CACHE_SLOTS)),
+            cache: RefCell::new(VerifyCache::new(CACHE_SLOTS, CACHE_BYTES)),
+            warned: Cell::new(false),
         });
         self.shared = Some(shared);
-        self.on_tick();
+        self.on_tick(host);
         true
     }
 
     /// Picks up a newly published snapshot. The small state record is read
-    /// every tick; the snapshot itself only when its generation changed.
-    pub fn on_tick(&mut self) {
+    /// every tick; the snapshot itself only when its generation rose. A
+    /// lower generation is ignored, whoever wrote it.
+    pub fn on_tick(&mut self, host: &dyn Host) {
         let Some(shared) = &self.shared else { return };
         if shared.config.revocation.is_none() {
             return;
         }
-        let Some(published) =
-            host::shared_data(shared::STATE_KEY).and_then(|b| Published::decode(&b))
+        let Some(published) = host
+            .shared_data(shared::STATE_KEY)
+            .and_then(|b| Published::decode(&b))
         else {
             return;
         };
         let mut list = shared.list.borrow_mut();
-        list.last_fetch = Some(published.last_fetch);
-        if list.generation == Some(published.generation) {
+        let held = list.snapshot.as_ref().map(Snapshot::version);
+        match held {
+            Some(v) if published.generation < v => return,
+            Some(v) if published.generation == v => {
+                list.fresh_at = Some(published.fresh_at);
+                return;
+            }
+            _ => {}
+        }
+        if list.failed_generation == Some(published.generation) {
             return;
         }
         // Drop the old copy first: nothing runs on this worker during the
         // tick, and reading the new one beside it would double the VM's
-        // memory (wasm memory never shrinks) for a million-entry list.
+        // memory (wasm memory never shrinks) for a million-entry list. If
+        // the new one cannot be read, the worker has no list and refuses
+        // what needs one until it can: a fault never un-revokes.
+        let had = list.snapshot.is_some() || list.lost;
         list.snapshot = None;
-        list.generation = None;
-        match shared::read_snapshot(host::shared_data) {
-            Some(snapshot) => {
-                // The snapshot may already be newer than the state record
-                // read a moment ago; its own version is what is in force.
-                list.generation = Some(snapshot.version());
+        match shared::read_snapshot(|key| host.shared_data(key)) {
+            Some(snapshot)
+                if snapshot.version() >= published.generation
+                    && held.is_none_or(|h| snapshot.version() > h) =>
+            {
                 list.snapshot = Some(snapshot);
+                list.fresh_at = Some(published.fresh_at);
+                list.lost = false;
+                list.failed_generation = None;
             }
-            None => host::warn(
-                "the published revocation snapshot is unreadable; retrying on the next tick",
-            ),
+            _ => {
+                list.lost = had;
+                list.failed_generation = Some(published.generation);
+                host.log(
+                    LogLevel::Warn,
+                    &format!(
+                        "the published revocation snapshot (generation {}) is unreadable or older than announced; \
+                         requests that need the list are refused until a good one is published",
+                        published.generation
+                    ),
+                );
+            }
         }
     }
 
-    pub fn create_http_context(&self) -> Option<Box<dyn HttpContext>> {
-        let shared = self.shared.clone()?;
-        Some(Box::new(Gate {
-            shared,
-            refresh: None,
-        }))
+    pub fn new_request(&self) -> Option<Gate> {
+        Some(Gate {
+            shared: Rc::clone(self.shared.as_ref()?),
+            stream: Stream::Open,
+        })
     }
 }
 
-/// Largest refresh request body read; a form with one token is far smaller.
-const MAX_REFRESH_BODY: usize = 64 * 1024;
+/// Where a request stands.
+enum Stream {
+    /// Not decided yet.
+    Open,
+    /// On the refresh path, its body being buffered: method and content type.
+    Refresh {
+        method: String,
+        content_type: Option<Vec<u8>>,
+    },
+    /// Decided: forwarded, or answered here.
+    Done { forwarded: bool },
+}
 
 pub struct Gate {
     shared: Rc<Shared>,
-    /// Set while a refresh request's body is being buffered: its method and
-    /// content type.
-    refresh: Option<(String, Option<Vec<u8>>)>,
+    stream: Stream,
+}
+
+/// Connection facts, fetched from the host only when a check asks.
+struct HostConnection<'h>(&'h dyn Host);
+
+impl Connection for HostConnection<'_> {
+    fn is_tls(&self) -> bool {
+        self.0
+            .property(&["connection", "tls_version"])
+            .is_some_and(|v| !v.is_empty())
+    }
+
+    fn peer_certificate_sha256(&self) -> Option<[u8; 32]> {
+        let hex = self
+            .0
+            .property(&["connection", "sha256_peer_certificate_digest"])?;
+        crate::wire::decode_hex32(&hex)
+    }
 }
 
 impl Gate {
-    /// Answers a request on the refresh path, from its buffered body.
-    fn answer_refresh(&mut self, body: &[u8]) {
+    pub fn on_request_headers(&mut self, host: &dyn Host, end_of_stream: bool) -> Flow {
         let shared = Rc::clone(&self.shared);
-        let Some((method, content_type)) = self.refresh.take() else {
-            return;
+        let config = &shared.config;
+        let headers = match host.request_headers() {
+            Ok(h) => h,
+            Err(e) => {
+                self.stream = Stream::Done { forwarded: false };
+                return shared.internal(
+                    host,
+                    Verdict::empty(),
+                    &format!("cannot read the request headers: {}", e.0),
+                );
+            }
         };
-        let mut jti = [0u8; 16];
-        let answer = if getrandom::getrandom(&mut jti).is_err() {
-            None
-        } else {
+        let request = Request::from_map(&headers);
+        if cfg!(tokengate_profile = "read_only") {
+            return Flow::Continue;
+        }
+        if config.is_refresh_path(request.path) {
+            // Answered here, before any rule, never by the upstream.
+            let method = request.method.to_owned();
+            let content_type = headers
+                .iter()
+                .find(|(n, _)| n == "content-type")
+                .map(|(_, v)| v.clone());
+            let is_post = method == "POST";
+            self.stream = Stream::Refresh {
+                method,
+                content_type,
+            };
+            if end_of_stream || !is_post {
+                self.answer_refresh(host, &[]);
+            }
+            return Flow::Pause;
+        }
+        let verdict = {
             let list = shared.list.borrow();
             let revocations = Revocations {
                 list: list.snapshot.as_ref(),
-                last_fetch: list.last_fetch,
+                fresh_at: list.fresh_at,
+                lost: list.lost,
+            };
+            let mut cache = shared.cache.borrow_mut();
+            config.decide_with(
+                &request,
+                &HostConnection(host),
+                revocations,
+                now_secs(host),
+                &mut cache,
+            )
+        };
+        self.stream = Stream::Done { forwarded: false };
+
+        if let Some(reply) = verdict.response(&config.realm) {
+            if host.log_enabled(LogLevel::Debug) {
+                let path = request.path.split(|b| *b == b'?').next().unwrap_or(&[]);
+                host.log(
+                    LogLevel::Debug,
+                    &format!(
+                        "refused {} {}: {}",
+                        request.method,
+                        String::from_utf8_lossy(path),
+                        verdict.decision.reason().map_or("", |r| r.as_str())
+                    ),
+                );
+            }
+            shared.record(host, &verdict);
+            shared.reply(host, &reply);
+            return Flow::Pause;
+        }
+
+        if !(cfg!(tokengate_profile = "no_edits") || cfg!(tokengate_profile = "decide_only")) {
+            for edit in verdict.edits() {
+                let result = match edit {
+                    Edit::Remove(name) => host.set_request_header(name, None),
+                    Edit::Set(name, value) => host.set_request_header(name, Some(value)),
+                };
+                if let Err(e) = result {
+                    let name = match edit {
+                        Edit::Remove(n) | Edit::Set(n, _) => n,
+                    };
+                    return shared.internal(
+                        host,
+                        verdict.clone(),
+                        &format!("Envoy refused to edit request header {name:?}: {}", e.0),
+                    );
+                }
+            }
+        }
+        shared.record(host, &verdict);
+        self.stream = Stream::Done { forwarded: true };
+        Flow::Continue
+    }
+
+    pub fn on_request_body(
+        &mut self,
+        host: &dyn Host,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Flow {
+        match self.stream {
+            Stream::Done { forwarded: true } => Flow::Continue,
+            Stream::Open => self.undecided(host, "body"),
+            Stream::Done { forwarded: false } => Flow::Pause,
+            Stream::Refresh { .. } => {
+                if body_size > MAX_FORM_BYTES {
+                    let answer = refresh::invalid_request(
+                        refresh::FormError::TooLarge.description(),
+                        Verdict::empty(),
+                    );
+                    self.stream = Stream::Done { forwarded: false };
+                    self.shared.record(host, &answer.verdict);
+                    self.shared.reply(host, &answer.reply);
+                } else if end_of_stream {
+                    self.answer_buffered_refresh(host);
+                }
+                // Envoy buffers the body until the last chunk.
+                Flow::Pause
+            }
+        }
+    }
+
+    /// Request trailers end the request (HTTP/2, or chunked HTTP/1.1 with
+    /// trailers): a refresh request is answered now with what was
+    /// buffered. Without this, the SDK's default would let it go on.
+    pub fn on_request_trailers(&mut self, host: &dyn Host) -> Flow {
+        match self.stream {
+            Stream::Done { forwarded: true } => Flow::Continue,
+            Stream::Open => self.undecided(host, "trailers"),
+            Stream::Done { forwarded: false } => Flow::Pause,
+            Stream::Refresh { .. } => {
+                self.answer_buffered_refresh(host);
+                Flow::Pause
+            }
+        }
+    }
+
+    /// A callback for a request the gate never decided (its headers never
+    /// reached the filter): refused, never forwarded undecided.
+    fn undecided(&mut self, host: &dyn Host, what: &str) -> Flow {
+        self.stream = Stream::Done { forwarded: false };
+        self.shared.internal(
+            host,
+            Verdict::empty(),
+            &format!("request {what} arrived before its headers were decided"),
+        )
+    }
+
+    fn answer_buffered_refresh(&mut self, host: &dyn Host) {
+        match host.request_body(MAX_FORM_BYTES + 1) {
+            Ok(body) => self.answer_refresh(host, &body),
+            Err(e) => {
+                self.stream = Stream::Done { forwarded: false };
+                let shared = Rc::clone(&self.shared);
+                shared.internal(
+                    host,
+                    Verdict::empty(),
+                    &format!("cannot read the refresh request body: {}", e.0),
+                );
+            }
+        }
+    }
+
+    /// Answers a request on the refresh path, from its buffered body.
+    fn answer_refresh(&mut self, host: &dyn Host, body: &[u8]) {
+        let shared = Rc::clone(&self.shared);
+        let Stream::Refresh {
+            method,
+            content_type,
+        } = std::mem::replace(&mut self.stream, Stream::Done { forwarded: false })
+        else {
+            return;
+        };
+        let mut jti = [0u8; 16];
+        if !host.random(&mut jti) {
+            shared.internal(host, Verdict::empty(), "no randomness for a new token id");
+            return;
+        }
+        let answer = {
+            let list = shared.list.borrow();
+            let revocations = Revocations {
+                list: list.snapshot.as_ref(),
+                fresh_at: list.fresh_at,
+                lost: list.lost,
             };
             let req = RefreshRequest {
                 method: &method,
                 content_type: content_type.as_deref(),
                 body,
             };
-            Some(
-                shared
-                    .config
-                    .refresh(&req, &HostConnection, revocations, host::now_secs(), jti),
+            shared.config.refresh(
+                &req,
+                &HostConnection(host),
+                revocations,
+                now_secs(host),
+                jti,
             )
         };
-        let Some(answer) = answer else {
-            let _ = hostcalls::send_http_response(503, vec![("content-type", "application/json")], Some(br#"{"error":"temporarily_unavailable","error_description":"no randomness available"}"#));
-            return;
-        };
-        record(&shared, &answer.verdict);
-        let headers: Vec<(&str, &str)> = answer
-            .headers
-            .iter()
-            .map(|(n, v)| (*n, v.as_str()))
-            .collect();
-        let _ = hostcalls::send_http_response(answer.status, headers, Some(answer.body.as_bytes()));
-    }
-}
-
-/// Counts a decision and sets the access-log filter state.
-fn record(shared: &Shared, verdict: &Verdict) {
-    // `tokengate_profile` cfgs exist only for benches/breakdown.sh, which
-    // builds variants without one step each to show where the time goes.
-    #[cfg(not(tokengate_profile = "decide_only"))]
-    shared.metrics.count(verdict.decision);
-    if cfg!(tokengate_profile = "no_state") || cfg!(tokengate_profile = "decide_only") {
-        return;
-    }
-    host::set_filter_state("tokengate.decision", verdict.decision.as_str().as_bytes());
-    if let Some(reason) = verdict.decision.reason() {
-        host::set_filter_state("tokengate.reason", reason.as_str().as_bytes());
-    }
-    for (name, value) in [
-        ("tokengate.sub", &verdict.sub),
-        ("tokengate.jti", &verdict.jti),
-        ("tokengate.kid", &verdict.kid),
-    ] {
-        if let Some(value) = value {
-            host::set_filter_state(name, value.as_bytes());
-        }
-    }
-}
-
-impl Context for Gate {}
-
-/// Connection facts, fetched from the host only when a check asks.
-struct HostConnection;
-
-impl Connection for HostConnection {
-    fn is_tls(&self) -> bool {
-        host::property(&["connection", "tls_version"]).is_some_and(|v| !v.is_empty())
-    }
-
-    fn peer_certificate_sha256(&self) -> Option<[u8; 32]> {
-        let hex = host::property(&["connection", "sha256_peer_certificate_digest"])?;
-        crate::shared::decode_hex32(&hex)
-    }
-}
-
-impl HttpContext for Gate {
-    fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
-        let shared = Rc::clone(&self.shared);
-        let config = &shared.config;
-        // One host call for every header: repeated lines of a header the
-        // gate reads are joined here (Envoy joins only some of them), so a
-        // second token can never hide on a second line. Measured against
-        // one `get_map_value_bytes` per header read (7 calls for the usual
-        // configuration, each a round trip into the VM to allocate the
-        // answer): the single copy was no slower (benches/breakdown.sh).
-        let mut method = Vec::new();
-        let mut path = Vec::new();
-        let mut authority = Vec::new();
-        let mut content_type = None;
-        let mut headers: Vec<(String, Vec<u8>)> = Vec::with_capacity(shared.headers.len());
-        for (name, value) in host::request_headers() {
-            match name.as_str() {
-                ":method" => method = value,
-                ":path" => path = value,
-                ":authority" => authority = value,
-                "content-type" => content_type = Some(value),
-                n if shared.headers.iter().any(|h| h == n) => {
-                    match headers.iter_mut().find(|(h, _)| *h == name) {
-                        Some((_, joined)) => {
-                            joined.extend_from_slice(if name == "cookie" { b"; " } else { b"," });
-                            joined.extend_from_slice(&value);
-                        }
-                        None => headers.push((name, value)),
-                    }
-                }
-                _ => {}
-            }
-        }
-        if cfg!(tokengate_profile = "read_only") {
-            return Action::Continue;
-        }
-        if config.is_refresh_path(&path) {
-            // Answered here, never by the upstream, before any rule.
-            let method = String::from_utf8_lossy(&method).into_owned();
-            let is_post = method == "POST";
-            self.refresh = Some((method, content_type));
-            if end_of_stream || !is_post {
-                self.answer_refresh(&[]);
-            }
-            return Action::Pause;
-        }
-        let request = Request {
-            method: std::str::from_utf8(&method).unwrap_or(""),
-            path: &path,
-            authority: &authority,
-            headers: &headers,
-        };
-        let now = host::now_secs();
-        let verdict = {
-            let list = shared.list.borrow();
-            let revocations = Revocations {
-                list: list.snapshot.as_ref(),
-                last_fetch: list.last_fetch,
-            };
-            let mut cache = shared.cache.borrow_mut();
-            config.decide_with(&request, &HostConnection, revocations, now, &mut cache)
-        };
-
-        record(&shared, &verdict);
-
-        if let Some(response) = verdict.response(&config.realm) {
-            if host::debug_enabled() {
-                host::log(
-                    LogLevel::Debug,
-                    &format!(
-                        "refused {} {}: {}",
-                        request.method,
-                        String::from_utf8_lossy(path.split(|b| *b == b'?').next().unwrap_or(&[])),
-                        verdict.decision.reason().map_or("", |r| r.as_str())
-                    ),
-                );
-            }
-            let headers: Vec<(&str, &str)> = response
-                .headers
-                .iter()
-                .map(|(n, v)| (*n, v.as_str()))
-                .collect();
-            let _ = hostcalls::send_http_response(
-                response.status,
-                headers,
-                Some(response.body.as_bytes()),
-            );
-            return Action::Pause;
-        }
-
-        if cfg!(tokengate_profile = "no_edits") || cfg!(tokengate_profile = "decide_only") {
-            return Action::Continue;
-        }
-        for name in &verdict.remove_headers {
-            host::set_request_header(name, None);
-        }
-        for (name, value) in &verdict.set_headers {
-            host::set_request_header(name, Some(value.as_bytes()));
-        }
-        if let Some(new_path) = &verdict.new_path {
-            host::set_request_header(":path", Some(new_path));
-        }
-        if let Some(cookie) = &verdict.new_cookie {
-            host::set_request_header("cookie", cookie.as_deref());
-        }
-        Action::Continue
-    }
-
-    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if self.refresh.is_none() {
-            return Action::Continue;
-        }
-        if body_size > MAX_REFRESH_BODY {
-            self.refresh = None;
-            let _ = hostcalls::send_http_response(
-                400,
-                vec![("content-type", "application/json"), ("cache-control", "no-store")],
-                Some(br#"{"error":"invalid_request","error_description":"the request body is too large","reason":"bad_request"}"#),
-            );
-            return Action::Pause;
-        }
-        if !end_of_stream {
-            // Envoy buffers the body until the last chunk.
-            return Action::Pause;
-        }
-        let body =
-            hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpRequestBody, 0, body_size)
-                .ok()
-                .flatten()
-                .unwrap_or_default();
-        self.answer_refresh(&body);
-        Action::Pause
+        shared.record(host, &answer.verdict);
+        shared.reply(host, &answer.reply);
     }
 }

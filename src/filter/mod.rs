@@ -1,103 +1,99 @@
-//! The proxy-wasm adapter: the only code that talks to Envoy.
+//! The adapter: the filter and the service as Envoy runs them, talking to
+//! Envoy only through the [`host::Host`] interface.
 //!
-//! Compiled for `wasm32` only. It reads what the core needs from the host
-//! (headers by name, the clock, connection facts on demand, the revocation
-//! snapshot from shared data), calls the core, and applies its answer. Every
-//! host call goes through `proxy_wasm::hostcalls`, which returns `Result`,
-//! never through the SDK's trait wrappers that unwrap (see ENVOY-NOTES.md).
+//! Everything here is plain Rust and runs natively against a recording host
+//! in the tests (`tests/adapter.rs`); only `proxy` (built for `wasm32`)
+//! knows proxy-wasm: it implements `Host` over the SDK's host calls and
+//! forwards Envoy's callbacks. Every host call goes through
+//! `proxy_wasm::hostcalls`, which returns `Result`, never through the SDK's
+//! trait wrappers that unwrap.
 //!
 //! ```text
-//!   Envoy worker ──headers──▶ http::Gate ──Request──▶ Config::decide ──Verdict──▶ edits / local reply
-//!                                 ▲
-//!   shared data ◀── service::Poller (singleton: fetch, verify, build Snapshot)
+//!   Envoy worker ──callbacks──▶ proxy ──▶ http::Gate ──Request──▶ Config::decide ──Verdict──▶ edits / local reply
+//!                                              ▲
+//!   shared data ◀── service::Poller ◀── follower::Follower (singleton: fetch, verify, build Snapshot)
 //!        └──────── on_tick ──▶ http::GateRoot (worker copy of the snapshot)
 //! ```
 
-mod host;
-mod http;
-mod service;
+pub mod host;
+pub mod http;
+pub mod service;
 
-use proxy_wasm::traits::RootContext;
-use proxy_wasm::types::LogLevel;
+#[cfg(target_arch = "wasm32")]
+mod proxy;
+
+use host::{Host, LogLevel};
 
 /// The root id of the HTTP filter.
 pub const FILTER_ROOT_ID: &str = "tokengate";
 /// The root id of the singleton revocation service.
 pub const SERVICE_ROOT_ID: &str = "tokengate-revocations";
 
-// The SDK's entry point macro defines `_initialize` (a `no_mangle` export)
-// and calls the WASI constructors, which the `unsafe_code` lint flags; this
-// is the crate's only exception.
-#[allow(unsafe_code)]
-mod entry {
-    proxy_wasm::main! {{
-        proxy_wasm::set_log_level(super::LogLevel::Trace);
-        proxy_wasm::set_root_context(|_| -> Box<dyn super::RootContext> { Box::new(super::Dispatch::default()) });
-    }}
-}
-
-/// Envoy creates every root context through one callback and tells it its
-/// root id only in `on_vm_start`/`on_configure`; this dispatcher picks the
-/// role then.
+/// A root context. Envoy creates every root through one callback and tells
+/// it its root id only at configuration; the role is picked then.
 #[derive(Default)]
-enum Dispatch {
+pub enum Root {
     #[default]
     Unknown,
     Filter(http::GateRoot),
     Service(Box<service::Poller>),
 }
 
-impl proxy_wasm::traits::Context for Dispatch {
-    fn on_http_call_response(&mut self, token: u32, headers: usize, body: usize, trailers: usize) {
-        if let Dispatch::Service(s) = self {
-            s.on_http_call_response(token, headers, body, trailers);
-        }
-    }
-}
-
-impl RootContext for Dispatch {
-    fn on_configure(&mut self, size: usize) -> bool {
-        match host::root_id().as_deref() {
+impl Root {
+    pub fn on_configure(&mut self, host: &dyn Host) -> bool {
+        let root_id = host
+            .property(&["plugin_root_id"])
+            .and_then(|b| String::from_utf8(b).ok());
+        match root_id.as_deref() {
             Some(SERVICE_ROOT_ID) => {
                 let mut poller = Box::<service::Poller>::default();
-                let ok = poller.on_configure(size);
-                *self = Dispatch::Service(poller);
+                let ok = poller.on_configure(host);
+                *self = Root::Service(poller);
                 ok
             }
             Some(FILTER_ROOT_ID) | None => {
                 let mut root = http::GateRoot::default();
-                let ok = root.on_configure(size);
-                *self = Dispatch::Filter(root);
+                let ok = root.on_configure(host);
+                *self = Root::Filter(root);
                 ok
             }
             Some(other) => {
-                host::warn(&format!(
-                    "unknown root_id {other:?}; use {FILTER_ROOT_ID:?} or {SERVICE_ROOT_ID:?}"
-                ));
+                host.log(
+                    LogLevel::Warn,
+                    &format!(
+                        "unknown root_id {other:?}; use {FILTER_ROOT_ID:?} or {SERVICE_ROOT_ID:?}"
+                    ),
+                );
                 false
             }
         }
     }
 
-    fn on_tick(&mut self) {
+    pub fn on_tick(&mut self, host: &dyn Host) {
         match self {
-            Dispatch::Filter(root) => root.on_tick(),
-            Dispatch::Service(poller) => poller.on_tick(),
-            Dispatch::Unknown => {}
+            Root::Filter(root) => root.on_tick(host),
+            Root::Service(poller) => poller.on_tick(host),
+            Root::Unknown => {}
         }
     }
 
-    fn create_http_context(
-        &self,
-        _context_id: u32,
-    ) -> Option<Box<dyn proxy_wasm::traits::HttpContext>> {
+    pub fn on_http_call_response(
+        &mut self,
+        host: &dyn Host,
+        token: u32,
+        headers: usize,
+        body: usize,
+    ) {
+        if let Root::Service(poller) = self {
+            poller.on_http_call_response(host, token, headers, body);
+        }
+    }
+
+    /// The per-request filter; `None` for the service or an unconfigured root.
+    pub fn new_request(&self) -> Option<http::Gate> {
         match self {
-            Dispatch::Filter(root) => root.create_http_context(),
+            Root::Filter(root) => root.new_request(),
             _ => None,
         }
-    }
-
-    fn get_type(&self) -> Option<proxy_wasm::types::ContextType> {
-        Some(proxy_wasm::types::ContextType::HttpContext)
     }
 }

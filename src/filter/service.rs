@@ -1,249 +1,230 @@
 //! The revocation service (root id `tokengate-revocations`, a singleton on
-//! Envoy's main thread): polls the list over HTTP and publishes snapshots.
+//! Envoy's main thread): sends the polls the follower asks for, hands it the
+//! responses, and writes what it says to shared data.
 //!
-//! Each poll sends `If-None-Match` with the last `ETag`. A 200 is checked
-//! (size, signature, shape, rising version) and, when good, built into a
-//! [`Snapshot`] and published through shared data; a 304 only refreshes the
-//! time of the last successful fetch. Any failure keeps the list in force
-//! unchanged: nothing already revoked becomes valid through a fault.
+//! All the logic (when to poll, what a 304, a 200, a rollback or a failure
+//! does, what is published) is `follower::Follower`'s; this file only moves
+//! bytes between it and Envoy, and counts.
 
-use std::time::Duration;
-
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::MapType;
-
-use super::host::{self, Metric};
+use super::host::{now_secs, Host, LogLevel, MetricKind};
 use crate::config::{Secrets, ServiceConfig};
-use crate::revocation::{Document, Snapshot};
-use crate::shared::{Published, SNAPSHOT_KEY, STATE_KEY};
+use crate::follower::{Follower, Outcome};
+use crate::shared::{self, Published, SNAPSHOT_KEY, STATE_KEY};
 
 /// The service's tick: fine enough that a poll starts within 200 ms of its
 /// due time, so a revocation is enforced within `poll_interval_s` + 1 s.
-const TICK: Duration = Duration::from_millis(200);
+const TICK_MS: u64 = 200;
 
 struct Metrics {
-    entries: Metric,
-    version: Metric,
-    age_s: Metric,
-    fetch_ok: Metric,
-    fetch_not_modified: Metric,
-    fetch_failed: Metric,
-    rollback_refused: Metric,
+    entries: Option<u32>,
+    version: Option<u32>,
+    age_s: Option<u32>,
+    fetch_ok: Option<u32>,
+    fetch_not_modified: Option<u32>,
+    fetch_failed: Option<u32>,
+    rollback_refused: Option<u32>,
 }
 
 impl Metrics {
-    fn define() -> Metrics {
+    fn define(host: &dyn Host) -> Metrics {
+        let gauge = |name: &str| host.define_metric(MetricKind::Gauge, name);
+        let counter = |name: &str| host.define_metric(MetricKind::Counter, name);
         Metrics {
-            entries: Metric::gauge("tokengate.revocation.entries"),
-            version: Metric::gauge("tokengate.revocation.version"),
-            age_s: Metric::gauge("tokengate.revocation.age_s"),
-            fetch_ok: Metric::counter("tokengate.revocation.fetch_ok"),
-            fetch_not_modified: Metric::counter("tokengate.revocation.fetch_not_modified"),
-            fetch_failed: Metric::counter("tokengate.revocation.fetch_failed"),
-            rollback_refused: Metric::counter("tokengate.revocation.rollback_refused"),
+            entries: gauge("tokengate.revocation.entries"),
+            version: gauge("tokengate.revocation.version"),
+            age_s: gauge("tokengate.revocation.age_s"),
+            fetch_ok: counter("tokengate.revocation.fetch_ok"),
+            fetch_not_modified: counter("tokengate.revocation.fetch_not_modified"),
+            fetch_failed: counter("tokengate.revocation.fetch_failed"),
+            rollback_refused: counter("tokengate.revocation.rollback_refused"),
         }
+    }
+}
+
+fn bump(host: &dyn Host, id: Option<u32>) {
+    if let Some(id) = id {
+        let _ = host.increment_metric(id);
+    }
+}
+
+fn set(host: &dyn Host, id: Option<u32>, value: u64) {
+    if let Some(id) = id {
+        let _ = host.record_metric(id, value);
     }
 }
 
 #[derive(Default)]
 pub struct Poller {
-    config: Option<ServiceConfig>,
-    metrics: Option<Metrics>,
-    /// Milliseconds (host clock) when the last poll was sent.
-    last_poll_ms: Option<u64>,
-    in_flight: Option<u32>,
-    etag: Option<Vec<u8>>,
-    version: Option<u64>,
-    last_fetch: Option<u64>,
+    state: Option<State>,
 }
 
-fn now_ms() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_millis() as u64)
+struct State {
+    config: ServiceConfig,
+    follower: Follower,
+    metrics: Metrics,
+    in_flight: Option<u32>,
 }
 
 impl Poller {
-    pub fn on_configure(&mut self, _size: usize) -> bool {
-        let Some(json) = host::plugin_configuration() else {
-            host::warn("the service configuration is empty");
+    pub fn on_configure(&mut self, host: &dyn Host) -> bool {
+        let Some(json) = host.plugin_configuration() else {
+            host.log(LogLevel::Warn, "the service configuration is empty");
             return false;
         };
-        match ServiceConfig::from_json(&json, &Secrets::process_env()) {
-            Ok(config) => {
-                self.config = Some(config);
-                self.metrics = Some(Metrics::define());
-                let _ = hostcalls::set_tick_period(TICK);
-                true
-            }
+        let config = match ServiceConfig::from_json(&json, &Secrets::process_env()) {
+            Ok(config) => config,
             Err(e) => {
-                host::warn(&format!("configuration refused: {e}"));
-                false
+                host.log(LogLevel::Warn, &format!("configuration refused: {e}"));
+                return false;
             }
+        };
+        if host.set_tick_period_ms(TICK_MS).is_err() {
+            host.log(
+                LogLevel::Warn,
+                "cannot set the tick period: the list would never be fetched",
+            );
+            return false;
         }
+        let mut follower = Follower::new(&config);
+        // A reloaded service VM starts from what is published: its version
+        // stays the rollback floor.
+        let published = host
+            .shared_data(STATE_KEY)
+            .and_then(|b| Published::decode(&b));
+        let snapshot = shared::read_snapshot(|key| host.shared_data(key));
+        follower.recover(published, snapshot.as_ref());
+        let metrics = Metrics::define(host);
+        if let (Some(version), Some(entries)) = (follower.version(), follower.entries()) {
+            set(host, metrics.version, version);
+            set(host, metrics.entries, entries);
+        }
+        self.state = Some(State {
+            config,
+            follower,
+            metrics,
+            in_flight: None,
+        });
+        true
     }
 
-    pub fn on_tick(&mut self) {
-        let Some(config) = &self.config else { return };
-        let now = now_ms();
-        if let (Some(m), Some(at)) = (&self.metrics, self.last_fetch) {
-            m.age_s.record((now / 1000).saturating_sub(at));
+    pub fn on_tick(&mut self, host: &dyn Host) {
+        let Some(s) = &mut self.state else { return };
+        let now_ms = host.now_ms();
+        if let Some(age) = s.follower.age_s(now_ms / 1000) {
+            set(host, s.metrics.age_s, age);
         }
-        if self.in_flight.is_some() {
+        let Some(etag) = s.follower.poll(now_ms) else {
             return;
-        }
-        let due = self
-            .last_poll_ms
-            .is_none_or(|at| now.saturating_sub(at) >= config.poll_interval_s.saturating_mul(1000));
-        if !due {
-            return;
-        }
-        self.last_poll_ms = Some(now);
-        let etag = self
-            .etag
-            .as_deref()
-            .and_then(|e| std::str::from_utf8(e).ok());
+        };
         let mut headers = vec![
             (":method", "GET"),
-            (":path", config.path.as_str()),
-            (":authority", config.authority.as_str()),
+            (":path", s.config.path.as_str()),
+            (":authority", s.config.authority.as_str()),
         ];
-        if let Some(etag) = etag {
+        if let Some(etag) = etag.as_deref() {
             headers.push(("if-none-match", etag));
         }
-        match hostcalls::dispatch_http_call(
-            &config.cluster,
-            headers,
-            None,
-            vec![],
-            Duration::from_millis(config.timeout_ms),
-        ) {
-            Ok(token) => self.in_flight = Some(token),
-            Err(status) => self.fail(&format!(
-                "cannot call cluster {:?}: {status:?}",
-                config.cluster
-            )),
+        match host.dispatch_http_call(&s.config.cluster, &headers, s.config.timeout_ms) {
+            Ok(token) => s.in_flight = Some(token),
+            Err(e) => {
+                let why = format!("cluster {:?}: {}", s.config.cluster, e.0);
+                let outcome = s.follower.not_sent(&why);
+                s.handle(host, outcome);
+            }
         }
-    }
-
-    fn fail(&self, why: &str) {
-        if let Some(m) = &self.metrics {
-            m.fetch_failed.increment();
-        }
-        host::warn(&format!("fetch failed, keeping the list in force: {why}"));
     }
 
     pub fn on_http_call_response(
         &mut self,
+        host: &dyn Host,
         token: u32,
         headers: usize,
         body_size: usize,
-        _trailers: usize,
     ) {
-        if self.in_flight != Some(token) {
+        let Some(s) = &mut self.state else { return };
+        if s.in_flight != Some(token) {
             return;
         }
-        self.in_flight = None;
-        if headers == 0 {
-            // No response at all (reset, timeout, a body over Envoy's
-            // callout buffer): reading a header now would make the SDK
-            // panic on the host's BadArgument.
-            self.fail("no response (connection failure, timeout, or a body over Envoy's callout buffer limit)");
-            return;
-        }
-        match self.accept(body_size) {
-            Ok(()) => {}
-            Err(why) => self.fail(&why),
-        }
-    }
-
-    fn accept(&mut self, body_size: usize) -> Result<(), String> {
-        let (Some(config), Some(metrics)) = (&self.config, &self.metrics) else {
-            return Ok(());
-        };
-        let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        let now = host::now_secs();
-        match status.as_slice() {
-            b"304" => {
-                if self.version.is_none() {
-                    return Err("304 Not Modified before any list was received".into());
-                }
-                metrics.fetch_not_modified.increment();
-                self.last_fetch = Some(now);
-                self.publish_state(now);
-                return Ok(());
-            }
-            b"200" => {}
-            b"" => return Err("no response (connection failure or timeout)".into()),
-            other => return Err(format!("status {}", String::from_utf8_lossy(other))),
-        }
-        if body_size > config.max_bytes {
-            return Err(format!(
-                "body of {body_size} bytes is over max_bytes ({})",
-                config.max_bytes
-            ));
-        }
-        let body = hostcalls::get_buffer(
-            proxy_wasm::types::BufferType::HttpCallResponseBody,
-            0,
-            body_size,
-        )
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-        let doc = match &config.verify_key {
-            Some(key) => Document::parse_signed(&body, key),
-            None => Document::parse_json(&body),
-        }
-        .map_err(|e| e.to_string())?;
-        let etag = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, "etag")
-            .ok()
+        s.in_flight = None;
+        // Without response headers (reset, timeout, a body over Envoy's
+        // callout buffer) there is nothing to read.
+        let status = (headers > 0)
+            .then(|| host.http_call_response_header(":status"))
             .flatten();
-        if let Some(in_force) = self.version {
-            if doc.version < in_force {
-                metrics.rollback_refused.increment();
-                return Err(format!(
-                    "version {} is lower than {in_force} in force (rollback refused)",
-                    doc.version
-                ));
-            }
-            if doc.version == in_force {
-                // Same list: a fresh fetch that changes nothing.
-                metrics.fetch_ok.increment();
-                self.etag = etag;
-                self.last_fetch = Some(now);
-                self.publish_state(now);
-                return Ok(());
-            }
-        }
-        let snapshot = Snapshot::build(&doc, now);
-        if !host::set_shared_data(SNAPSHOT_KEY, snapshot.as_bytes()) {
-            return Err("cannot write the snapshot to shared data".into());
-        }
-        metrics.fetch_ok.increment();
-        metrics.entries.record(snapshot.len() as u64);
-        metrics.version.record(doc.version);
-        self.version = Some(doc.version);
-        self.etag = etag;
-        self.last_fetch = Some(now);
-        self.publish_state(now);
-        Ok(())
+        let etag = (headers > 0)
+            .then(|| host.http_call_response_header("etag"))
+            .flatten();
+        let outcome = s.follower.on_response(
+            status.as_deref(),
+            etag,
+            body_size,
+            || host.http_call_response_body(body_size),
+            s.config.verify_key.as_ref(),
+            now_secs(host),
+        );
+        s.handle(host, outcome);
     }
+}
 
-    fn publish_state(&self, now: u64) {
-        if let Some(version) = self.version {
-            let state = Published {
-                generation: version,
-                last_fetch: now,
-            };
-            host::set_shared_data(STATE_KEY, &state.encode());
-        }
-        if let Some(m) = &self.metrics {
-            m.age_s.record(0);
+impl State {
+    fn handle(&mut self, host: &dyn Host, outcome: Outcome) {
+        let m = &self.metrics;
+        match outcome {
+            Outcome::Publish(publish) => {
+                let written = host
+                    .set_shared_data(SNAPSHOT_KEY, publish.snapshot.as_bytes())
+                    .and_then(|()| host.set_shared_data(STATE_KEY, &publish.state.encode()));
+                if let Err(e) = written {
+                    bump(host, m.fetch_failed);
+                    host.log(
+                        LogLevel::Warn,
+                        &format!(
+                            "fetch failed, keeping the list in force: cannot write version {} to shared data: {}",
+                            publish.state.generation, e.0
+                        ),
+                    );
+                    return;
+                }
+                bump(host, m.fetch_ok);
+                set(host, m.entries, publish.entries());
+                set(host, m.version, publish.state.generation);
+                let now = now_secs(host);
+                set(host, m.age_s, now.saturating_sub(publish.state.fresh_at));
+                self.follower.published(publish);
+            }
+            Outcome::Confirmed {
+                state,
+                not_modified,
+            } => {
+                if let Err(e) = host.set_shared_data(STATE_KEY, &state.encode()) {
+                    bump(host, m.fetch_failed);
+                    host.log(
+                        LogLevel::Warn,
+                        &format!("cannot write the list's state to shared data: {}; workers will see it age", e.0),
+                    );
+                    return;
+                }
+                bump(
+                    host,
+                    if not_modified {
+                        m.fetch_not_modified
+                    } else {
+                        m.fetch_ok
+                    },
+                );
+                set(host, m.age_s, now_secs(host).saturating_sub(state.fresh_at));
+            }
+            Outcome::Failed { why, rollback } => {
+                bump(host, m.fetch_failed);
+                if rollback {
+                    bump(host, m.rollback_refused);
+                }
+                host.log(
+                    LogLevel::Warn,
+                    &format!("fetch failed, keeping the list in force: {why}"),
+                );
+            }
+            Outcome::Stale => {}
         }
     }
 }
