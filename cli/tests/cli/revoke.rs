@@ -199,4 +199,7 @@ fn refuses_empty_or_control_character_values() {
     let dir = Dir::new();
     revoke(&dir, &["--jti", ""]).error(2, &["--jti", "empty"]);
     revoke(&dir, &["--sub", "a\u{7f}"]).error(2, &["--sub", "control"]);
+    revoke(&dir, &["--jti", "a\u{80}"]).error(2, &["--jti", "control"]);
+    revoke(&dir, &["--kid", "a\u{2028}"]).error(2, &["--kid", "control"]);
+    assert!(!dir.path("list.json").exists());
 }

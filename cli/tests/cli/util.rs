@@ -226,7 +226,7 @@ pub fn header_of(token: &str) -> serde_json::Value {
     serde_json::from_slice(&bytes).unwrap()
 }
 
-/// A filter configuration in the spirit of SPEC section 3, reading its key
+/// A filter configuration like the one in envoy/edge.yaml, reading its key
 /// from `TG_KEY`.
 pub fn filter_config() -> serde_json::Value {
     serde_json::json!({
