@@ -4,8 +4,9 @@
 //! strict parser the service uses, the canonical writer, the JWS form), so
 //! what this command writes is what the service accepts. Each run raises
 //! the version (the service refuses a lower one: rollback protection), sets
-//! `generated_at`, drops entries whose `exp` has passed, and replaces the
-//! file atomically, so a web server handing it out never serves half a list.
+//! `generated_at`, drops entries once their `exp` + 300 s has passed, and
+//! replaces the file atomically, so a web server handing it out never serves
+//! half a list.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,12 +17,19 @@ use tokengate::revocation::{Document, Entry};
 
 use crate::util;
 
-/// Add an entry to a revocation list file (created at version 1), raise its version, drop expired entries
+/// How long an entry outlives its `exp`. The filter honours a token until
+/// `exp` + `clock_skew_s`, so a publisher drops an entry only once `exp` +
+/// 300 s has passed (README, "Command-line tool"); dropping it at `exp`
+/// would let a revoked token in again while a skewed clock still accepts it.
+pub const KEEP_PAST_EXP_S: u64 = 300;
+
+/// Add an entry to a revocation list file (created at version 1), raise its version, drop entries 300 s past their exp
 #[derive(clap::Args)]
 #[command(group = clap::ArgGroup::new("what").required(true).args(["jti", "sub", "kid"]))]
 #[command(
     after_help = "Times are Unix seconds or RFC 3339. A signed list (JWS, typ tokengate-revocations, HS256) \
-is read back and re-signed with the same --sign-key-env key; an unsigned one given --sign-key-env is written signed.\n\n\
+is read back and re-signed with the same --sign-key-env key; an unsigned one given --sign-key-env is written signed. \
+An entry is kept until its exp + 300 s has passed (the filter honours a token until exp + clock_skew_s).\n\n\
 Examples:\n  tokengate revoke --list revocations.json --jti 9f2c4e... --exp 2026-11-27T16:15:00Z\n  \
 tokengate revoke --list revocations.json --sub user-42 --before 2026-11-27T12:00:00Z\n  \
 tokengate revoke --list revocations.jws --kid 2026-09 --sign-key-env TOKENGATE_LIST_KEY"
@@ -39,7 +47,7 @@ pub struct Args {
     /// Revoke every token signed with this key id
     #[arg(long, value_name = "K")]
     kid: Option<String>,
-    /// When the entry may be dropped (for a jti: the token's exp)
+    /// The token's exp: the entry is dropped once exp + 300 s has passed
     #[arg(long, value_name = "T", value_parser = util::parse_time)]
     exp: Option<u64>,
     /// With --sub: revoke the tokens issued (iat) before this time, and those without iat
@@ -48,7 +56,7 @@ pub struct Args {
     /// Environment variable holding the base64 HS256 key that signs the list (JWS)
     #[arg(long, value_name = "VAR")]
     sign_key_env: Option<String>,
-    /// The clock for generated_at and dropping expired entries [default: now]
+    /// The clock for generated_at and dropping entries past exp + 300 s [default: now]
     #[arg(long, value_name = "T", value_parser = util::parse_time)]
     now: Option<u64>,
 }
@@ -70,7 +78,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mut document = read_list(&args, key.as_ref())?;
 
     let before = document.entries.len();
-    document.drop_expired(now);
+    document.drop_expired(now.saturating_sub(KEEP_PAST_EXP_S));
     let dropped = before - document.entries.len();
     let added = !document.entries.contains(&entry);
     if added {
@@ -131,9 +139,9 @@ fn entry(args: &Args, now: u64) -> Result<Entry> {
         Ok(value.to_owned())
     }
     if let Some(exp) = args.exp {
-        if exp < now {
+        if exp.saturating_add(KEEP_PAST_EXP_S) < now {
             bail!(
-                "--exp: {} has passed: the entry would be dropped at once",
+                "--exp: {} is more than {KEEP_PAST_EXP_S} s in the past: the entry would be dropped at once",
                 util::format_time(exp as f64)
             );
         }
