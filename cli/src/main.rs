@@ -16,6 +16,7 @@ mod check_config;
 mod envoy;
 mod inspect;
 mod keygen;
+mod list_file;
 mod mint;
 mod revoke;
 mod util;

@@ -1,6 +1,6 @@
 //! `tokengate revoke`.
 
-use crate::util::{keyed_dir, Dir, KEY384_B64, KEY_B64, NOW, NOW_RFC3339};
+use crate::util::{finish, keyed_dir, Dir, KEY384_B64, KEY_B64, NOW, NOW_RFC3339};
 
 fn revoke(dir: &Dir, extra: &[&str]) -> crate::util::Run {
     let now = NOW.to_string();
@@ -113,12 +113,42 @@ fn writes_atomically_keeping_permissions() {
         std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
         0o640
     );
-    // Only the list is left: the temporary file was renamed over it.
-    let names: Vec<String> = std::fs::read_dir(dir.root())
+    // Only the list and its (empty) lock file are left: the temporary file
+    // was renamed over the list.
+    let mut names: Vec<String> = std::fs::read_dir(dir.root())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, vec!["list.json".to_owned()]);
+    names.sort();
+    assert_eq!(names, ["list.json", "list.json.lock"]);
+    assert_eq!(dir.read("list.json.lock"), "");
+}
+
+#[test]
+fn concurrent_runs_on_one_list_lose_no_entry() {
+    // Without a lock, runs that read the same version each write their own
+    // entry over the other's.
+    const RUNS: usize = 24;
+    let dir = Dir::new();
+    let now = NOW.to_string();
+    let jtis: Vec<String> = (0..RUNS).map(|i| format!("jti-{i:02}")).collect();
+    let children: Vec<_> = jtis
+        .iter()
+        .map(|jti| dir.spawn(&["revoke", "--list", "list.json", "--now", &now, "--jti", jti]))
+        .collect();
+    for child in children {
+        finish(child).ok();
+    }
+    let list = list(&dir, "list.json");
+    assert_eq!(list["version"], RUNS, "{list}");
+    let mut listed: Vec<&str> = list["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["jti"].as_str().unwrap())
+        .collect();
+    listed.sort_unstable();
+    assert_eq!(listed, jtis);
 }
 
 #[test]
