@@ -1,13 +1,15 @@
 //! A revocation list file, changed by one run at a time.
 //!
 //! `revoke` changes a list file by reading it, changing it and writing it
-//! back; this module is that cycle. An exclusive lock is taken before the
-//! read and held until the new list has been renamed into place, so
-//! concurrent runs on one list take turns and none loses another's entry. The
-//! lock is a file of its own beside the list (`FILE.lock`, left in place and
-//! always empty): the rename gives the list a new inode, and a lock on the
-//! list itself would be a lock on the old one, which the next run no longer
-//! opens.
+//! back; this module is that cycle. A list path that is a symbolic link
+//! stands for the file the link leads to: that file is replaced, in its own
+//! directory, and the link stays a link (a web server may serve either). An
+//! exclusive lock is taken before the read and held until the new list has
+//! been renamed into place, so concurrent runs on one list take turns and
+//! none loses another's entry. The lock is a file of its own beside the file
+//! written (`FILE.lock`, left in place and always empty): the rename gives
+//! the list a new inode, and a lock on the list itself would be a lock on the
+//! old one, which the next run no longer opens.
 //!
 //! Within the cycle the list is read by the core's strict parser, entries
 //! past `exp` + 300 s are dropped, the version is raised (the service refuses
@@ -15,7 +17,7 @@
 //! is read back with the service's parser before the file is replaced
 //! atomically, so a web server handing it out never serves half a list.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -81,7 +83,7 @@ impl Update<'_> {
     /// file as it was.
     pub fn apply<T>(&self, change: impl FnOnce(&mut Document) -> T) -> Result<(Written, T)> {
         let name = self.path.display().to_string();
-        let target = self.path.to_path_buf();
+        let target = resolve(self.path)?;
         let _lock = lock_beside(&target)?;
 
         let mut document = self.read(&target)?.unwrap_or(Document {
@@ -143,6 +145,58 @@ impl Update<'_> {
         };
         parsed.map(Some).map_err(|e| anyhow!("--list: {name}: {e}"))
     }
+}
+
+/// The most symbolic links followed from a list path, as Linux's ELOOP.
+const MAX_LINKS: usize = 40;
+
+/// The file a list path stands for: the path itself, or, when it is a
+/// symbolic link, the file its chain of links ends at. A link to a file that
+/// does not exist yet stands for that file, which the write creates, when the
+/// file's directory exists; when it does not, or the chain does not end (a
+/// loop), the path is refused: writing a file in place of the link would
+/// leave the served list unchanged.
+fn resolve(path: &Path) -> Result<PathBuf> {
+    let mut current = path.to_path_buf();
+    for _ in 0..=MAX_LINKS {
+        let meta = match fs::symlink_metadata(&current) {
+            Ok(meta) => meta,
+            // No file at the path itself: a new list (its directory is the
+            // write's to find).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && current == path => {
+                return Ok(current)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let dir = match current.parent() {
+                    Some(dir) if !dir.as_os_str().is_empty() => dir,
+                    _ => Path::new("."),
+                };
+                if dir.is_dir() {
+                    return Ok(current);
+                }
+                bail!(
+                    "--list: {} is a symbolic link to {}, whose directory does not exist",
+                    path.display(),
+                    current.display()
+                );
+            }
+            Err(e) => return Err(anyhow!(e).context(format!("cannot read {}", current.display()))),
+        };
+        if !meta.file_type().is_symlink() {
+            return Ok(current);
+        }
+        let link = fs::read_link(&current)
+            .with_context(|| format!("cannot read the symbolic link {}", current.display()))?;
+        // Relative to the link's own directory; an absolute target replaces
+        // the whole path.
+        current = current
+            .parent()
+            .map_or_else(|| link.clone(), |dir| dir.join(&link));
+    }
+    bail!(
+        "--list: {} is a chain of more than {MAX_LINKS} symbolic links (a loop?)",
+        path.display()
+    )
 }
 
 /// Takes the exclusive lock on `TARGET.lock`, creating it when missing; it

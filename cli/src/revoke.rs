@@ -22,7 +22,9 @@ use crate::util;
 #[command(
     after_help = "Times are Unix seconds or RFC 3339. A signed list (JWS, typ tokengate-revocations, HS256) \
 is read back and re-signed with the same --sign-key-env key; an unsigned one given --sign-key-env is written signed. \
-An entry is kept until its exp + 300 s has passed (the filter honours a token until exp + clock_skew_s).\n\n\
+An entry is kept until its exp + 300 s has passed (the filter honours a token until exp + clock_skew_s). \
+A --list that is a symbolic link is written through: the file it leads to is replaced in its own directory \
+(created there when missing) and the link stays a link. Concurrent runs take turns on a lock, FILE.lock beside that file.\n\n\
 Examples:\n  tokengate revoke --list revocations.json --jti 9f2c4e... --exp 2026-11-27T16:15:00Z\n  \
 tokengate revoke --list revocations.json --sub user-42 --before 2026-11-27T12:00:00Z\n  \
 tokengate revoke --list revocations.jws --kid 2026-09 --sign-key-env TOKENGATE_LIST_KEY"

@@ -240,3 +240,113 @@ fn refuses_empty_or_control_character_values() {
     revoke(&dir, &["--kid", "a\u{2028}"]).error(2, &["--kid", "control"]);
     assert!(!dir.path("list.json").exists());
 }
+
+// A list path that is a symbolic link: the target is what a web server
+// serves, so it is the target that must change.
+
+fn is_link(path: &std::path::Path) -> bool {
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .file_type()
+        .is_symlink()
+}
+
+fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn writes_through_a_symbolic_link_to_its_target() {
+    use std::os::unix::fs::{symlink, PermissionsExt as _};
+    let dir = Dir::new();
+    std::fs::create_dir(dir.path("served")).unwrap();
+    revoke(&dir, &["--jti", "a"]).ok();
+    std::fs::rename(dir.path("list.json"), dir.path("served/list.json")).unwrap();
+    std::fs::remove_file(dir.path("list.json.lock")).unwrap();
+    std::fs::set_permissions(
+        dir.path("served/list.json"),
+        std::fs::Permissions::from_mode(0o640),
+    )
+    .unwrap();
+    // A relative link, resolved from the link's directory.
+    symlink("served/list.json", dir.path("list.json")).unwrap();
+
+    let run = revoke(&dir, &["--jti", "b"]).ok();
+    assert_eq!(run.stdout, "list.json: version 2, 2 entries\n");
+    assert!(is_link(&dir.path("list.json")), "the link was replaced");
+    assert_eq!(
+        std::fs::read_link(dir.path("list.json")).unwrap(),
+        std::path::Path::new("served/list.json")
+    );
+    assert_eq!(
+        list(&dir, "served/list.json")["entries"],
+        serde_json::json!([{"jti": "a"}, {"jti": "b"}])
+    );
+    assert_eq!(
+        std::fs::metadata(dir.path("served/list.json"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o640
+    );
+    // The lock and the temporary file were beside the target.
+    assert_eq!(
+        names_in(&dir.path("served")),
+        ["list.json", "list.json.lock"]
+    );
+    assert_eq!(names_in(dir.root()), ["list.json", "served"]);
+}
+
+#[test]
+fn follows_a_chain_of_links_with_an_absolute_target() {
+    use std::os::unix::fs::symlink;
+    let dir = Dir::new();
+    std::fs::create_dir(dir.path("served")).unwrap();
+    dir.write("served/list.json", r#"{"version": 7, "entries": []}"#);
+    symlink(dir.path("served/list.json"), dir.path("middle.json")).unwrap();
+    symlink("middle.json", dir.path("list.json")).unwrap();
+    revoke(&dir, &["--kid", "k"]).ok();
+    assert!(is_link(&dir.path("list.json")) && is_link(&dir.path("middle.json")));
+    assert_eq!(list(&dir, "served/list.json")["version"], 8);
+}
+
+#[test]
+fn a_link_to_a_missing_file_in_an_existing_directory_creates_the_file() {
+    use std::os::unix::fs::symlink;
+    let dir = Dir::new();
+    std::fs::create_dir(dir.path("served")).unwrap();
+    symlink("served/new.json", dir.path("list.json")).unwrap();
+    let run = revoke(&dir, &["--jti", "a"]).ok();
+    assert_eq!(run.stdout, "list.json: version 1, 1 entry\n");
+    assert!(is_link(&dir.path("list.json")));
+    assert_eq!(list(&dir, "served/new.json")["version"], 1);
+}
+
+#[test]
+fn refuses_a_link_whose_target_cannot_be_resolved() {
+    use std::os::unix::fs::symlink;
+    let dir = Dir::new();
+    symlink("nowhere/list.json", dir.path("list.json")).unwrap();
+    revoke(&dir, &["--jti", "a"]).error(
+        2,
+        &[
+            "list.json is a symbolic link to nowhere/list.json",
+            "directory does not exist",
+        ],
+    );
+    assert!(is_link(&dir.path("list.json")));
+    assert!(!dir.path("nowhere").exists());
+
+    let dir = Dir::new();
+    symlink("loop-b", dir.path("list.json")).unwrap();
+    symlink("list.json", dir.path("loop-b")).unwrap();
+    revoke(&dir, &["--jti", "a"]).error(2, &["list.json", "symbolic links"]);
+    assert!(is_link(&dir.path("list.json")));
+    assert_eq!(names_in(dir.root()), ["list.json", "loop-b"]);
+}
