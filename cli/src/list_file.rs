@@ -1,7 +1,7 @@
 //! A revocation list file, changed by one run at a time.
 //!
-//! `revoke` changes a list file by reading it, changing it and writing it
-//! back; this module is that cycle. A list path that is a symbolic link
+//! `revoke` and `resign` change a list file by reading it, changing it and
+//! writing it back; this module is that cycle, for both. A list path that is a symbolic link
 //! stands for the file the link leads to: that file is replaced, in its own
 //! directory, and the link stays a link (a web server may serve either). An
 //! exclusive lock is taken before the read and held until the new list has
@@ -41,6 +41,9 @@ pub struct Update<'a> {
     pub key: Option<&'a Key>,
     /// The clock: `generated_at`, and which entries are past `exp` + 300 s.
     pub now: u64,
+    /// Only an existing signed list will do (`resign`): a missing file or
+    /// an unsigned list is refused instead of starting or rewriting one.
+    pub signed_only: bool,
 }
 
 /// The list as written.
@@ -55,7 +58,7 @@ pub struct Written {
 
 impl Written {
     /// `FILE: version V, N entries{note}, K expired dropped, signed HS256`:
-    /// the line `revoke` prints.
+    /// the line `revoke` and `resign` print.
     pub fn summary(&self, note: &str) -> String {
         let n = self.document.entries.len();
         let mut line = format!(
@@ -76,7 +79,8 @@ impl Written {
 
 impl Update<'_> {
     /// Locks the list, reads it (a missing file is a new, empty list at
-    /// version 0), drops entries past `exp` + 300 s, lets `change` edit what
+    /// version 0, unless `signed_only`), drops entries past `exp` + 300 s,
+    /// lets `change` edit what
     /// is left, raises the version, sets `generated_at`, and writes the list
     /// back atomically; the lock is released once the new file is in place.
     /// An error from `change`, or anywhere before the rename, leaves the
@@ -84,6 +88,10 @@ impl Update<'_> {
     pub fn apply<T>(&self, change: impl FnOnce(&mut Document) -> T) -> Result<(Written, T)> {
         let name = self.path.display().to_string();
         let target = resolve(self.path)?;
+        if self.signed_only && fs::symlink_metadata(&target).is_err() {
+            // Refused before the lock file is made: nothing is left behind.
+            return Err(self.missing());
+        }
         let _lock = lock_beside(&target)?;
 
         let mut document = self.read(&target)?.unwrap_or(Document {
@@ -129,6 +137,9 @@ impl Update<'_> {
         let name = self.path.display();
         let body = match std::fs::read(target) {
             Ok(body) => body,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.signed_only => {
+                return Err(self.missing())
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(anyhow!(e).context(format!("cannot read {name}"))),
         };
@@ -136,6 +147,13 @@ impl Update<'_> {
             bail!("--list: {name} is empty; remove it to start a new list");
         }
         let signed = !body.trim_ascii_start().starts_with(b"{");
+        if self.signed_only && !signed {
+            bail!(
+                "--list: {name} is an unsigned list: re-signing it makes no sense (an unsigned list's age \
+                 is the time since the service last fetched it, not its generated_at); to sign it, add an \
+                 entry with tokengate revoke --sign-key-env VAR"
+            );
+        }
         let parsed = match (signed, self.key) {
             (true, Some(key)) => Document::parse_signed(&body, key),
             (true, None) => {
@@ -144,6 +162,15 @@ impl Update<'_> {
             (false, _) => Document::parse_json(&body),
         };
         parsed.map(Some).map_err(|e| anyhow!("--list: {name}: {e}"))
+    }
+}
+
+impl Update<'_> {
+    fn missing(&self) -> anyhow::Error {
+        anyhow!(
+            "--list: {} does not exist: there is no signed list to re-sign; start one with tokengate revoke --sign-key-env VAR",
+            self.path.display()
+        )
     }
 }
 

@@ -73,6 +73,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         path: &args.list,
         key: key.as_ref(),
         now,
+        signed_only: false,
     };
     let (written, added) = update.apply(|document| {
         let added = !document.entries.contains(&entry);
