@@ -102,6 +102,24 @@ pub enum Host {
     Other(String),
 }
 
+/// `PluginConfig.failure_policy` (Envoy's `FailurePolicy` enum), which
+/// decides what requests meet once the plugin's VM has failed (a panic, a
+/// trap): the observed behaviour is in the README ("Command-line tool").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailurePolicy {
+    /// Not set (or `UNSPECIFIED`, 0): Envoy applies `FAIL_CLOSED`.
+    Unspecified,
+    /// `FAIL_RELOAD` (1): a fresh VM for the next request.
+    FailReload,
+    /// `FAIL_CLOSED` (2): 503 for every later request on that worker.
+    FailClosed,
+    /// `FAIL_OPEN` (3): every later request passes the filter unchecked.
+    FailOpen,
+    /// The deprecated `fail_open: true`: the same, the failing request
+    /// included.
+    FailOpenDeprecated,
+}
+
 /// A tokengate plugin found in an Envoy configuration.
 pub struct Plugin<'a> {
     /// JSON path of the plugin's `PluginConfig` in the file.
@@ -142,6 +160,34 @@ impl Plugin<'_> {
         names.sort_unstable();
         names.dedup();
         names
+    }
+
+    /// What Envoy does once the plugin's VM has failed: `failure_policy`
+    /// by name or number, `None` for a value Envoy itself would refuse.
+    /// The deprecated `fail_open: true` reads as `FailOpen`.
+    pub fn failure_policy(&self) -> Option<FailurePolicy> {
+        if self.config.get("fail_open").and_then(Value::as_bool) == Some(true) {
+            return Some(FailurePolicy::FailOpenDeprecated);
+        }
+        match self.config.get("failure_policy") {
+            None | Some(Value::Null) => Some(FailurePolicy::Unspecified),
+            Some(Value::String(name)) => match name.as_str() {
+                "UNSPECIFIED" => Some(FailurePolicy::Unspecified),
+                "FAIL_RELOAD" => Some(FailurePolicy::FailReload),
+                "FAIL_CLOSED" => Some(FailurePolicy::FailClosed),
+                "FAIL_OPEN" => Some(FailurePolicy::FailOpen),
+                _ => None,
+            },
+            // Protobuf JSON also takes an enum by number.
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(0) => Some(FailurePolicy::Unspecified),
+                Some(1) => Some(FailurePolicy::FailReload),
+                Some(2) => Some(FailurePolicy::FailClosed),
+                Some(3) => Some(FailurePolicy::FailOpen),
+                _ => None,
+            },
+            Some(_) => None,
+        }
     }
 
     /// The tokengate JSON of the plugin: the `value` of its
@@ -306,6 +352,59 @@ pub fn secret_envs(value: &Value) -> Vec<(String, String)> {
     out
 }
 
+/// An HTTP connection manager that runs the tokengate filter.
+pub struct Manager<'a> {
+    /// JSON path of the manager (its `typed_config`) in the file.
+    pub path: String,
+    pub config: &'a Map<String, Value>,
+}
+
+/// Every HTTP connection manager whose `http_filters` run the tokengate
+/// filter, in file order.
+pub fn managers(root: &Value) -> Vec<Manager<'_>> {
+    fn go<'a>(value: &'a Value, path: &mut String, out: &mut Vec<Manager<'a>>) {
+        match value {
+            Value::Object(map) => {
+                let runs_tokengate = map.get("http_filters").is_some_and(|filters| {
+                    plugins(filters).iter().any(|p| p.root_id == FILTER_ROOT)
+                });
+                if runs_tokengate {
+                    out.push(Manager {
+                        path: if path.is_empty() {
+                            "$".into()
+                        } else {
+                            path.clone()
+                        },
+                        config: map,
+                    });
+                    return;
+                }
+                for (key, child) in map {
+                    let len = path.len();
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(key);
+                    go(child, path, out);
+                    path.truncate(len);
+                }
+            }
+            Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    let len = path.len();
+                    let _ = write!(path, "[{i}]");
+                    go(child, path, out);
+                    path.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    go(root, &mut String::new(), &mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,6 +455,58 @@ mod tests {
     }
 
     #[test]
+    fn finds_the_managers_that_run_the_filter() {
+        let filter = |root_id: &str| json!({"typed_config": {"@type": HTTP_WASM, "config": {"root_id": root_id, "vm_config": {}}}});
+        let envoy = json!({"static_resources": {"listeners": [
+            {"filter_chains": [{"filters": [{"typed_config": {"http_filters": [filter("other")]}}]}]},
+            {"filter_chains": [{"filters": [{"typed_config": {"stat_prefix": "a", "http_filters": [filter("tokengate")]}}]}]}
+        ]}});
+        let found = managers(&envoy);
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            found[0].path,
+            "static_resources.listeners[1].filter_chains[0].filters[0].typed_config"
+        );
+        assert_eq!(found[0].config["stat_prefix"], "a");
+    }
+
+    #[test]
+    fn reads_the_failure_policy_by_name_number_or_deprecated_flag() {
+        let plugin = |config: Value| {
+            let map = config.as_object().cloned().unwrap_or_default();
+            Plugin {
+                path: "$".into(),
+                root_id: FILTER_ROOT,
+                config: &map,
+                host: Host::HttpFilter,
+            }
+            .failure_policy()
+        };
+        assert_eq!(plugin(json!({})), Some(FailurePolicy::Unspecified));
+        assert_eq!(
+            plugin(json!({"failure_policy": "FAIL_RELOAD"})),
+            Some(FailurePolicy::FailReload)
+        );
+        assert_eq!(
+            plugin(json!({"failure_policy": 2})),
+            Some(FailurePolicy::FailClosed)
+        );
+        assert_eq!(
+            plugin(json!({"failure_policy": "FAIL_OPEN"})),
+            Some(FailurePolicy::FailOpen)
+        );
+        assert_eq!(
+            plugin(json!({"fail_open": true, "failure_policy": "FAIL_RELOAD"})),
+            Some(FailurePolicy::FailOpenDeprecated)
+        );
+        assert_eq!(
+            plugin(json!({"fail_open": false})),
+            Some(FailurePolicy::Unspecified)
+        );
+        assert_eq!(plugin(json!({"failure_policy": "SOMETIMES"})), None);
+    }
+
+    #[test]
     fn lists_secret_envs_with_paths() {
         let config = json!({"keys": [{"secret": "x"}, {"secret_env": "A"}], "verify_key": {"secret_env": "B"}});
         assert_eq!(
@@ -373,25 +524,18 @@ mod tests {
 /// any filter sees it, and `verify` must do the same to give the filter's
 /// answer.
 pub fn path_options(root: &Value) -> (bool, bool) {
-    fn go(value: &Value, out: &mut (bool, bool)) {
-        match value {
-            Value::Object(map) => {
-                let runs_tokengate = map
-                    .get("http_filters")
-                    .is_some_and(|f| !plugins(f).is_empty());
-                if runs_tokengate {
-                    let flag = |name: &str| map.get(name).and_then(Value::as_bool).unwrap_or(false);
-                    out.0 |= flag("normalize_path");
-                    out.1 |= flag("merge_slashes");
-                }
-                map.values().for_each(|v| go(v, out));
-            }
-            Value::Array(items) => items.iter().for_each(|v| go(v, out)),
-            _ => {}
-        }
-    }
     let mut out = (false, false);
-    go(root, &mut out);
+    for manager in managers(root) {
+        let flag = |name: &str| {
+            manager
+                .config
+                .get(name)
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+        };
+        out.0 |= flag("normalize_path");
+        out.1 |= flag("merge_slashes");
+    }
     out
 }
 

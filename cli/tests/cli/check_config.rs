@@ -16,6 +16,11 @@ pub struct Bootstrap {
     pub singleton: bool,
     pub cluster: String,
     pub filter_configuration_type: String,
+    /// The filter's line about failures (`failure_policy: …` or
+    /// `fail_open: …`), if any.
+    pub failure: Option<String>,
+    /// The connection manager's `headers_with_underscores_action`, if any.
+    pub underscores: Option<String>,
 }
 
 impl Bootstrap {
@@ -30,6 +35,8 @@ impl Bootstrap {
             singleton: true,
             cluster: "revocation_source".into(),
             filter_configuration_type: "type.googleapis.com/google.protobuf.StringValue".into(),
+            failure: Some("failure_policy: FAIL_RELOAD".into()),
+            underscores: Some("REJECT_REQUEST".into()),
         }
     }
 
@@ -70,26 +77,32 @@ impl Bootstrap {
                 self.singleton, self.service_vm_id, self.service_env, service
             ));
         }
-        out.push_str(
+        out.push_str(&format!(
             "static_resources:
   listeners:
   - name: edge
     address:
-      socket_address: {address: 127.0.0.1, port_value: 10000}
+      socket_address: {{address: 127.0.0.1, port_value: 10000}}
     filter_chains:
     - filters:
       - name: envoy.filters.network.http_connection_manager
         typed_config:
           \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: edge
-          route_config:
+{underscores}          route_config:
             virtual_hosts:
             - name: all
               domains: [\"*\"]
-              routes: [{match: {prefix: /}, route: {cluster: upstream}}]
+              routes: [{{match: {{prefix: /}}, route: {{cluster: upstream}}}}]
           http_filters:
 ",
-        );
+            underscores = match &self.underscores {
+                Some(action) => format!(
+                    "          common_http_protocol_options: {{headers_with_underscores_action: {action}}}\n"
+                ),
+                None => String::new(),
+            }
+        ));
         if let Some(filter) = &self.filter {
             out.push_str(&format!(
                 "          - name: envoy.filters.http.wasm
@@ -98,7 +111,7 @@ impl Bootstrap {
               config:
                 name: tokengate
                 root_id: tokengate
-                vm_config:
+{}                vm_config:
                   vm_id: {}
                   runtime: envoy.wasm.runtime.v8
                   code: {{local: {{filename: /tokengate.wasm}}}}
@@ -109,7 +122,14 @@ impl Bootstrap {
                   value: |
                     {}
 ",
-                self.filter_vm_id, self.filter_env, self.filter_configuration_type, filter
+                self.failure
+                    .as_ref()
+                    .map(|p| format!("                {p}\n"))
+                    .unwrap_or_default(),
+                self.filter_vm_id,
+                self.filter_env,
+                self.filter_configuration_type,
+                filter
             ));
         }
         out.push_str(&format!(
@@ -515,4 +535,119 @@ fn refresh_needs_the_plugin_to_read_bodies() {
         "{}",
         run.stderr
     );
+}
+
+// What lets a request round the gate, or a secret out of it.
+
+const HCM_WHERE: &str = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config";
+
+/// Exit 0, and stderr holds exactly these warnings, one a line.
+#[track_caller]
+fn warns(run: crate::util::Run, lines: &[&str]) {
+    assert_eq!(
+        run.code, 0,
+        "stdout: {}\nstderr: {}",
+        run.stdout, run.stderr
+    );
+    let got: Vec<&str> = run.stderr.lines().collect();
+    let want: Vec<String> = lines.iter().map(|l| format!("warning: {l}")).collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn warns_when_the_manager_lets_headers_with_underscores_through() {
+    let dir = Dir::new();
+    let warning = format!(
+        "{HCM_WHERE}: common_http_protocol_options.headers_with_underscores_action: is not set (ALLOW): \
+         a client may send x_auth_subject, which WSGI and CGI upstreams read as x-auth-subject, a claim header \
+         the filter sets; set REJECT_REQUEST or DROP_HEADER"
+    );
+    let envoy = Bootstrap {
+        underscores: None,
+        ..Bootstrap::full()
+    };
+    dir.write("envoy.yaml", envoy.yaml());
+    warns(check(&dir, "envoy.yaml"), &[&warning]);
+    for allow in ["ALLOW", "0"] {
+        let envoy = Bootstrap {
+            underscores: Some(allow.into()),
+            ..Bootstrap::full()
+        };
+        dir.write("envoy.yaml", envoy.yaml());
+        warns(
+            check(&dir, "envoy.yaml"),
+            &[&warning.replace("is not set (ALLOW)", "is ALLOW")],
+        );
+    }
+    for refuse in ["REJECT_REQUEST", "DROP_HEADER", "2"] {
+        let envoy = Bootstrap {
+            underscores: Some(refuse.into()),
+            ..Bootstrap::full()
+        };
+        dir.write("envoy.yaml", envoy.yaml());
+        warns(check(&dir, "envoy.yaml"), &[]);
+    }
+}
+
+#[test]
+fn refuses_a_filter_that_fails_open() {
+    let dir = Dir::new();
+    for (line, path, says) in [
+        (
+            "failure_policy: FAIL_OPEN",
+            "failure_policy",
+            "is FAIL_OPEN",
+        ),
+        ("failure_policy: 3", "failure_policy", "is FAIL_OPEN"),
+        ("fail_open: true", "fail_open", "is true"),
+    ] {
+        let envoy = Bootstrap {
+            failure: Some(line.into()),
+            ..Bootstrap::full()
+        };
+        dir.write("envoy.yaml", envoy.yaml());
+        let run = check(&dir, "envoy.yaml");
+        assert_eq!(run.code, 1, "{line}: {}", run.stderr);
+        let lines: Vec<&str> = run.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{line}: {}", run.stderr);
+        assert!(
+            lines[0].starts_with(&format!("{FILTER_WHERE}: {path}: {says}: ")),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[0].contains("an auth bypass") && lines[0].contains("FAIL_RELOAD"),
+            "{}",
+            lines[0]
+        );
+    }
+}
+
+#[test]
+fn suggests_fail_reload_over_fail_closed() {
+    let dir = Dir::new();
+    let warning = format!(
+        "{FILTER_WHERE}: failure_policy: is FAIL_CLOSED: once the VM fails, its worker answers 503 to every \
+         request until Envoy restarts; set failure_policy: FAIL_RELOAD (a fresh VM for the next request; \
+         the failing request is still refused)"
+    );
+    for (line, says) in [
+        (Some("failure_policy: FAIL_CLOSED"), "is FAIL_CLOSED"),
+        (None, "is not set (FAIL_CLOSED)"),
+        (
+            Some("failure_policy: UNSPECIFIED"),
+            "is not set (FAIL_CLOSED)",
+        ),
+        (Some("fail_open: false"), "is not set (FAIL_CLOSED)"),
+    ] {
+        let envoy = Bootstrap {
+            failure: line.map(str::to_owned),
+            ..Bootstrap::full()
+        };
+        dir.write("envoy.yaml", envoy.yaml());
+        warns(
+            check(&dir, "envoy.yaml"),
+            &[&warning.replace("is FAIL_CLOSED", says)],
+        );
+    }
 }
