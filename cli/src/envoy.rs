@@ -162,6 +162,20 @@ impl Plugin<'_> {
         names
     }
 
+    /// The names in `vm_config.environment_variables.key_values`: variables
+    /// whose values are written in the Envoy configuration itself.
+    pub fn key_value_names(&self) -> Vec<&str> {
+        match self
+            .config
+            .get("vm_config")
+            .and_then(|vm| vm.get("environment_variables"))
+            .and_then(|env| env.get("key_values"))
+        {
+            Some(Value::Object(values)) => values.keys().map(String::as_str).collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// What Envoy does once the plugin's VM has failed: `failure_policy`
     /// by name or number, `None` for a value Envoy itself would refuse.
     /// The deprecated `fail_open: true` reads as `FailOpen`.
@@ -318,20 +332,44 @@ pub fn clusters(root: &Value) -> (Vec<&str>, bool) {
 
 /// Every `secret_env` in a tokengate JSON value, with its path.
 pub fn secret_envs(value: &Value) -> Vec<(String, String)> {
-    fn go(value: &Value, path: &mut String, out: &mut Vec<(String, String)>) {
+    members_named(value, "secret_env")
+        .into_iter()
+        .filter_map(|(path, v)| v.as_str().map(|name| (path, name.to_owned())))
+        .collect()
+}
+
+/// The path of every inline `secret` (a key's secret written in the
+/// configuration rather than named by `secret_env`) in a tokengate JSON
+/// value.
+pub fn inline_secrets(value: &Value) -> Vec<String> {
+    members_named(value, "secret")
+        .into_iter()
+        .filter(|(_, v)| v.is_string())
+        .map(|(path, _)| path)
+        .collect()
+}
+
+/// Every member called `name` in a tokengate JSON value, with its path,
+/// not looking inside a match. The members of `claims_to_headers` and
+/// `roles` are names the operator chose (a claim or a role may be called
+/// `secret`), so they are not looked at.
+fn members_named<'a>(value: &'a Value, name: &str) -> Vec<(String, &'a Value)> {
+    fn go<'a>(value: &'a Value, name: &str, path: &mut String, out: &mut Vec<(String, &'a Value)>) {
         match value {
             Value::Object(map) => {
                 for (key, child) in map {
+                    if path.is_empty() && (key == "claims_to_headers" || key == "roles") {
+                        continue;
+                    }
                     let len = path.len();
                     if !path.is_empty() {
                         path.push('.');
                     }
                     path.push_str(key);
-                    match (key.as_str(), child) {
-                        ("secret_env", Value::String(name)) => {
-                            out.push((path.clone(), name.clone()))
-                        }
-                        _ => go(child, path, out),
+                    if key == name {
+                        out.push((path.clone(), child));
+                    } else {
+                        go(child, name, path, out);
                     }
                     path.truncate(len);
                 }
@@ -340,7 +378,7 @@ pub fn secret_envs(value: &Value) -> Vec<(String, String)> {
                 for (i, child) in items.iter().enumerate() {
                     let len = path.len();
                     let _ = write!(path, "[{i}]");
-                    go(child, path, out);
+                    go(child, name, path, out);
                     path.truncate(len);
                 }
             }
@@ -348,7 +386,7 @@ pub fn secret_envs(value: &Value) -> Vec<(String, String)> {
         }
     }
     let mut out = Vec::new();
-    go(value, &mut String::new(), &mut out);
+    go(value, name, &mut String::new(), &mut out);
     out
 }
 
@@ -452,6 +490,24 @@ mod tests {
         assert!(found[1]
             .path
             .ends_with("http_filters[0].typed_config.config"));
+    }
+
+    #[test]
+    fn lists_inline_secrets_but_not_claims_or_roles_so_named() {
+        let config = json!({
+            "keys": [{"secret": "x"}, {"secret_env": "A"}],
+            "verify_key": {"secret": "y"},
+            "claims_to_headers": {"secret": "x-secret", "secret_env": "x-env"},
+            "roles": {"secret": ["a"]}
+        });
+        assert_eq!(
+            inline_secrets(&config),
+            vec!["keys[0].secret".to_owned(), "verify_key.secret".to_owned()]
+        );
+        assert_eq!(
+            secret_envs(&config),
+            vec![("keys[1].secret_env".into(), "A".into())]
+        );
     }
 
     #[test]

@@ -21,12 +21,25 @@ pub struct Bootstrap {
     pub failure: Option<String>,
     /// The connection manager's `headers_with_underscores_action`, if any.
     pub underscores: Option<String>,
+    /// How many copies of the service (each with `service_vm_id`).
+    pub services: usize,
+}
+
+/// `filter_config` without its inline secret (the key `py`), as an Envoy
+/// file should hold it.
+pub fn filter_config_from_env() -> serde_json::Value {
+    let mut config = filter_config();
+    config["keys"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|k| k.get("secret").is_none());
+    config
 }
 
 impl Bootstrap {
     pub fn full() -> Bootstrap {
         Bootstrap {
-            filter: Some(filter_config().to_string()),
+            filter: Some(filter_config_from_env().to_string()),
             service: Some(SERVICE.to_owned()),
             filter_env: "[TG_KEY]".into(),
             service_env: "[TG_LIST_KEY]".into(),
@@ -37,6 +50,7 @@ impl Bootstrap {
             filter_configuration_type: "type.googleapis.com/google.protobuf.StringValue".into(),
             failure: Some("failure_policy: FAIL_RELOAD".into()),
             underscores: Some("REJECT_REQUEST".into()),
+            services: 1,
         }
     }
 
@@ -53,10 +67,15 @@ impl Bootstrap {
         let mut out = String::from(
             "admin:\n  address:\n    socket_address: {address: 127.0.0.1, port_value: 9901}\n",
         );
-        if let Some(service) = &self.service {
+        if self.service.is_some() {
+            out.push_str("bootstrap_extensions:\n");
+        }
+        for _ in 0..self.services {
+            let Some(service) = &self.service else {
+                break;
+            };
             out.push_str(&format!(
-                "bootstrap_extensions:
-- name: envoy.bootstrap.wasm
+                "- name: envoy.bootstrap.wasm
   typed_config:
     \"@type\": type.googleapis.com/envoy.extensions.wasm.v3.WasmService
     singleton: {}
@@ -287,7 +306,7 @@ fn accepts_an_envoy_bootstrap_in_yaml_and_json() {
 #[test]
 fn reports_every_error_in_an_envoy_file_with_where_and_path() {
     let dir = Dir::new();
-    let mut config = filter_config();
+    let mut config = filter_config_from_env();
     config["rules"][0]["match"]["prefix"] = serde_json::json!("healthz");
     let envoy = Bootstrap {
         filter: Some(config.to_string()),
@@ -405,7 +424,7 @@ fn checks_the_configuration_is_a_string_value() {
 #[test]
 fn warns_of_a_revocation_section_without_a_service() {
     let dir = Dir::new();
-    let mut config = filter_config();
+    let mut config = filter_config_from_env();
     config["revocation"] = serde_json::json!({});
     dir.write(
         "envoy.yaml",
@@ -516,7 +535,7 @@ fn refuses_a_missing_file_and_a_missing_argument() {
 #[test]
 fn refresh_needs_the_plugin_to_read_bodies() {
     let dir = Dir::new();
-    let mut filter = filter_config();
+    let mut filter = filter_config_from_env();
     filter["refresh"] =
         serde_json::json!({"path": "/oauth/token", "kid": filter["keys"][0]["kid"]});
     dir.write(
@@ -650,4 +669,69 @@ fn suggests_fail_reload_over_fail_closed() {
             &[&warning.replace("is FAIL_CLOSED", says)],
         );
     }
+}
+
+#[test]
+fn refuses_two_services_in_one_vm_id() {
+    let dir = Dir::new();
+    let envoy = Bootstrap {
+        services: 2,
+        ..Bootstrap::full()
+    };
+    dir.write("envoy.yaml", envoy.yaml());
+    invalid(
+        check(&dir, "envoy.yaml"),
+        &["envoy.yaml: 2 \"tokengate-revocations\" services share vm_id \"tokengate\": they would publish over each other's list; keep one"],
+    );
+}
+
+#[test]
+fn warns_of_every_inline_secret_without_printing_it() {
+    let dir = Dir::new();
+    let mut filter = filter_config_from_env();
+    let inline = serde_json::json!({"kid": "a", "alg": "HS256", "secret": KEY_B64});
+    filter["keys"].as_array_mut().unwrap().push(inline.clone());
+    filter["keys"].as_array_mut().unwrap().push(inline);
+    filter["keys"][2]["kid"] = serde_json::json!("b");
+    let envoy = Bootstrap {
+        filter: Some(filter.to_string()),
+        service: Some(SERVICE.replace(
+            r#""secret_env": "TG_LIST_KEY""#,
+            &format!(r#""secret": "{KEY_B64}""#),
+        )),
+        ..Bootstrap::full()
+    };
+    dir.write("envoy.yaml", envoy.yaml());
+    let says = "is an inline secret, which Envoy shows in its admin /config_dump and debug log: \
+                name an environment variable with secret_env (handed over by host_env_keys) instead";
+    let run = check(&dir, "envoy.yaml");
+    assert!(!run.stdout.contains(KEY_B64) && !run.stderr.contains(KEY_B64));
+    warns(
+        run,
+        &[
+            &format!("{SERVICE_WHERE}: verify_key.secret: {says}"),
+            &format!("{FILTER_WHERE}: keys[1].secret: {says}"),
+            &format!("{FILTER_WHERE}: keys[2].secret: {says}"),
+        ],
+    );
+}
+
+#[test]
+fn warns_of_a_secret_written_into_key_values() {
+    let dir = Dir::new();
+    let envoy = Bootstrap {
+        service_env: "[]\n          key_values: {TG_LIST_KEY: c2VjcmV0, TG_OTHER: x}".into(),
+        ..Bootstrap::full()
+    };
+    dir.write("envoy.yaml", envoy.yaml());
+    let run = check(&dir, "envoy.yaml");
+    assert!(!run.stdout.contains("c2VjcmV0") && !run.stderr.contains("c2VjcmV0"));
+    warns(
+        run,
+        &[&format!(
+            "{SERVICE_WHERE}: vm_config.environment_variables.key_values.TG_LIST_KEY: holds the secret of \
+             verify_key.secret_env in the Envoy configuration, which Envoy shows in its admin /config_dump: \
+             list TG_LIST_KEY in host_env_keys and set it in Envoy's environment instead"
+        )],
+    );
 }
