@@ -493,6 +493,14 @@ fn the_shipped_envoy_examples_pass_once_rendered() {
             run.stdout,
             run.stderr
         );
+        // Examples people copy: not a warning either (a fail-closed VM,
+        // headers with underscores let through, an inline secret).
+        assert_eq!(run.stderr, "", "{}", path.display());
+        assert!(
+            run.stdout.ends_with(" 0 errors, 0 warnings\n"),
+            "{}",
+            run.stdout
+        );
     }
 }
 
