@@ -1,12 +1,12 @@
 //! A revocation list file, changed by one run at a time.
 //!
 //! `revoke` and `resign` change a list file by reading it, changing it and
-//! writing it back; this module is that cycle, for both. A list path that is a symbolic link
-//! stands for the file the link leads to: that file is replaced, in its own
-//! directory, and the link stays a link (a web server may serve either). An
-//! exclusive lock is taken before the read and held until the new list has
-//! been renamed into place, so concurrent runs on one list take turns and
-//! none loses another's entry. The lock is a file of its own beside the file
+//! writing it back; this module is that cycle, for both. A list path that is
+//! a symbolic link stands for the file the link leads to: that file is
+//! replaced, in its own directory, and the link stays a link (a web server
+//! may serve either). An exclusive lock is taken before the read and held
+//! until the new list has been renamed into place, so concurrent runs on one
+//! list take turns and none loses another's entry. The lock is a file of its own beside the file
 //! written (`FILE.lock`, left in place and always empty): the rename gives
 //! the list a new inode, and a lock on the list itself would be a lock on the
 //! old one, which the next run no longer opens.
@@ -80,15 +80,18 @@ impl Written {
 impl Update<'_> {
     /// Locks the list, reads it (a missing file is a new, empty list at
     /// version 0, unless `signed_only`), drops entries past `exp` + 300 s,
-    /// lets `change` edit what
-    /// is left, raises the version, sets `generated_at`, and writes the list
-    /// back atomically; the lock is released once the new file is in place.
-    /// An error from `change`, or anywhere before the rename, leaves the
-    /// file as it was.
+    /// lets `change` edit what is left, raises the version, sets
+    /// `generated_at`, and writes the list back atomically; the lock is
+    /// released once the new file is in place. An error anywhere before the
+    /// rename leaves the file as it was.
     pub fn apply<T>(&self, change: impl FnOnce(&mut Document) -> T) -> Result<(Written, T)> {
         let name = self.path.display().to_string();
         let target = resolve(self.path)?;
-        if self.signed_only && fs::symlink_metadata(&target).is_err() {
+        let missing = matches!(
+            fs::symlink_metadata(&target),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound
+        );
+        if self.signed_only && missing {
             // Refused before the lock file is made: nothing is left behind.
             return Err(self.missing());
         }
@@ -163,9 +166,8 @@ impl Update<'_> {
         };
         parsed.map(Some).map_err(|e| anyhow!("--list: {name}: {e}"))
     }
-}
 
-impl Update<'_> {
+    /// The refusal of a missing file when `signed_only`.
     fn missing(&self) -> anyhow::Error {
         anyhow!(
             "--list: {} does not exist: there is no signed list to re-sign; start one with tokengate revoke --sign-key-env VAR",
