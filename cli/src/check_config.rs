@@ -8,8 +8,14 @@
 //! whole file allows follow: the service's cluster exists, every
 //! `secret_env` is handed to the VM in `vm_config.environment_variables`,
 //! both roots share `vm_id` `tokengate`, each root is loaded by the right
-//! extension (the service as a singleton).
+//! extension (the service as a singleton), one service per `vm_id`; and the
+//! settings around the plugin that decide whether the gate can be got
+//! round: a VM that fails must not let requests through (`failure_policy`),
+//! secrets must not sit in the configuration Envoy shows in `/config_dump`,
+//! and the connection manager must not pass `x_auth_subject` to an upstream
+//! that reads it as `x-auth-subject` (README, "Command-line tool").
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -18,7 +24,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokengate::config::{Config, ConfigError, OnUnavailable, Secrets, ServiceConfig};
 
-use crate::envoy::{self, FileKind, Host, Plugin};
+use crate::envoy::{self, FailurePolicy, FileKind, Host, Manager, Plugin};
 use crate::util;
 
 /// Validate a filter or service configuration, or every tokengate configuration in an Envoy YAML/JSON file
@@ -190,8 +196,15 @@ fn check_envoy(report: &mut Report, name: &str, root: &Value) {
     let (clusters, cds) = envoy::clusters(root);
     let mut filters_with_revocation = 0;
     let mut services = 0;
+    // Services by vm_id, in file order.
+    let mut services_by_vm: BTreeMap<&str, usize> = BTreeMap::new();
     for plugin in &plugins {
         check_plugin_shape(report, plugin);
+        if plugin.root_id == envoy::FILTER_ROOT {
+            check_failure_policy(report, plugin);
+        } else {
+            *services_by_vm.entry(plugin.vm_id()).or_default() += 1;
+        }
         let location = plugin.path.as_str();
         let text = match plugin.configuration() {
             Ok(text) => text,
@@ -245,19 +258,11 @@ fn check_envoy(report: &mut Report, name: &str, root: &Value) {
         // What the VM's environment must hold; judged on the JSON even when
         // the core refused it for another reason.
         if let Ok(value) = serde_json::from_str::<Value>(text) {
-            let names = plugin.env_names();
-            for (path, var) in envoy::secret_envs(&value) {
-                if !names.contains(&var.as_str()) {
-                    report.error(
-                        location,
-                        &path,
-                        format!(
-                            "{var} is not handed to the VM: list it in vm_config.environment_variables.host_env_keys (or key_values)"
-                        ),
-                    );
-                }
-            }
+            check_secrets(report, plugin, &value);
         }
+    }
+    for manager in envoy::managers(root) {
+        check_underscores(report, &manager);
     }
     // Across plugins. (Each VM sees only the variables its own vm_config
     // lists, even with a shared vm_id, so the lists need not match.)
@@ -272,16 +277,119 @@ fn check_envoy(report: &mut Report, name: &str, root: &Value) {
             ),
         );
     }
-    if services > 1 {
+    // Shared data is one map per vm_id: two services in one vm_id publish
+    // over each other's list, and the filter enforces whichever wrote last.
+    for (vm_id, n) in services_by_vm {
+        if n > 1 {
+            report.error(
+                name,
+                "",
+                format!(
+                    "{n} {:?} services share vm_id {vm_id:?}: they would publish over each other's list; keep one",
+                    envoy::SERVICE_ROOT
+                ),
+            );
+        }
+    }
+}
+
+/// Where the plugin's secrets come from: every `secret_env` handed to the
+/// VM, and none written into the configuration, which Envoy shows in its
+/// admin `/config_dump` and, at debug level, in its log.
+fn check_secrets(report: &mut Report, plugin: &Plugin<'_>, value: &Value) {
+    let location = plugin.path.as_str();
+    let names = plugin.env_names();
+    let written = plugin.key_value_names();
+    for (path, var) in envoy::secret_envs(value) {
+        if !names.contains(&var.as_str()) {
+            report.error(
+                location,
+                &path,
+                format!(
+                    "{var} is not handed to the VM: list it in vm_config.environment_variables.host_env_keys (or key_values)"
+                ),
+            );
+        } else if written.contains(&var.as_str()) {
+            report.warning(
+                location,
+                &format!("vm_config.environment_variables.key_values.{var}"),
+                format!(
+                    "holds the secret of {path} in the Envoy configuration, which Envoy shows in its admin /config_dump: \
+                     list {var} in host_env_keys and set it in Envoy's environment instead"
+                ),
+            );
+        }
+    }
+    for path in envoy::inline_secrets(value) {
         report.warning(
-            name,
-            "",
-            format!(
-                "{services} {:?} services: they would publish over each other's list",
-                envoy::SERVICE_ROOT
-            ),
+            location,
+            &path,
+            "is an inline secret, which Envoy shows in its admin /config_dump and debug log: \
+             name an environment variable with secret_env (handed over by host_env_keys) instead",
         );
     }
+}
+
+/// What requests meet once the filter's VM has failed (a panic, a trap).
+fn check_failure_policy(report: &mut Report, plugin: &Plugin<'_>) {
+    let location = plugin.path.as_str();
+    const RELOAD: &str =
+        "set failure_policy: FAIL_RELOAD (a fresh VM for the next request; the failing request is still refused)";
+    match plugin.failure_policy() {
+        Some(FailurePolicy::FailOpenDeprecated) => report.error(
+            location,
+            "fail_open",
+            format!(
+                "is true: once the VM fails, every request passes unchecked, the failing one included (an auth bypass); remove it and {RELOAD}"
+            ),
+        ),
+        Some(FailurePolicy::FailOpen) => report.error(
+            location,
+            "failure_policy",
+            format!(
+                "is FAIL_OPEN: once the VM fails, every later request passes unchecked (an auth bypass); {RELOAD}"
+            ),
+        ),
+        Some(policy @ (FailurePolicy::Unspecified | FailurePolicy::FailClosed)) => report.warning(
+            location,
+            "failure_policy",
+            format!(
+                "{}: once the VM fails, its worker answers 503 to every request until Envoy restarts; {RELOAD}",
+                if policy == FailurePolicy::Unspecified {
+                    "is not set (FAIL_CLOSED)"
+                } else {
+                    "is FAIL_CLOSED"
+                }
+            ),
+        ),
+        // FAIL_RELOAD, or a value Envoy itself refuses.
+        Some(FailurePolicy::FailReload) | None => {}
+    }
+}
+
+/// Whether a connection manager running the filter passes header names with
+/// underscores. The filter strips the names of `claims_to_headers` from every
+/// request, but a client may send `x_auth_subject`, which a WSGI or CGI
+/// upstream reads as `x-auth-subject`: a forged claim.
+fn check_underscores(report: &mut Report, manager: &Manager<'_>) {
+    let action = manager
+        .config
+        .get("common_http_protocol_options")
+        .and_then(|o| o.get("headers_with_underscores_action"));
+    let is = match action {
+        None | Some(Value::Null) => "is not set (ALLOW)",
+        Some(Value::String(a)) if a == "ALLOW" => "is ALLOW",
+        Some(Value::Number(n)) if n.as_u64() == Some(0) => "is ALLOW",
+        Some(_) => return,
+    };
+    report.warning(
+        &manager.path,
+        "common_http_protocol_options.headers_with_underscores_action",
+        format!(
+            "{is}: a client may send x_auth_subject, which WSGI and CGI upstreams read as x-auth-subject, \
+             a claim header the filter sets; set REJECT_REQUEST or DROP_HEADER"
+        ),
+    );
 }
 
 /// The plugin's place in Envoy: the right extension, the shared VM id.

@@ -102,6 +102,24 @@ pub enum Host {
     Other(String),
 }
 
+/// `PluginConfig.failure_policy` (Envoy's `FailurePolicy` enum), which
+/// decides what requests meet once the plugin's VM has failed (a panic, a
+/// trap): the observed behaviour is in the README ("Command-line tool").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailurePolicy {
+    /// Not set (or `UNSPECIFIED`, 0): Envoy applies `FAIL_CLOSED`.
+    Unspecified,
+    /// `FAIL_RELOAD` (1): a fresh VM for the next request.
+    FailReload,
+    /// `FAIL_CLOSED` (2): 503 for every later request on that worker.
+    FailClosed,
+    /// `FAIL_OPEN` (3): every later request passes the filter unchecked.
+    FailOpen,
+    /// The deprecated `fail_open: true`: the same, the failing request
+    /// included.
+    FailOpenDeprecated,
+}
+
 /// A tokengate plugin found in an Envoy configuration.
 pub struct Plugin<'a> {
     /// JSON path of the plugin's `PluginConfig` in the file.
@@ -142,6 +160,48 @@ impl Plugin<'_> {
         names.sort_unstable();
         names.dedup();
         names
+    }
+
+    /// The names in `vm_config.environment_variables.key_values`: variables
+    /// whose values are written in the Envoy configuration itself.
+    pub fn key_value_names(&self) -> Vec<&str> {
+        match self
+            .config
+            .get("vm_config")
+            .and_then(|vm| vm.get("environment_variables"))
+            .and_then(|env| env.get("key_values"))
+        {
+            Some(Value::Object(values)) => values.keys().map(String::as_str).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// What Envoy does once the plugin's VM has failed: `failure_policy`
+    /// by name or number, `None` for a value Envoy itself would refuse.
+    /// The deprecated `fail_open: true` reads as `FailOpen`.
+    pub fn failure_policy(&self) -> Option<FailurePolicy> {
+        if self.config.get("fail_open").and_then(Value::as_bool) == Some(true) {
+            return Some(FailurePolicy::FailOpenDeprecated);
+        }
+        match self.config.get("failure_policy") {
+            None | Some(Value::Null) => Some(FailurePolicy::Unspecified),
+            Some(Value::String(name)) => match name.as_str() {
+                "UNSPECIFIED" => Some(FailurePolicy::Unspecified),
+                "FAIL_RELOAD" => Some(FailurePolicy::FailReload),
+                "FAIL_CLOSED" => Some(FailurePolicy::FailClosed),
+                "FAIL_OPEN" => Some(FailurePolicy::FailOpen),
+                _ => None,
+            },
+            // Protobuf JSON also takes an enum by number.
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(0) => Some(FailurePolicy::Unspecified),
+                Some(1) => Some(FailurePolicy::FailReload),
+                Some(2) => Some(FailurePolicy::FailClosed),
+                Some(3) => Some(FailurePolicy::FailOpen),
+                _ => None,
+            },
+            Some(_) => None,
+        }
     }
 
     /// The tokengate JSON of the plugin: the `value` of its
@@ -272,21 +332,98 @@ pub fn clusters(root: &Value) -> (Vec<&str>, bool) {
 
 /// Every `secret_env` in a tokengate JSON value, with its path.
 pub fn secret_envs(value: &Value) -> Vec<(String, String)> {
-    fn go(value: &Value, path: &mut String, out: &mut Vec<(String, String)>) {
+    members_named(value, "secret_env")
+        .into_iter()
+        .filter_map(|(path, v)| v.as_str().map(|name| (path, name.to_owned())))
+        .collect()
+}
+
+/// The path of every inline `secret` (a key's secret written in the
+/// configuration rather than named by `secret_env`) in a tokengate JSON
+/// value.
+pub fn inline_secrets(value: &Value) -> Vec<String> {
+    members_named(value, "secret")
+        .into_iter()
+        .filter(|(_, v)| v.is_string())
+        .map(|(path, _)| path)
+        .collect()
+}
+
+/// Every member called `name` in a tokengate JSON value, with its path,
+/// not looking inside a match. The members of `claims_to_headers` and
+/// `roles` are names the operator chose (a claim or a role may be called
+/// `secret`), so they are not looked at.
+fn members_named<'a>(value: &'a Value, name: &str) -> Vec<(String, &'a Value)> {
+    fn go<'a>(value: &'a Value, name: &str, path: &mut String, out: &mut Vec<(String, &'a Value)>) {
         match value {
             Value::Object(map) => {
+                for (key, child) in map {
+                    if path.is_empty() && (key == "claims_to_headers" || key == "roles") {
+                        continue;
+                    }
+                    let len = path.len();
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(key);
+                    if key == name {
+                        out.push((path.clone(), child));
+                    } else {
+                        go(child, name, path, out);
+                    }
+                    path.truncate(len);
+                }
+            }
+            Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    let len = path.len();
+                    let _ = write!(path, "[{i}]");
+                    go(child, name, path, out);
+                    path.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    go(value, name, &mut String::new(), &mut out);
+    out
+}
+
+/// An HTTP connection manager that runs the tokengate filter.
+pub struct Manager<'a> {
+    /// JSON path of the manager (its `typed_config`) in the file.
+    pub path: String,
+    pub config: &'a Map<String, Value>,
+}
+
+/// Every HTTP connection manager whose `http_filters` run the tokengate
+/// filter, in file order.
+pub fn managers(root: &Value) -> Vec<Manager<'_>> {
+    fn go<'a>(value: &'a Value, path: &mut String, out: &mut Vec<Manager<'a>>) {
+        match value {
+            Value::Object(map) => {
+                let runs_tokengate = map.get("http_filters").is_some_and(|filters| {
+                    plugins(filters).iter().any(|p| p.root_id == FILTER_ROOT)
+                });
+                if runs_tokengate {
+                    out.push(Manager {
+                        path: if path.is_empty() {
+                            "$".into()
+                        } else {
+                            path.clone()
+                        },
+                        config: map,
+                    });
+                    return;
+                }
                 for (key, child) in map {
                     let len = path.len();
                     if !path.is_empty() {
                         path.push('.');
                     }
                     path.push_str(key);
-                    match (key.as_str(), child) {
-                        ("secret_env", Value::String(name)) => {
-                            out.push((path.clone(), name.clone()))
-                        }
-                        _ => go(child, path, out),
-                    }
+                    go(child, path, out);
                     path.truncate(len);
                 }
             }
@@ -302,7 +439,7 @@ pub fn secret_envs(value: &Value) -> Vec<(String, String)> {
         }
     }
     let mut out = Vec::new();
-    go(value, &mut String::new(), &mut out);
+    go(root, &mut String::new(), &mut out);
     out
 }
 
@@ -356,6 +493,76 @@ mod tests {
     }
 
     #[test]
+    fn lists_inline_secrets_but_not_claims_or_roles_so_named() {
+        let config = json!({
+            "keys": [{"secret": "x"}, {"secret_env": "A"}],
+            "verify_key": {"secret": "y"},
+            "claims_to_headers": {"secret": "x-secret", "secret_env": "x-env"},
+            "roles": {"secret": ["a"]}
+        });
+        assert_eq!(
+            inline_secrets(&config),
+            vec!["keys[0].secret".to_owned(), "verify_key.secret".to_owned()]
+        );
+        assert_eq!(
+            secret_envs(&config),
+            vec![("keys[1].secret_env".into(), "A".into())]
+        );
+    }
+
+    #[test]
+    fn finds_the_managers_that_run_the_filter() {
+        let filter = |root_id: &str| json!({"typed_config": {"@type": HTTP_WASM, "config": {"root_id": root_id, "vm_config": {}}}});
+        let envoy = json!({"static_resources": {"listeners": [
+            {"filter_chains": [{"filters": [{"typed_config": {"http_filters": [filter("other")]}}]}]},
+            {"filter_chains": [{"filters": [{"typed_config": {"stat_prefix": "a", "http_filters": [filter("tokengate")]}}]}]}
+        ]}});
+        let found = managers(&envoy);
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            found[0].path,
+            "static_resources.listeners[1].filter_chains[0].filters[0].typed_config"
+        );
+        assert_eq!(found[0].config["stat_prefix"], "a");
+    }
+
+    #[test]
+    fn reads_the_failure_policy_by_name_number_or_deprecated_flag() {
+        let plugin = |config: Value| {
+            let map = config.as_object().cloned().unwrap_or_default();
+            Plugin {
+                path: "$".into(),
+                root_id: FILTER_ROOT,
+                config: &map,
+                host: Host::HttpFilter,
+            }
+            .failure_policy()
+        };
+        assert_eq!(plugin(json!({})), Some(FailurePolicy::Unspecified));
+        assert_eq!(
+            plugin(json!({"failure_policy": "FAIL_RELOAD"})),
+            Some(FailurePolicy::FailReload)
+        );
+        assert_eq!(
+            plugin(json!({"failure_policy": 2})),
+            Some(FailurePolicy::FailClosed)
+        );
+        assert_eq!(
+            plugin(json!({"failure_policy": "FAIL_OPEN"})),
+            Some(FailurePolicy::FailOpen)
+        );
+        assert_eq!(
+            plugin(json!({"fail_open": true, "failure_policy": "FAIL_RELOAD"})),
+            Some(FailurePolicy::FailOpenDeprecated)
+        );
+        assert_eq!(
+            plugin(json!({"fail_open": false})),
+            Some(FailurePolicy::Unspecified)
+        );
+        assert_eq!(plugin(json!({"failure_policy": "SOMETIMES"})), None);
+    }
+
+    #[test]
     fn lists_secret_envs_with_paths() {
         let config = json!({"keys": [{"secret": "x"}, {"secret_env": "A"}], "verify_key": {"secret_env": "B"}});
         assert_eq!(
@@ -373,25 +580,18 @@ mod tests {
 /// any filter sees it, and `verify` must do the same to give the filter's
 /// answer.
 pub fn path_options(root: &Value) -> (bool, bool) {
-    fn go(value: &Value, out: &mut (bool, bool)) {
-        match value {
-            Value::Object(map) => {
-                let runs_tokengate = map
-                    .get("http_filters")
-                    .is_some_and(|f| !plugins(f).is_empty());
-                if runs_tokengate {
-                    let flag = |name: &str| map.get(name).and_then(Value::as_bool).unwrap_or(false);
-                    out.0 |= flag("normalize_path");
-                    out.1 |= flag("merge_slashes");
-                }
-                map.values().for_each(|v| go(v, out));
-            }
-            Value::Array(items) => items.iter().for_each(|v| go(v, out)),
-            _ => {}
-        }
-    }
     let mut out = (false, false);
-    go(root, &mut out);
+    for manager in managers(root) {
+        let flag = |name: &str| {
+            manager
+                .config
+                .get(name)
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+        };
+        out.0 |= flag("normalize_path");
+        out.1 |= flag("merge_slashes");
+    }
     out
 }
 

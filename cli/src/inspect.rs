@@ -4,7 +4,7 @@
 //! split and decoded by the core (`token::split`, `token::b64url_decode`,
 //! canonical base64url as the filter requires), every member is shown as
 //! JSON, and the core's own header and claims parsers say whether the form
-//! fits the token profile (SPEC section 2). Whether the MAC holds, and what
+//! fits the token profile the filter accepts. Whether the MAC holds, and what
 //! the filter would decide, is `tokengate verify`'s to say.
 
 use std::process::ExitCode;

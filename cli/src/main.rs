@@ -16,7 +16,9 @@ mod check_config;
 mod envoy;
 mod inspect;
 mod keygen;
+mod list_file;
 mod mint;
+mod resign;
 mod revoke;
 mod util;
 mod verify;
@@ -47,6 +49,7 @@ enum Command {
     Inspect(inspect::Args),
     Verify(verify::Args),
     Revoke(revoke::Args),
+    Resign(resign::Args),
     CheckConfig(check_config::Args),
 }
 
@@ -74,6 +77,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => inspect::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Revoke(args) => revoke::run(args),
+        Command::Resign(args) => resign::run(args),
         Command::CheckConfig(args) => check_config::run(args),
     }
 }

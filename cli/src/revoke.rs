@@ -2,26 +2,29 @@
 //!
 //! The list is read and written by the core's `revocation::Document` (the
 //! strict parser the service uses, the canonical writer, the JWS form), so
-//! what this command writes is what the service accepts. Each run raises
-//! the version (the service refuses a lower one: rollback protection), sets
-//! `generated_at`, drops entries whose `exp` has passed, and replaces the
-//! file atomically, so a web server handing it out never serves half a list.
+//! what this command writes is what the service accepts. The read, the
+//! change and the atomic write happen under a lock, in `list_file`; this
+//! module adds the entry the command line names.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{anyhow, bail, Result};
-use tokengate::keys::{Alg, Key, SecretEncoding};
-use tokengate::revocation::{Document, Entry};
+use anyhow::{bail, Result};
+use tokengate::keys::{Alg, SecretEncoding};
+use tokengate::revocation::Entry;
 
+use crate::list_file::{self, KEEP_PAST_EXP_S};
 use crate::util;
 
-/// Add an entry to a revocation list file (created at version 1), raise its version, drop expired entries
+/// Add an entry to a revocation list file (created at version 1), raise its version, drop entries 300 s past their exp
 #[derive(clap::Args)]
 #[command(group = clap::ArgGroup::new("what").required(true).args(["jti", "sub", "kid"]))]
 #[command(
     after_help = "Times are Unix seconds or RFC 3339. A signed list (JWS, typ tokengate-revocations, HS256) \
-is read back and re-signed with the same --sign-key-env key; an unsigned one given --sign-key-env is written signed.\n\n\
+is read back and re-signed with the same --sign-key-env key; an unsigned one given --sign-key-env is written signed. \
+An entry is kept until its exp + 300 s has passed (the filter honours a token until exp + clock_skew_s). \
+A --list that is a symbolic link is written through: the file it leads to is replaced in its own directory \
+(created there when missing) and the link stays a link. Concurrent runs take turns on a lock, FILE.lock beside that file.\n\n\
 Examples:\n  tokengate revoke --list revocations.json --jti 9f2c4e... --exp 2026-11-27T16:15:00Z\n  \
 tokengate revoke --list revocations.json --sub user-42 --before 2026-11-27T12:00:00Z\n  \
 tokengate revoke --list revocations.jws --kid 2026-09 --sign-key-env TOKENGATE_LIST_KEY"
@@ -39,7 +42,7 @@ pub struct Args {
     /// Revoke every token signed with this key id
     #[arg(long, value_name = "K")]
     kid: Option<String>,
-    /// When the entry may be dropped (for a jti: the token's exp)
+    /// The token's exp: the entry is dropped once exp + 300 s has passed
     #[arg(long, value_name = "T", value_parser = util::parse_time)]
     exp: Option<u64>,
     /// With --sub: revoke the tokens issued (iat) before this time, and those without iat
@@ -48,14 +51,13 @@ pub struct Args {
     /// Environment variable holding the base64 HS256 key that signs the list (JWS)
     #[arg(long, value_name = "VAR")]
     sign_key_env: Option<String>,
-    /// The clock for generated_at and dropping expired entries [default: now]
+    /// The clock for generated_at and dropping entries past exp + 300 s [default: now]
     #[arg(long, value_name = "T", value_parser = util::parse_time)]
     now: Option<u64>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let now = util::now_or_system(args.now)?;
-    let name = args.list.display().to_string();
     let key = match &args.sign_key_env {
         Some(var) => Some(util::key_from_env(
             var,
@@ -67,56 +69,25 @@ pub fn run(args: Args) -> Result<ExitCode> {
         None => None,
     };
     let entry = entry(&args, now)?;
-    let mut document = read_list(&args, key.as_ref())?;
-
-    let before = document.entries.len();
-    document.drop_expired(now);
-    let dropped = before - document.entries.len();
-    let added = !document.entries.contains(&entry);
-    if added {
-        document.entries.push(entry);
-    }
-    document.version = document
-        .version
-        .checked_add(1)
-        .ok_or_else(|| anyhow!("{name}: the version cannot rise past {}", document.version))?;
-    document.generated_at = Some(now);
-
-    let mut text = match &key {
-        Some(key) => document.to_signed(key),
-        None => document.to_json(),
+    let update = list_file::Update {
+        path: &args.list,
+        key: key.as_ref(),
+        now,
+        signed_only: false,
     };
-    // Read back with the service's parser before anything is replaced.
-    let reread = match &key {
-        Some(key) => Document::parse_signed(text.as_bytes(), key),
-        None => Document::parse_json(text.as_bytes()),
-    };
-    if reread.as_ref() != Ok(&document) {
-        bail!("{name}: the written list would not read back as written; nothing was changed");
-    }
-    text.push('\n');
-    util::write_atomically(&args.list, text.as_bytes())?;
-
-    let mut summary = format!(
-        "{name}: version {}, {} entr{}",
-        document.version,
-        document.entries.len(),
-        if document.entries.len() == 1 {
-            "y"
-        } else {
-            "ies"
+    let (written, added) = update.apply(|document| {
+        let added = !document.entries.contains(&entry);
+        if added {
+            document.entries.push(entry);
         }
-    );
-    if !added {
-        summary.push_str(" (the entry was already listed)");
-    }
-    if dropped > 0 {
-        summary.push_str(&format!(", {dropped} expired dropped"));
-    }
-    if key.is_some() {
-        summary.push_str(", signed HS256");
-    }
-    util::outln(format_args!("{summary}"))?;
+        added
+    })?;
+    let note = if added {
+        ""
+    } else {
+        " (the entry was already listed)"
+    };
+    util::outln(format_args!("{}", written.summary(note)))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -131,9 +102,9 @@ fn entry(args: &Args, now: u64) -> Result<Entry> {
         Ok(value.to_owned())
     }
     if let Some(exp) = args.exp {
-        if exp < now {
+        if exp.saturating_add(KEEP_PAST_EXP_S) < now {
             bail!(
-                "--exp: {} has passed: the entry would be dropped at once",
+                "--exp: {} is more than {KEEP_PAST_EXP_S} s in the past: the entry would be dropped at once",
                 util::format_time(exp as f64)
             );
         }
@@ -155,33 +126,4 @@ fn entry(args: &Args, now: u64) -> Result<Entry> {
         },
         _ => bail!("give exactly one of --jti, --sub, --kid"),
     })
-}
-
-/// The list in force, or a new empty one (version 0, raised to 1 on write)
-/// when the file does not exist.
-fn read_list(args: &Args, key: Option<&Key>) -> Result<Document> {
-    let name = args.list.display();
-    let body = match std::fs::read(&args.list) {
-        Ok(body) => body,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Document {
-                version: 0,
-                generated_at: None,
-                entries: Vec::new(),
-            })
-        }
-        Err(e) => return Err(anyhow!(e).context(format!("cannot read {name}"))),
-    };
-    if body.trim_ascii().is_empty() {
-        bail!("--list: {name} is empty; remove it to start a new list");
-    }
-    let signed = !body.trim_ascii_start().starts_with(b"{");
-    let parsed = match (signed, key) {
-        (true, Some(key)) => Document::parse_signed(&body, key),
-        (true, None) => {
-            bail!("--list: {name} is a signed list: give --sign-key-env VAR to read and re-sign it")
-        }
-        (false, _) => Document::parse_json(&body),
-    };
-    parsed.map_err(|e| anyhow!("--list: {name}: {e}"))
 }

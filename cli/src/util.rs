@@ -300,9 +300,13 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Whether a string holds a character the filter refuses in claims it
-/// reads (U+0000–U+001F, U+007F).
+/// reads: C0 (U+0000–U+001F), DEL, C1 (U+0080–U+009F), and the line and
+/// paragraph separators U+2028 and U+2029 (README, "Security model").
+/// Judged by character: C1 and the separators are several bytes in UTF-8.
 pub fn has_control(s: &str) -> bool {
-    s.bytes().any(|b| b < 0x20 || b == 0x7f)
+    // `char::is_control` is exactly C0, DEL and C1 (general category Cc).
+    s.chars()
+        .any(|c| c.is_control() || c == '\u{2028}' || c == '\u{2029}')
 }
 
 /// The algorithm named on the command line.
@@ -345,6 +349,28 @@ mod tests {
         assert!(parse_time("yesterday").is_err());
         assert!(parse_time("9007199254740993").is_err());
         assert!(parse_time("-5").is_err());
+    }
+
+    #[test]
+    fn control_characters_are_those_the_filter_refuses() {
+        for bad in [
+            "\u{0}",
+            "a\tb",
+            "\u{1f}",
+            "\u{7f}",
+            "\u{80}",
+            "x\u{85}",
+            "\u{9f}",
+            "\u{2028}",
+            "a\u{2029}b",
+        ] {
+            assert!(has_control(bad), "{bad:?}");
+        }
+        for good in [
+            "", "user-42", " ", "~", "\u{a0}", "é", "\u{2027}", "\u{202a}", "😀",
+        ] {
+            assert!(!has_control(good), "{good:?}");
+        }
     }
 
     #[test]

@@ -16,12 +16,30 @@ pub struct Bootstrap {
     pub singleton: bool,
     pub cluster: String,
     pub filter_configuration_type: String,
+    /// The filter's line about failures (`failure_policy: …` or
+    /// `fail_open: …`), if any.
+    pub failure: Option<String>,
+    /// The connection manager's `headers_with_underscores_action`, if any.
+    pub underscores: Option<String>,
+    /// How many copies of the service (each with `service_vm_id`).
+    pub services: usize,
+}
+
+/// `filter_config` without its inline secret (the key `py`), as an Envoy
+/// file should hold it.
+pub fn filter_config_from_env() -> serde_json::Value {
+    let mut config = filter_config();
+    config["keys"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|k| k.get("secret").is_none());
+    config
 }
 
 impl Bootstrap {
     pub fn full() -> Bootstrap {
         Bootstrap {
-            filter: Some(filter_config().to_string()),
+            filter: Some(filter_config_from_env().to_string()),
             service: Some(SERVICE.to_owned()),
             filter_env: "[TG_KEY]".into(),
             service_env: "[TG_LIST_KEY]".into(),
@@ -30,6 +48,9 @@ impl Bootstrap {
             singleton: true,
             cluster: "revocation_source".into(),
             filter_configuration_type: "type.googleapis.com/google.protobuf.StringValue".into(),
+            failure: Some("failure_policy: FAIL_RELOAD".into()),
+            underscores: Some("REJECT_REQUEST".into()),
+            services: 1,
         }
     }
 
@@ -46,10 +67,15 @@ impl Bootstrap {
         let mut out = String::from(
             "admin:\n  address:\n    socket_address: {address: 127.0.0.1, port_value: 9901}\n",
         );
-        if let Some(service) = &self.service {
+        if self.service.is_some() {
+            out.push_str("bootstrap_extensions:\n");
+        }
+        for _ in 0..self.services {
+            let Some(service) = &self.service else {
+                break;
+            };
             out.push_str(&format!(
-                "bootstrap_extensions:
-- name: envoy.bootstrap.wasm
+                "- name: envoy.bootstrap.wasm
   typed_config:
     \"@type\": type.googleapis.com/envoy.extensions.wasm.v3.WasmService
     singleton: {}
@@ -70,26 +96,32 @@ impl Bootstrap {
                 self.singleton, self.service_vm_id, self.service_env, service
             ));
         }
-        out.push_str(
+        out.push_str(&format!(
             "static_resources:
   listeners:
   - name: edge
     address:
-      socket_address: {address: 127.0.0.1, port_value: 10000}
+      socket_address: {{address: 127.0.0.1, port_value: 10000}}
     filter_chains:
     - filters:
       - name: envoy.filters.network.http_connection_manager
         typed_config:
           \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: edge
-          route_config:
+{underscores}          route_config:
             virtual_hosts:
             - name: all
               domains: [\"*\"]
-              routes: [{match: {prefix: /}, route: {cluster: upstream}}]
+              routes: [{{match: {{prefix: /}}, route: {{cluster: upstream}}}}]
           http_filters:
 ",
-        );
+            underscores = match &self.underscores {
+                Some(action) => format!(
+                    "          common_http_protocol_options: {{headers_with_underscores_action: {action}}}\n"
+                ),
+                None => String::new(),
+            }
+        ));
         if let Some(filter) = &self.filter {
             out.push_str(&format!(
                 "          - name: envoy.filters.http.wasm
@@ -98,7 +130,7 @@ impl Bootstrap {
               config:
                 name: tokengate
                 root_id: tokengate
-                vm_config:
+{}                vm_config:
                   vm_id: {}
                   runtime: envoy.wasm.runtime.v8
                   code: {{local: {{filename: /tokengate.wasm}}}}
@@ -109,7 +141,14 @@ impl Bootstrap {
                   value: |
                     {}
 ",
-                self.filter_vm_id, self.filter_env, self.filter_configuration_type, filter
+                self.failure
+                    .as_ref()
+                    .map(|p| format!("                {p}\n"))
+                    .unwrap_or_default(),
+                self.filter_vm_id,
+                self.filter_env,
+                self.filter_configuration_type,
+                filter
             ));
         }
         out.push_str(&format!(
@@ -267,7 +306,7 @@ fn accepts_an_envoy_bootstrap_in_yaml_and_json() {
 #[test]
 fn reports_every_error_in_an_envoy_file_with_where_and_path() {
     let dir = Dir::new();
-    let mut config = filter_config();
+    let mut config = filter_config_from_env();
     config["rules"][0]["match"]["prefix"] = serde_json::json!("healthz");
     let envoy = Bootstrap {
         filter: Some(config.to_string()),
@@ -385,7 +424,7 @@ fn checks_the_configuration_is_a_string_value() {
 #[test]
 fn warns_of_a_revocation_section_without_a_service() {
     let dir = Dir::new();
-    let mut config = filter_config();
+    let mut config = filter_config_from_env();
     config["revocation"] = serde_json::json!({});
     dir.write(
         "envoy.yaml",
@@ -454,6 +493,14 @@ fn the_shipped_envoy_examples_pass_once_rendered() {
             run.stdout,
             run.stderr
         );
+        // Examples people copy: not a warning either (a fail-closed VM,
+        // headers with underscores let through, an inline secret).
+        assert_eq!(run.stderr, "", "{}", path.display());
+        assert!(
+            run.stdout.ends_with(" 0 errors, 0 warnings\n"),
+            "{}",
+            run.stdout
+        );
     }
 }
 
@@ -496,7 +543,7 @@ fn refuses_a_missing_file_and_a_missing_argument() {
 #[test]
 fn refresh_needs_the_plugin_to_read_bodies() {
     let dir = Dir::new();
-    let mut filter = filter_config();
+    let mut filter = filter_config_from_env();
     filter["refresh"] =
         serde_json::json!({"path": "/oauth/token", "kid": filter["keys"][0]["kid"]});
     dir.write(
@@ -514,5 +561,185 @@ fn refresh_needs_the_plugin_to_read_bodies() {
             .contains("allow_on_headers_stop_iteration: refresh is configured"),
         "{}",
         run.stderr
+    );
+}
+
+// What lets a request round the gate, or a secret out of it.
+
+const HCM_WHERE: &str = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config";
+
+/// Exit 0, and stderr holds exactly these warnings, one a line.
+#[track_caller]
+fn warns(run: crate::util::Run, lines: &[&str]) {
+    assert_eq!(
+        run.code, 0,
+        "stdout: {}\nstderr: {}",
+        run.stdout, run.stderr
+    );
+    let got: Vec<&str> = run.stderr.lines().collect();
+    let want: Vec<String> = lines.iter().map(|l| format!("warning: {l}")).collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn warns_when_the_manager_lets_headers_with_underscores_through() {
+    let dir = Dir::new();
+    let warning = format!(
+        "{HCM_WHERE}: common_http_protocol_options.headers_with_underscores_action: is not set (ALLOW): \
+         a client may send x_auth_subject, which WSGI and CGI upstreams read as x-auth-subject, a claim header \
+         the filter sets; set REJECT_REQUEST or DROP_HEADER"
+    );
+    let envoy = Bootstrap {
+        underscores: None,
+        ..Bootstrap::full()
+    };
+    dir.write("envoy.yaml", envoy.yaml());
+    warns(check(&dir, "envoy.yaml"), &[&warning]);
+    for allow in ["ALLOW", "0"] {
+        let envoy = Bootstrap {
+            underscores: Some(allow.into()),
+            ..Bootstrap::full()
+        };
+        dir.write("envoy.yaml", envoy.yaml());
+        warns(
+            check(&dir, "envoy.yaml"),
+            &[&warning.replace("is not set (ALLOW)", "is ALLOW")],
+        );
+    }
+    for refuse in ["REJECT_REQUEST", "DROP_HEADER", "2"] {
+        let envoy = Bootstrap {
+            underscores: Some(refuse.into()),
+            ..Bootstrap::full()
+        };
+        dir.write("envoy.yaml", envoy.yaml());
+        warns(check(&dir, "envoy.yaml"), &[]);
+    }
+}
+
+#[test]
+fn refuses_a_filter_that_fails_open() {
+    let dir = Dir::new();
+    for (line, path, says) in [
+        (
+            "failure_policy: FAIL_OPEN",
+            "failure_policy",
+            "is FAIL_OPEN",
+        ),
+        ("failure_policy: 3", "failure_policy", "is FAIL_OPEN"),
+        ("fail_open: true", "fail_open", "is true"),
+    ] {
+        let envoy = Bootstrap {
+            failure: Some(line.into()),
+            ..Bootstrap::full()
+        };
+        dir.write("envoy.yaml", envoy.yaml());
+        let run = check(&dir, "envoy.yaml");
+        assert_eq!(run.code, 1, "{line}: {}", run.stderr);
+        let lines: Vec<&str> = run.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{line}: {}", run.stderr);
+        assert!(
+            lines[0].starts_with(&format!("{FILTER_WHERE}: {path}: {says}: ")),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[0].contains("an auth bypass") && lines[0].contains("FAIL_RELOAD"),
+            "{}",
+            lines[0]
+        );
+    }
+}
+
+#[test]
+fn suggests_fail_reload_over_fail_closed() {
+    let dir = Dir::new();
+    let warning = format!(
+        "{FILTER_WHERE}: failure_policy: is FAIL_CLOSED: once the VM fails, its worker answers 503 to every \
+         request until Envoy restarts; set failure_policy: FAIL_RELOAD (a fresh VM for the next request; \
+         the failing request is still refused)"
+    );
+    for (line, says) in [
+        (Some("failure_policy: FAIL_CLOSED"), "is FAIL_CLOSED"),
+        (None, "is not set (FAIL_CLOSED)"),
+        (
+            Some("failure_policy: UNSPECIFIED"),
+            "is not set (FAIL_CLOSED)",
+        ),
+        (Some("fail_open: false"), "is not set (FAIL_CLOSED)"),
+    ] {
+        let envoy = Bootstrap {
+            failure: line.map(str::to_owned),
+            ..Bootstrap::full()
+        };
+        dir.write("envoy.yaml", envoy.yaml());
+        warns(
+            check(&dir, "envoy.yaml"),
+            &[&warning.replace("is FAIL_CLOSED", says)],
+        );
+    }
+}
+
+#[test]
+fn refuses_two_services_in_one_vm_id() {
+    let dir = Dir::new();
+    let envoy = Bootstrap {
+        services: 2,
+        ..Bootstrap::full()
+    };
+    dir.write("envoy.yaml", envoy.yaml());
+    invalid(
+        check(&dir, "envoy.yaml"),
+        &["envoy.yaml: 2 \"tokengate-revocations\" services share vm_id \"tokengate\": they would publish over each other's list; keep one"],
+    );
+}
+
+#[test]
+fn warns_of_every_inline_secret_without_printing_it() {
+    let dir = Dir::new();
+    let mut filter = filter_config_from_env();
+    let inline = serde_json::json!({"kid": "a", "alg": "HS256", "secret": KEY_B64});
+    filter["keys"].as_array_mut().unwrap().push(inline.clone());
+    filter["keys"].as_array_mut().unwrap().push(inline);
+    filter["keys"][2]["kid"] = serde_json::json!("b");
+    let envoy = Bootstrap {
+        filter: Some(filter.to_string()),
+        service: Some(SERVICE.replace(
+            r#""secret_env": "TG_LIST_KEY""#,
+            &format!(r#""secret": "{KEY_B64}""#),
+        )),
+        ..Bootstrap::full()
+    };
+    dir.write("envoy.yaml", envoy.yaml());
+    let says = "is an inline secret, which Envoy shows in its admin /config_dump and debug log: \
+                name an environment variable with secret_env (handed over by host_env_keys) instead";
+    let run = check(&dir, "envoy.yaml");
+    assert!(!run.stdout.contains(KEY_B64) && !run.stderr.contains(KEY_B64));
+    warns(
+        run,
+        &[
+            &format!("{SERVICE_WHERE}: verify_key.secret: {says}"),
+            &format!("{FILTER_WHERE}: keys[1].secret: {says}"),
+            &format!("{FILTER_WHERE}: keys[2].secret: {says}"),
+        ],
+    );
+}
+
+#[test]
+fn warns_of_a_secret_written_into_key_values() {
+    let dir = Dir::new();
+    let envoy = Bootstrap {
+        service_env: "[]\n          key_values: {TG_LIST_KEY: c2VjcmV0, TG_OTHER: x}".into(),
+        ..Bootstrap::full()
+    };
+    dir.write("envoy.yaml", envoy.yaml());
+    let run = check(&dir, "envoy.yaml");
+    assert!(!run.stdout.contains("c2VjcmV0") && !run.stderr.contains("c2VjcmV0"));
+    warns(
+        run,
+        &[&format!(
+            "{SERVICE_WHERE}: vm_config.environment_variables.key_values.TG_LIST_KEY: holds the secret of \
+             verify_key.secret_env in the Envoy configuration, which Envoy shows in its admin /config_dump: \
+             list TG_LIST_KEY in host_env_keys and set it in Envoy's environment instead"
+        )],
     );
 }

@@ -88,3 +88,12 @@ fn refuses_an_empty_kid() {
         .run(&["keygen", "--kid", ""])
         .error(2, &["--kid"]);
 }
+
+#[test]
+fn refuses_a_kid_with_a_control_character() {
+    let dir = Dir::new();
+    for kid in ["a\tb", "a\u{85}b", "a\u{2029}b"] {
+        dir.run(&["keygen", "--kid", kid])
+            .error(2, &["--kid", "control characters"]);
+    }
+}

@@ -10,6 +10,7 @@ mod check_config;
 mod inspect;
 mod keygen;
 mod mint;
+mod resign;
 mod revoke;
 mod usage;
 mod verify;

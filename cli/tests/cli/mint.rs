@@ -461,6 +461,25 @@ fn refuses_control_characters_in_claims() {
 }
 
 #[test]
+fn refuses_c1_controls_and_unicode_line_separators_in_claims() {
+    // Several bytes each in UTF-8: a byte-wise check lets them through,
+    // and the filter would then refuse the token as malformed.
+    let dir = keyed_dir();
+    for sub in ["a\u{85}b", "a\u{9b}b", "a\u{2028}b", "a\u{2029}b"] {
+        dir.run(&[
+            "mint",
+            "--kid",
+            "demo",
+            "--secret-env",
+            "TG_KEY",
+            "--sub",
+            sub,
+        ])
+        .error(2, &["--sub", "control character"]);
+    }
+}
+
+#[test]
 fn refuses_a_claim_that_would_make_the_token_malformed() {
     let dir = keyed_dir();
     dir.run(&[

@@ -1,6 +1,6 @@
 //! `tokengate revoke`.
 
-use crate::util::{keyed_dir, Dir, KEY384_B64, KEY_B64, NOW, NOW_RFC3339};
+use crate::util::{finish, keyed_dir, Dir, KEY384_B64, KEY_B64, NOW, NOW_RFC3339};
 
 fn revoke(dir: &Dir, extra: &[&str]) -> crate::util::Run {
     let now = NOW.to_string();
@@ -37,31 +37,33 @@ fn raises_the_version_and_keeps_the_entries() {
     );
 }
 
+fn revoke_at(dir: &Dir, now: u64, extra: &[&str]) -> crate::util::Run {
+    let now = now.to_string();
+    let mut args = vec!["revoke", "--list", "list.json", "--now", &now];
+    args.extend_from_slice(extra);
+    dir.run(&args)
+}
+
 #[test]
-fn drops_expired_entries() {
+fn keeps_an_entry_until_300_s_past_its_exp() {
+    // The filter takes a token until exp + clock_skew_s: an entry dropped
+    // at exp would let the revoked token in again on a skewed clock.
     let dir = Dir::new();
-    revoke(&dir, &["--jti", "short", "--exp", &(NOW + 60).to_string()]).ok();
+    let exp = NOW + 60;
+    revoke(&dir, &["--jti", "short", "--exp", &exp.to_string()]).ok();
     revoke(&dir, &["--jti", "long", "--exp", &(NOW + 3600).to_string()]).ok();
-    let later = (NOW + 120).to_string();
-    let run = dir
-        .run(&[
-            "revoke",
-            "--list",
-            "list.json",
-            "--now",
-            &later,
-            "--sub",
-            "s",
-        ])
-        .ok();
+    let run = revoke_at(&dir, exp + 1, &["--sub", "s1"]).ok();
+    assert_eq!(run.stdout, "list.json: version 3, 3 entries\n");
+    let run = revoke_at(&dir, exp + 300, &["--sub", "s2"]).ok();
+    assert_eq!(run.stdout, "list.json: version 4, 4 entries\n");
+    let run = revoke_at(&dir, exp + 301, &["--sub", "s3"]).ok();
     assert_eq!(
         run.stdout,
-        "list.json: version 3, 2 entries, 1 expired dropped\n"
+        "list.json: version 5, 4 entries, 1 expired dropped\n"
     );
-    let entries = list(&dir, "list.json")["entries"].clone();
     assert_eq!(
-        entries,
-        serde_json::json!([{"jti": "long", "exp": NOW + 3600}, {"sub": "s"}])
+        list(&dir, "list.json")["entries"],
+        serde_json::json!([{"jti": "long", "exp": NOW + 3600}, {"sub": "s1"}, {"sub": "s2"}, {"sub": "s3"}])
     );
 }
 
@@ -111,12 +113,42 @@ fn writes_atomically_keeping_permissions() {
         std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
         0o640
     );
-    // Only the list is left: the temporary file was renamed over it.
-    let names: Vec<String> = std::fs::read_dir(dir.root())
+    // Only the list and its (empty) lock file are left: the temporary file
+    // was renamed over the list.
+    let mut names: Vec<String> = std::fs::read_dir(dir.root())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, vec!["list.json".to_owned()]);
+    names.sort();
+    assert_eq!(names, ["list.json", "list.json.lock"]);
+    assert_eq!(dir.read("list.json.lock"), "");
+}
+
+#[test]
+fn concurrent_runs_on_one_list_lose_no_entry() {
+    // Without a lock, runs that read the same version each write their own
+    // entry over the other's.
+    const RUNS: usize = 24;
+    let dir = Dir::new();
+    let now = NOW.to_string();
+    let jtis: Vec<String> = (0..RUNS).map(|i| format!("jti-{i:02}")).collect();
+    let children: Vec<_> = jtis
+        .iter()
+        .map(|jti| dir.spawn(&["revoke", "--list", "list.json", "--now", &now, "--jti", jti]))
+        .collect();
+    for child in children {
+        finish(child).ok();
+    }
+    let list = list(&dir, "list.json");
+    assert_eq!(list["version"], RUNS, "{list}");
+    let mut listed: Vec<&str> = list["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["jti"].as_str().unwrap())
+        .collect();
+    listed.sort_unstable();
+    assert_eq!(listed, jtis);
 }
 
 #[test]
@@ -152,12 +184,17 @@ fn refuses_a_bad_time() {
 }
 
 #[test]
-fn refuses_an_exp_that_has_passed() {
-    revoke(
-        &Dir::new(),
-        &["--jti", "a", "--exp", &(NOW - 1).to_string()],
-    )
-    .error(2, &["--exp", "passed"]);
+fn refuses_an_exp_more_than_300_s_in_the_past() {
+    let dir = Dir::new();
+    revoke(&dir, &["--jti", "a", "--exp", &(NOW - 301).to_string()])
+        .error(2, &["--exp", "more than 300 s in the past"]);
+    assert!(!dir.path("list.json").exists());
+    // Within 300 s the entry still matters (a skewed clock takes the token).
+    revoke(&dir, &["--jti", "a", "--exp", &(NOW - 300).to_string()]).ok();
+    assert_eq!(
+        list(&dir, "list.json")["entries"],
+        serde_json::json!([{"jti": "a", "exp": NOW - 300}])
+    );
 }
 
 #[test]
@@ -199,4 +236,117 @@ fn refuses_empty_or_control_character_values() {
     let dir = Dir::new();
     revoke(&dir, &["--jti", ""]).error(2, &["--jti", "empty"]);
     revoke(&dir, &["--sub", "a\u{7f}"]).error(2, &["--sub", "control"]);
+    revoke(&dir, &["--jti", "a\u{80}"]).error(2, &["--jti", "control"]);
+    revoke(&dir, &["--kid", "a\u{2028}"]).error(2, &["--kid", "control"]);
+    assert!(!dir.path("list.json").exists());
+}
+
+// A list path that is a symbolic link: the target is what a web server
+// serves, so it is the target that must change.
+
+fn is_link(path: &std::path::Path) -> bool {
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .file_type()
+        .is_symlink()
+}
+
+fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn writes_through_a_symbolic_link_to_its_target() {
+    use std::os::unix::fs::{symlink, PermissionsExt as _};
+    let dir = Dir::new();
+    std::fs::create_dir(dir.path("served")).unwrap();
+    revoke(&dir, &["--jti", "a"]).ok();
+    std::fs::rename(dir.path("list.json"), dir.path("served/list.json")).unwrap();
+    std::fs::remove_file(dir.path("list.json.lock")).unwrap();
+    std::fs::set_permissions(
+        dir.path("served/list.json"),
+        std::fs::Permissions::from_mode(0o640),
+    )
+    .unwrap();
+    // A relative link, resolved from the link's directory.
+    symlink("served/list.json", dir.path("list.json")).unwrap();
+
+    let run = revoke(&dir, &["--jti", "b"]).ok();
+    assert_eq!(run.stdout, "list.json: version 2, 2 entries\n");
+    assert!(is_link(&dir.path("list.json")), "the link was replaced");
+    assert_eq!(
+        std::fs::read_link(dir.path("list.json")).unwrap(),
+        std::path::Path::new("served/list.json")
+    );
+    assert_eq!(
+        list(&dir, "served/list.json")["entries"],
+        serde_json::json!([{"jti": "a"}, {"jti": "b"}])
+    );
+    assert_eq!(
+        std::fs::metadata(dir.path("served/list.json"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o640
+    );
+    // The lock and the temporary file were beside the target.
+    assert_eq!(
+        names_in(&dir.path("served")),
+        ["list.json", "list.json.lock"]
+    );
+    assert_eq!(names_in(dir.root()), ["list.json", "served"]);
+}
+
+#[test]
+fn follows_a_chain_of_links_with_an_absolute_target() {
+    use std::os::unix::fs::symlink;
+    let dir = Dir::new();
+    std::fs::create_dir(dir.path("served")).unwrap();
+    dir.write("served/list.json", r#"{"version": 7, "entries": []}"#);
+    symlink(dir.path("served/list.json"), dir.path("middle.json")).unwrap();
+    symlink("middle.json", dir.path("list.json")).unwrap();
+    revoke(&dir, &["--kid", "k"]).ok();
+    assert!(is_link(&dir.path("list.json")) && is_link(&dir.path("middle.json")));
+    assert_eq!(list(&dir, "served/list.json")["version"], 8);
+}
+
+#[test]
+fn a_link_to_a_missing_file_in_an_existing_directory_creates_the_file() {
+    use std::os::unix::fs::symlink;
+    let dir = Dir::new();
+    std::fs::create_dir(dir.path("served")).unwrap();
+    symlink("served/new.json", dir.path("list.json")).unwrap();
+    let run = revoke(&dir, &["--jti", "a"]).ok();
+    assert_eq!(run.stdout, "list.json: version 1, 1 entry\n");
+    assert!(is_link(&dir.path("list.json")));
+    assert_eq!(list(&dir, "served/new.json")["version"], 1);
+}
+
+#[test]
+fn refuses_a_link_whose_target_cannot_be_resolved() {
+    use std::os::unix::fs::symlink;
+    let dir = Dir::new();
+    symlink("nowhere/list.json", dir.path("list.json")).unwrap();
+    revoke(&dir, &["--jti", "a"]).error(
+        2,
+        &[
+            "list.json is a symbolic link to nowhere/list.json",
+            "directory does not exist",
+        ],
+    );
+    assert!(is_link(&dir.path("list.json")));
+    assert!(!dir.path("nowhere").exists());
+
+    let dir = Dir::new();
+    symlink("loop-b", dir.path("list.json")).unwrap();
+    symlink("list.json", dir.path("loop-b")).unwrap();
+    revoke(&dir, &["--jti", "a"]).error(2, &["list.json", "symbolic links"]);
+    assert!(is_link(&dir.path("list.json")));
+    assert_eq!(names_in(dir.root()), ["list.json", "loop-b"]);
 }

@@ -2,12 +2,13 @@
 
 use crate::util::Dir;
 
-const COMMANDS: [&str; 6] = [
+const COMMANDS: [&str; 7] = [
     "keygen",
     "mint",
     "inspect",
     "verify",
     "revoke",
+    "resign",
     "check-config",
 ];
 

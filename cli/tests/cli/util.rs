@@ -4,7 +4,7 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use base64::Engine as _;
 
@@ -157,7 +157,16 @@ impl Dir {
 
     /// Runs `tokengate ARGS` here with `stdin`.
     pub fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Run {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tokengate"))
+        let mut child = self.spawn(args);
+        // A command that exits before reading stdin closes the pipe: fine.
+        let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+        finish(child)
+    }
+
+    /// Starts `tokengate ARGS` here without waiting for it (stdin, stdout
+    /// and stderr piped); `finish` waits for it.
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_tokengate"))
             .args(args)
             .current_dir(self.dir.path())
             .env_clear()
@@ -166,22 +175,25 @@ impl Dir {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap();
-        // A command that exits before reading stdin closes the pipe: fine.
-        let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-        let out = child.wait_with_output().unwrap();
-        let run = Run {
-            code: out.status.code().expect("tokengate was killed by a signal"),
-            stdout: String::from_utf8(out.stdout).unwrap(),
-            stderr: String::from_utf8(out.stderr).unwrap(),
-        };
-        assert!(
-            !run.stderr.contains("panicked"),
-            "tokengate panicked: {}",
-            run.stderr
-        );
-        run
+            .unwrap()
     }
+}
+
+/// Waits for a run started with `Dir::spawn` (its stdin closed, empty).
+pub fn finish(mut child: Child) -> Run {
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    let run = Run {
+        code: out.status.code().expect("tokengate was killed by a signal"),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    };
+    assert!(
+        !run.stderr.contains("panicked"),
+        "tokengate panicked: {}",
+        run.stderr
+    );
+    run
 }
 
 /// Mints a token with the HS256 key `KEY_B64` (kid `demo`) at NOW, in a
@@ -226,7 +238,7 @@ pub fn header_of(token: &str) -> serde_json::Value {
     serde_json::from_slice(&bytes).unwrap()
 }
 
-/// A filter configuration in the spirit of SPEC section 3, reading its key
+/// A filter configuration like the one in envoy/edge.yaml, reading its key
 /// from `TG_KEY`.
 pub fn filter_config() -> serde_json::Value {
     serde_json::json!({
