@@ -304,9 +304,8 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 /// paragraph separators U+2028 and U+2029 (README, "Security model").
 /// Judged by character: C1 and the separators are several bytes in UTF-8.
 pub fn has_control(s: &str) -> bool {
-    // `char::is_control` is exactly C0, DEL and C1 (general category Cc).
-    s.chars()
-        .any(|c| c.is_control() || c == '\u{2028}' || c == '\u{2029}')
+    // The filter's own check, so the two can never disagree.
+    tokengate::token::has_controls(s)
 }
 
 /// The algorithm named on the command line.
