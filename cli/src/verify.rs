@@ -19,9 +19,11 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Value};
 use tokengate::config::{Config, OnUnavailable, Secrets, TokenSource};
-use tokengate::gate::{Decision, FixedConnection, Request, Revocations, Verdict};
+use tokengate::gate::{Decision, Edit, FixedConnection, Request, Revocations, Verdict};
 use tokengate::keys::{Alg, SecretEncoding};
+use tokengate::refresh::RefreshRequest;
 use tokengate::refusal::Reason;
+use tokengate::refusal::Reply;
 use tokengate::revocation::{Document, Snapshot};
 
 use crate::envoy::{self, FileKind};
@@ -128,21 +130,54 @@ pub fn run(args: Args) -> Result<ExitCode> {
         fresh_at: snapshot.as_ref().map(|(_, at)| *at),
         lost: false,
     };
-    let request = Request {
-        method: &args.method,
-        path: &path,
-        authority: args.host.as_bytes(),
-        headers: &headers,
+    let (verdict, reply) = if config.is_refresh_path(&path) {
+        // The filter answers the refresh path itself, before any rule: the
+        // token goes in as the refresh_token of the form it expects.
+        util::errln(format_args!(
+            "note: {} is the refresh path: the filter answers it itself; TOKEN is sent as a form's refresh_token",
+            String::from_utf8_lossy(&path)
+        ));
+        let body = token
+            .as_deref()
+            .map(|t| {
+                format!(
+                    "grant_type=refresh_token&refresh_token={}",
+                    percent_encode(t)
+                )
+            })
+            .unwrap_or_default();
+        let request = RefreshRequest {
+            method: &args.method,
+            content_type: Some(b"application/x-www-form-urlencoded"),
+            body: body.as_bytes(),
+        };
+        let answer = config.refresh(
+            &request,
+            &connection,
+            revocations,
+            now,
+            util::random_bytes::<16>()?,
+        );
+        (answer.verdict, Some(answer.reply))
+    } else {
+        let request = Request {
+            method: &args.method,
+            path: &path,
+            authority: args.host.as_bytes(),
+            headers: &headers,
+        };
+        let verdict = config.decide(&request, &connection, revocations, now);
+        let reply = verdict.response(&config.realm);
+        (verdict, reply)
     };
-    let verdict = config.decide(&request, &connection, revocations, now);
 
     if args.json {
         util::outln(format_args!(
             "{}",
-            serde_json::to_string_pretty(&as_json(&config, &verdict))?
+            serde_json::to_string_pretty(&as_json(&verdict, reply.as_ref()))?
         ))?;
     } else {
-        util::out(&as_text(&config, &verdict))?;
+        util::out(&as_text(&verdict, reply.as_ref()))?;
     }
     hints(&config, &verdict, &args);
     Ok(match verdict.decision {
@@ -283,44 +318,6 @@ fn load_list(file: &Path, key_env: Option<&str>, now: u64) -> Result<(Snapshot, 
     Ok((Snapshot::build(&document, now), fresh_at))
 }
 
-/// An edit made to an allowed request before it goes upstream.
-enum Edit {
-    Remove(String),
-    Set(String, String),
-}
-
-/// The edits of the verdict, pseudo-header `:path` and `cookie` included.
-fn edits(verdict: &Verdict) -> Vec<Edit> {
-    let mut out: Vec<Edit> = verdict
-        .remove_headers
-        .iter()
-        .cloned()
-        .map(Edit::Remove)
-        .collect();
-    out.extend(
-        verdict
-            .set_headers
-            .iter()
-            .cloned()
-            .map(|(n, v)| Edit::Set(n, v)),
-    );
-    if let Some(path) = &verdict.new_path {
-        out.push(Edit::Set(
-            ":path".into(),
-            String::from_utf8_lossy(path).into_owned(),
-        ));
-    }
-    match &verdict.new_cookie {
-        Some(Some(cookie)) => out.push(Edit::Set(
-            "cookie".into(),
-            String::from_utf8_lossy(cookie).into_owned(),
-        )),
-        Some(None) => out.push(Edit::Remove("cookie".into())),
-        None => {}
-    }
-    out
-}
-
 fn first_line(decision: Decision) -> String {
     match decision {
         Decision::Deny(reason) => format!("deny {reason}"),
@@ -328,10 +325,10 @@ fn first_line(decision: Decision) -> String {
     }
 }
 
-fn as_text(config: &Config, verdict: &Verdict) -> String {
+fn as_text(verdict: &Verdict, reply: Option<&Reply>) -> String {
     let mut out = first_line(verdict.decision);
     out.push('\n');
-    match verdict.response(&config.realm) {
+    match reply {
         Some(response) => {
             out.push_str(&format!("status: {}\n", response.status));
             for (name, value) in &response.headers {
@@ -340,12 +337,13 @@ fn as_text(config: &Config, verdict: &Verdict) -> String {
             out.push_str(&format!("body: {}\n", response.body));
         }
         None => {
-            for edit in edits(verdict) {
+            for edit in verdict.edits() {
                 match edit {
                     Edit::Remove(name) => out.push_str(&format!("remove-header: {name}\n")),
-                    Edit::Set(name, value) => {
-                        out.push_str(&format!("set-header: {name}: {value}\n"))
-                    }
+                    Edit::Set(name, value) => out.push_str(&format!(
+                        "set-header: {name}: {}\n",
+                        String::from_utf8_lossy(value)
+                    )),
                 }
             }
         }
@@ -364,35 +362,34 @@ fn as_text(config: &Config, verdict: &Verdict) -> String {
     out
 }
 
-fn as_json(config: &Config, verdict: &Verdict) -> Value {
-    let response = verdict.response(&config.realm);
+fn as_json(verdict: &Verdict, response: Option<&Reply>) -> Value {
     let edits = if response.is_some() {
         Vec::new()
     } else {
-        edits(verdict)
+        verdict.edits()
     };
     let removed: Vec<&str> = edits
         .iter()
         .filter_map(|e| match e {
-            Edit::Remove(name) => Some(name.as_str()),
+            Edit::Remove(name) => Some(*name),
             Edit::Set(..) => None,
         })
         .collect();
     let set: Vec<Value> = edits
         .iter()
         .filter_map(|e| match e {
-            Edit::Set(name, value) => Some(json!([name, value])),
+            Edit::Set(name, value) => Some(json!([name, String::from_utf8_lossy(value)])),
             Edit::Remove(_) => None,
         })
         .collect();
     json!({
         "decision": verdict.decision.as_str(),
         "reason": verdict.decision.reason().map(Reason::as_str),
-        "status": response.as_ref().map(|r| r.status),
-        "headers": response.as_ref().map(|r| {
+        "status": response.map(|r| r.status),
+        "headers": response.map(|r| {
             r.headers.iter().map(|(n, v)| json!([n, v])).collect::<Vec<_>>()
         }),
-        "body": response.as_ref().and_then(|r| serde_json::from_str::<Value>(&r.body).ok()),
+        "body": response.and_then(|r| serde_json::from_str::<Value>(&r.body).ok()),
         "remove_headers": removed,
         "set_headers": set,
         "sub": verdict.sub,

@@ -435,3 +435,34 @@ fn says_when_a_list_is_given_to_a_configuration_without_revocation() {
         run.stderr
     );
 }
+
+#[test]
+fn answers_the_refresh_path_as_the_filter_does() {
+    let mut config = filter_config();
+    config["refresh"] = serde_json::json!({"path": "/oauth/token", "kid": "demo"});
+    let dir = dir_with_config(&config);
+    let refresh = good_token(&dir, &["--typ", "rt+jwt", "--scope", "orders:read"]);
+    let run = verify(
+        &dir,
+        &["--method", "POST", "--path", "/oauth/token", &refresh],
+    )
+    .ok();
+    assert_eq!(run.stdout.lines().next(), Some("allow"));
+    assert_eq!(run.field("status"), Some("200"));
+    let body: serde_json::Value = serde_json::from_str(run.field("body").unwrap()).unwrap();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["scope"], "orders:read");
+    assert!(run.stderr.contains("is the refresh path"), "{}", run.stderr);
+    // An access token is no refresh token; another method is refused; the
+    // answer never depends on a rule.
+    let access = good_token(&dir, &[]);
+    let run = verify(
+        &dir,
+        &["--method", "POST", "--path", "/oauth/token", &access],
+    );
+    assert_eq!(run.code, 1);
+    assert_eq!(run.stdout.lines().next(), Some("deny wrong_token_type"));
+    assert_eq!(run.field("status"), Some("400"));
+    let run = verify(&dir, &["--path", "/oauth/token", &refresh]);
+    assert_eq!(run.stdout.lines().next(), Some("deny bad_request"));
+}
