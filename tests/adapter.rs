@@ -90,7 +90,11 @@ impl Recorder {
     }
 
     fn last_reply(&self) -> Reply {
-        self.replies.borrow().last().cloned().expect("no reply sent")
+        self.replies
+            .borrow()
+            .last()
+            .cloned()
+            .expect("no reply sent")
     }
 
     fn header(&self, name: &str) -> Option<Vec<u8>> {
@@ -298,7 +302,11 @@ fn get(path: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
         (":path".to_owned(), path.to_owned()),
         (":authority".to_owned(), "api.example.com".to_owned()),
     ];
-    h.extend(extra.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())));
+    h.extend(
+        extra
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
+    );
     h
 }
 
@@ -312,7 +320,11 @@ fn an_allowed_request_is_edited_counted_and_logged_in_one_filter_state_key() {
     let bearer = format!("Bearer {}", access_token());
     let h = get(
         "/orders/7",
-        &[("authorization", &bearer), ("x-auth-subject", "root"), ("x_auth_scopes", "*")],
+        &[
+            ("authorization", &bearer),
+            ("x-auth-subject", "root"),
+            ("x_auth_scopes", "*"),
+        ],
     );
     let (_root, mut gate) = start(&host, &as_refs(&h));
     assert_eq!(gate.on_request_headers(&host, true), Flow::Continue);
@@ -321,8 +333,14 @@ fn an_allowed_request_is_edited_counted_and_logged_in_one_filter_state_key() {
     // the verified claims are set.
     assert_eq!(host.header("authorization"), None);
     assert_eq!(host.header("x_auth_scopes"), None);
-    assert_eq!(host.header("x-auth-subject").as_deref(), Some(&b"alice"[..]));
-    assert_eq!(host.header("x-auth-scopes").as_deref(), Some(&b"orders:read"[..]));
+    assert_eq!(
+        host.header("x-auth-subject").as_deref(),
+        Some(&b"alice"[..])
+    );
+    assert_eq!(
+        host.header("x-auth-scopes").as_deref(),
+        Some(&b"orders:read"[..])
+    );
     assert_eq!(
         host.last_state(),
         json!({"decision": "allow", "sub": "alice", "jti": "t1", "kid": "k1"})
@@ -354,9 +372,16 @@ fn an_edit_envoy_refuses_turns_the_request_into_500_internal() {
         let host = Recorder::filter(config());
         host.refuse_edits_of.borrow_mut().push(refused.into());
         let bearer = format!("Bearer {}", access_token());
-        let h = get("/orders/7", &[("authorization", &bearer), ("x-auth-subject", "root")]);
+        let h = get(
+            "/orders/7",
+            &[("authorization", &bearer), ("x-auth-subject", "root")],
+        );
         let (_root, mut gate) = start(&host, &as_refs(&h));
-        assert_eq!(gate.on_request_headers(&host, true), Flow::Pause, "{refused}");
+        assert_eq!(
+            gate.on_request_headers(&host, true),
+            Flow::Pause,
+            "{refused}"
+        );
         let reply = host.last_reply();
         assert_eq!(reply.status, 500, "{refused}");
         let body: Value = serde_json::from_str(&reply.body).unwrap();
@@ -383,7 +408,11 @@ fn post_refresh(extra: &[(&str, &str)]) -> Vec<(String, String)> {
             "application/x-www-form-urlencoded".to_owned(),
         ),
     ];
-    h.extend(extra.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())));
+    h.extend(
+        extra
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
+    );
     h
 }
 
@@ -395,10 +424,7 @@ fn a_refresh_request_with_trailers_is_answered_never_continued() {
     let h = post_refresh(&[("x-auth-subject", "root")]);
     let (_root, mut gate) = start(&host, &as_refs(&h));
     assert_eq!(gate.on_request_headers(&host, false), Flow::Pause);
-    let form = format!(
-        "grant_type=refresh_token&refresh_token={}",
-        refresh_token()
-    );
+    let form = format!("grant_type=refresh_token&refresh_token={}", refresh_token());
     *host.body.borrow_mut() = form.clone().into_bytes();
     assert_eq!(gate.on_request_body(&host, form.len(), false), Flow::Pause);
     assert!(host.replies.borrow().is_empty());
@@ -428,10 +454,7 @@ fn a_refresh_request_in_chunks_is_answered_at_its_end() {
     let h = post_refresh(&[]);
     let (_root, mut gate) = start(&host, &as_refs(&h));
     assert_eq!(gate.on_request_headers(&host, false), Flow::Pause);
-    let form = format!(
-        "grant_type=refresh_token&refresh_token={}",
-        refresh_token()
-    );
+    let form = format!("grant_type=refresh_token&refresh_token={}", refresh_token());
     *host.body.borrow_mut() = form.clone().into_bytes();
     assert_eq!(gate.on_request_body(&host, 10, false), Flow::Pause);
     assert_eq!(gate.on_request_body(&host, form.len(), true), Flow::Pause);
@@ -444,7 +467,10 @@ fn a_refresh_body_over_8_kib_is_refused_as_it_arrives() {
     let h = post_refresh(&[]);
     let (_root, mut gate) = start(&host, &as_refs(&h));
     assert_eq!(gate.on_request_headers(&host, false), Flow::Pause);
-    assert_eq!(gate.on_request_body(&host, 8 * 1024 + 1, false), Flow::Pause);
+    assert_eq!(
+        gate.on_request_body(&host, 8 * 1024 + 1, false),
+        Flow::Pause
+    );
     let reply = host.last_reply();
     assert_eq!(reply.status, 400);
     assert!(reply.body.contains("too large"));
@@ -460,7 +486,11 @@ fn the_refresh_path_with_another_method_is_refused_at_once() {
         let mut h = post_refresh(&[]);
         h[0].1 = method.into();
         let (_root, mut gate) = start(&host, &as_refs(&h));
-        assert_eq!(gate.on_request_headers(&host, false), Flow::Pause, "{method}");
+        assert_eq!(
+            gate.on_request_headers(&host, false),
+            Flow::Pause,
+            "{method}"
+        );
         assert_eq!(host.last_reply().status, 400, "{method}");
         assert_eq!(gate.on_request_body(&host, 3, true), Flow::Pause);
     }
@@ -472,10 +502,7 @@ fn no_randomness_for_a_new_token_id_is_500_internal() {
     host.no_randomness.set(true);
     let h = post_refresh(&[]);
     let (_root, mut gate) = start(&host, &as_refs(&h));
-    let form = format!(
-        "grant_type=refresh_token&refresh_token={}",
-        refresh_token()
-    );
+    let form = format!("grant_type=refresh_token&refresh_token={}", refresh_token());
     *host.body.borrow_mut() = form.clone().into_bytes();
     assert_eq!(gate.on_request_headers(&host, false), Flow::Pause);
     assert_eq!(gate.on_request_body(&host, form.len(), true), Flow::Pause);
@@ -539,7 +566,11 @@ fn workers_never_take_a_lower_version_whoever_wrote_it() {
     // Someone with access to shared data writes an older, empty list.
     publish(&host, 4, vec![], NOW);
     root.on_tick(&host);
-    assert_eq!(decide(&host, &root, &access_token()).1, 401, "still revoked");
+    assert_eq!(
+        decide(&host, &root, &access_token()).1,
+        401,
+        "still revoked"
+    );
     // A higher version is taken.
     publish(&host, 6, vec![], NOW);
     root.on_tick(&host);
@@ -556,7 +587,11 @@ fn a_stale_list_still_revokes_under_allow() {
         json!({"sub": "bob", "scope": "orders:read", "exp": NOW + 600, "jti": "t2"}),
         "JWT",
     );
-    assert_eq!(decide(&host, &root, &other).1, 200, "stale is ignored under allow");
+    assert_eq!(
+        decide(&host, &root, &other).1,
+        200,
+        "stale is ignored under allow"
+    );
 }
 
 #[test]

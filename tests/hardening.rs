@@ -1,0 +1,636 @@
+//! Regression tests for the holes an attacker at the edge could use, each
+//! at the level of the core (the adapter's share is in `tests/adapter.rs`,
+//! Envoy's in `tests/e2e/test_hardening.py`). Decided against the one
+//! orders-api fixture, `tests/data/orders-api.json`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde_json::{json, Value};
+use tokengate::config::{Config, Secrets};
+use tokengate::gate::{Decision, FixedConnection, Request, Revocations};
+use tokengate::keys::{decode_secret, Alg, Key, KeyId, SecretEncoding};
+use tokengate::refresh::{parse_form, FormError, RefreshRequest};
+use tokengate::refusal::Reason;
+use tokengate::revocation::{Document, Entry, Snapshot};
+use tokengate::token::sign;
+
+const NOW: u64 = 1_764_259_200;
+
+fn fixture() -> Value {
+    serde_json::from_str(include_str!("data/orders-api.json")).unwrap()
+}
+
+fn config_from(value: &Value) -> Config {
+    Config::from_json(value.to_string().as_bytes(), &Secrets::Placeholder).unwrap()
+}
+
+fn config() -> Config {
+    config_from(&fixture())
+}
+
+fn key() -> Key {
+    let secret = fixture()["keys"][0]["secret"].as_str().unwrap().to_owned();
+    let bytes = decode_secret(&secret, SecretEncoding::Base64).unwrap();
+    Key::new(KeyId("2026-11".into()), Alg::Hs256, &bytes).unwrap()
+}
+
+fn claims() -> Value {
+    json!({
+        "iss": "https://auth.example.com", "aud": "orders-api", "sub": "alice",
+        "jti": "j-1", "iat": NOW - 60, "exp": NOW + 600, "scope": "orders:read"
+    })
+}
+
+fn token_with(edit: impl FnOnce(&mut Value)) -> String {
+    let mut c = claims();
+    edit(&mut c);
+    sign(&c, &key(), "JWT")
+}
+
+fn fresh_list() -> Snapshot {
+    Snapshot::build(
+        &Document {
+            version: 1,
+            generated_at: Some(NOW),
+            entries: vec![],
+        },
+        NOW,
+    )
+}
+
+/// Decides `method path` with these headers (the host is `authority`).
+fn decide_on(
+    config: &Config,
+    method: &str,
+    path: &str,
+    authority: &str,
+    headers: &[(&str, &str)],
+) -> tokengate::gate::Verdict {
+    let headers: Vec<(String, Vec<u8>)> = headers
+        .iter()
+        .map(|(n, v)| ((*n).to_owned(), v.as_bytes().to_vec()))
+        .collect();
+    let list = fresh_list();
+    let req = Request {
+        method,
+        path: path.as_bytes(),
+        authority: authority.as_bytes(),
+        headers: &headers,
+    };
+    config.decide(
+        &req,
+        &FixedConnection::default(),
+        Revocations {
+            list: Some(&list),
+            fresh_at: Some(NOW),
+            lost: false,
+        },
+        NOW,
+    )
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+fn reason(v: &tokengate::gate::Verdict) -> Option<Reason> {
+    v.decision.reason()
+}
+
+// --- host rules (item 2) ---
+
+#[test]
+fn malformed_authorities_never_fall_past_a_host_rule() {
+    let c = config();
+    let t = bearer(&token_with(|_| {}));
+    assert_eq!(
+        reason(&decide_on(
+            &c,
+            "GET",
+            "/x",
+            "admin.example.com",
+            &[("authorization", &t)]
+        )),
+        Some(Reason::Denied)
+    );
+    for authority in [
+        "admin.example.com:80:",
+        "admin.example.com:x",
+        "admin.example.com..",
+        "admin.example.com.",
+        "a@admin.example.com",
+        "",
+        "ADMIN.example.com:",
+        "admin.example.com:99999",
+    ] {
+        let v = decide_on(&c, "GET", "/x", authority, &[("authorization", &t)]);
+        assert_eq!(reason(&v), Some(Reason::BadRequest), "{authority:?}");
+    }
+    // A well-formed other host is fine.
+    let v = decide_on(
+        &c,
+        "GET",
+        "/x",
+        "api.example.com:443",
+        &[("authorization", &t)],
+    );
+    assert_eq!(v.decision, Decision::Allow);
+}
+
+#[test]
+fn other_host_headers_that_a_rule_would_read_differently_are_refused() {
+    let c = config();
+    let t = bearer(&token_with(|_| {}));
+    for (name, value) in [
+        ("host", "admin.example.com"),
+        ("x-forwarded-host", "admin.example.com"),
+        ("x-forwarded-host", "api.example.com, admin.example.com"),
+        ("forwarded", "for=1.2.3.4;host=admin.example.com"),
+        ("forwarded", "host=\"admin.example.com\""),
+        ("x-forwarded-host", "admin.example.com:80:"),
+    ] {
+        let v = decide_on(
+            &c,
+            "GET",
+            "/x",
+            "api.example.com",
+            &[("authorization", &t), (name, value)],
+        );
+        assert_eq!(reason(&v), Some(Reason::BadRequest), "{name}: {value}");
+    }
+    // The same host again, or one under the same outcome, is no ambiguity.
+    let v = decide_on(
+        &c,
+        "GET",
+        "/x",
+        "api.example.com",
+        &[
+            ("authorization", &t),
+            ("x-forwarded-host", "api.example.com"),
+        ],
+    );
+    assert_eq!(v.decision, Decision::Allow);
+}
+
+// --- readings of the path and method ---
+
+#[test]
+fn a_path_whose_case_slash_or_extension_picks_another_rule_is_refused() {
+    let c = config();
+    let admin = bearer(&token_with(|c| c["roles"] = json!(["admin"])));
+    let reader = bearer(&token_with(|_| {}));
+    for path in [
+        "/ADMIN",
+        "/Admin/users",
+        "/admin.json",
+        "/INTERNAL/x",
+        "/Healthz",
+    ] {
+        let v = decide_on(
+            &c,
+            "GET",
+            path,
+            "api.example.com",
+            &[("authorization", &reader)],
+        );
+        assert_eq!(reason(&v), Some(Reason::BadRequest), "{path}");
+    }
+    // Readings under the same rule are fine.
+    for path in ["/orders/7.json", "/orders/Seven/", "/admin/users/"] {
+        let v = decide_on(
+            &c,
+            "GET",
+            path,
+            "api.example.com",
+            &[("authorization", &admin)],
+        );
+        assert_eq!(v.decision, Decision::Allow, "{path}");
+    }
+}
+
+#[test]
+fn a_method_override_that_would_pick_another_rule_is_refused() {
+    let c = config();
+    let reader = bearer(&token_with(|_| {}));
+    for name in [
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+    ] {
+        let v = decide_on(
+            &c,
+            "GET",
+            "/orders/7",
+            "api.example.com",
+            &[("authorization", &reader), (name, "delete")],
+        );
+        assert_eq!(reason(&v), Some(Reason::BadRequest), "{name}");
+    }
+    let v = decide_on(
+        &c,
+        "GET",
+        "/orders/7",
+        "api.example.com",
+        &[
+            ("authorization", &reader),
+            ("x-http-method-override", "HEAD"),
+        ],
+    );
+    assert_eq!(
+        v.decision,
+        Decision::Allow,
+        "HEAD falls under the same rule"
+    );
+}
+
+#[test]
+fn dot_segments_behind_parameters_are_refused() {
+    let c = config();
+    let t = bearer(&token_with(|_| {}));
+    for path in [
+        "/healthz/..;/admin",
+        "/healthz/%2e%2e;x/admin",
+        "/orders/.;/7",
+    ] {
+        let v = decide_on(&c, "GET", path, "api.example.com", &[("authorization", &t)]);
+        assert_eq!(reason(&v), Some(Reason::BadRequest), "{path}");
+    }
+}
+
+#[test]
+fn a_path_an_upstream_may_read_as_the_refresh_path_is_refused() {
+    let c = config();
+    for path in ["/oauth/token/", "/OAUTH/token", "/oauth/token.json"] {
+        let v = decide_on(&c, "POST", path, "api.example.com", &[]);
+        assert_eq!(reason(&v), Some(Reason::BadRequest), "{path}");
+    }
+}
+
+// --- forged claim headers and tokens hidden where upstreams look (item 9) ---
+
+#[test]
+fn look_alike_claim_and_token_headers_are_stripped_on_every_request() {
+    let c = config();
+    let t = bearer(&token_with(|_| {}));
+    let forged = [
+        ("x_auth_subject", "root"),
+        ("x-auth_subject", "root"),
+        ("X_AUTH_SCOPES", "*"),
+        ("x-auth-role", "admin"),
+        ("x_api_key", "another-token"),
+    ];
+    for (path, auth) in [
+        ("/orders/7", Some(&t)),
+        ("/healthz", None),
+        ("/internal/x", Some(&t)),
+    ] {
+        let mut headers: Vec<(&str, &str)> = forged.to_vec();
+        if let Some(auth) = auth {
+            headers.push(("authorization", auth));
+        }
+        let v = decide_on(&c, "GET", path, "api.example.com", &headers);
+        for (name, _) in forged {
+            assert!(
+                v.remove_headers.iter().any(|n| n == name),
+                "{path}: {name} kept ({:?})",
+                v.remove_headers
+            );
+        }
+    }
+}
+
+#[test]
+fn query_and_cookie_names_an_upstream_reads_as_the_token_count_as_the_token() {
+    let c = config();
+    let good = token_with(|_| {});
+    // Two tokens, one behind a ';' (Go before 1.17, Python's cgi).
+    let path = format!("/orders/7?x=1;access_token={good}&access_token={good}");
+    let v = decide_on(&c, "GET", &path, "api.example.com", &[]);
+    assert_eq!(reason(&v), Some(Reason::BadRequest));
+    // Another spelling ASP.NET or PHP reads as access_token is the token,
+    // and is cut out before the upstream sees it.
+    for name in ["ACCESS_TOKEN", "access.token", "Access[token"] {
+        let path = format!("/orders/7?page=2&{name}={good}");
+        let v = decide_on(&c, "GET", &path, "api.example.com", &[]);
+        assert_eq!(v.decision, Decision::Allow, "{name}");
+        assert_eq!(
+            v.new_path.as_deref(),
+            Some(&b"/orders/7?page=2"[..]),
+            "{name}"
+        );
+    }
+    let v = decide_on(
+        &c,
+        "GET",
+        "/orders/7",
+        "api.example.com",
+        &[("cookie", &format!("a=1; TG.TOKEN={good}"))],
+    );
+    assert_eq!(v.decision, Decision::Allow);
+    assert_eq!(v.new_cookie, Some(Some(b"a=1".to_vec())));
+    // Two cookie lines (HTTP/2 sends one per cookie) holding two tokens.
+    let v = decide_on(
+        &c,
+        "GET",
+        "/orders/7",
+        "api.example.com",
+        &[
+            ("cookie", &format!("tg_token={good}")),
+            ("cookie", &format!("tg_token={good}")),
+        ],
+    );
+    assert_eq!(reason(&v), Some(Reason::BadRequest));
+}
+
+// --- claims (items 5, 6) ---
+
+#[test]
+fn bindings_that_cannot_be_enforced_are_refused_never_taken_as_bearer() {
+    let c = config();
+    for cnf in [
+        json!({"jkt": "abc"}),
+        json!({}),
+        json!({"x5t#S256": "abc", "jkt": "x"}),
+        json!({"jwk": {}}),
+    ] {
+        let t = bearer(&token_with(|c| c["cnf"] = cnf.clone()));
+        let v = decide_on(
+            &c,
+            "GET",
+            "/orders/7",
+            "api.example.com",
+            &[("authorization", &t)],
+        );
+        assert_eq!(reason(&v), Some(Reason::BindingMismatch), "{cnf}");
+    }
+    let t = bearer(&token_with(|c| c["cnf"] = json!("x")));
+    let v = decide_on(
+        &c,
+        "GET",
+        "/orders/7",
+        "api.example.com",
+        &[("authorization", &t)],
+    );
+    assert_eq!(reason(&v), Some(Reason::Malformed));
+}
+
+#[test]
+fn a_scope_that_would_split_when_joined_is_malformed() {
+    let c = config();
+    for edit in [
+        json!({"scp": ["orders:read x"]}),
+        json!({"scp": ["orders:read\u{a0}x"]}),
+        json!({"scope": "orders:read  x"}),
+        json!({"scope": " orders:read"}),
+        json!({"scope": ""}),
+        json!({"role": "admin x"}),
+        json!({"roles": ["r\"q"]}),
+    ] {
+        let t = bearer(&token_with(|c| {
+            for (k, v) in edit.as_object().unwrap() {
+                c[k] = v.clone();
+            }
+        }));
+        let v = decide_on(
+            &c,
+            "GET",
+            "/orders/7",
+            "api.example.com",
+            &[("authorization", &t)],
+        );
+        assert_eq!(reason(&v), Some(Reason::Malformed), "{edit}");
+    }
+}
+
+#[test]
+fn claims_that_are_logged_may_not_hide_controls_or_edge_white_space() {
+    let c = config();
+    for (claim, value) in [
+        ("sub", "al\u{85}ice"),
+        ("sub", "al\u{2028}ice"),
+        ("sub", "alice\u{a0}"),
+        ("jti", " j-1"),
+        ("iss", "https://auth.example.com\u{3000}"),
+    ] {
+        let t = bearer(&token_with(|c| c[claim] = json!(value)));
+        let v = decide_on(
+            &c,
+            "GET",
+            "/orders/7",
+            "api.example.com",
+            &[("authorization", &t)],
+        );
+        assert_eq!(reason(&v), Some(Reason::Malformed), "{claim}: {value:?}");
+    }
+}
+
+// --- revocation (items 4, 8) ---
+
+fn revoked_list(generated_at: u64) -> Snapshot {
+    Snapshot::build(
+        &Document {
+            version: 3,
+            generated_at: Some(generated_at),
+            entries: vec![Entry::Jti {
+                jti: "j-1".into(),
+                exp: None,
+            }],
+        },
+        generated_at,
+    )
+}
+
+fn decide_with_list(
+    c: &Config,
+    list: Option<&Snapshot>,
+    fresh_at: Option<u64>,
+    lost: bool,
+) -> Decision {
+    let t = bearer(&token_with(|_| {}));
+    let headers = vec![("authorization".to_owned(), t.into_bytes())];
+    let req = Request {
+        method: "GET",
+        path: b"/orders/7",
+        authority: b"api.example.com",
+        headers: &headers,
+    };
+    c.decide(
+        &req,
+        &FixedConnection::default(),
+        Revocations {
+            list,
+            fresh_at,
+            lost,
+        },
+        NOW,
+    )
+    .decision
+}
+
+#[test]
+fn under_allow_a_stale_list_still_revokes() {
+    let mut f = fixture();
+    f["revocation"]["on_unavailable"] = json!("allow");
+    let allow = config_from(&f);
+    let list = revoked_list(NOW - 3600);
+    assert_eq!(
+        decide_with_list(&allow, Some(&list), Some(NOW - 3600), false),
+        Decision::Deny(Reason::Revoked)
+    );
+    // Without any list ever received, allow decides without one...
+    assert_eq!(decide_with_list(&allow, None, None, false), Decision::Allow);
+    // ...but not once one was held and lost.
+    assert_eq!(
+        decide_with_list(&allow, None, None, true),
+        Decision::Deny(Reason::RevocationUnavailable)
+    );
+    // Under deny, stale is unavailable.
+    let deny = config();
+    assert_eq!(
+        decide_with_list(&deny, Some(&list), Some(NOW - 3600), false),
+        Decision::Deny(Reason::RevocationUnavailable)
+    );
+}
+
+// --- refresh (items 3, 7) ---
+
+fn refresh_token(edit: impl FnOnce(&mut Value)) -> String {
+    let mut c = claims();
+    c["scope"] = json!("orders:read orders:write");
+    c["roles"] = json!(["admin"]);
+    edit(&mut c);
+    sign(&c, &key(), "rt+jwt")
+}
+
+fn refresh(c: &Config, body: &str) -> (u32, Value) {
+    let list = fresh_list();
+    let a = c.refresh(
+        &RefreshRequest {
+            method: "POST",
+            content_type: Some(b"application/x-www-form-urlencoded"),
+            body: body.as_bytes(),
+        },
+        &FixedConnection::default(),
+        Revocations {
+            list: Some(&list),
+            fresh_at: Some(NOW),
+            lost: false,
+        },
+        NOW,
+        [9; 16],
+    );
+    (a.reply.status, serde_json::from_str(&a.reply.body).unwrap())
+}
+
+fn payload(token: &str) -> Value {
+    use base64::Engine as _;
+    let part = token.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[test]
+fn a_down_scoped_token_gets_no_roles() {
+    let c = config();
+    let t = refresh_token(|_| {});
+    let (status, body) = refresh(
+        &c,
+        &format!("grant_type=refresh_token&refresh_token={t}&scope=orders:read"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let access = payload(body["access_token"].as_str().unwrap());
+    assert_eq!(access["scope"], "orders:read");
+    assert!(
+        access.get("roles").is_none() && access.get("role").is_none(),
+        "{access}"
+    );
+    // Without a scope asked, the refresh token's own scopes and roles.
+    let (_, body) = refresh(&c, &format!("grant_type=refresh_token&refresh_token={t}"));
+    let access = payload(body["access_token"].as_str().unwrap());
+    assert_eq!(access["roles"], json!(["admin"]));
+}
+
+#[test]
+fn a_scope_asked_that_is_not_a_list_of_scope_tokens_is_invalid_scope() {
+    let c = config();
+    let t = refresh_token(|_| {});
+    for scope in [
+        "orders:read%20%20orders:write",
+        "%20orders:read",
+        "orders%22read",
+    ] {
+        let (status, body) = refresh(
+            &c,
+            &format!("grant_type=refresh_token&refresh_token={t}&scope={scope}"),
+        );
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_scope")),
+            "{scope}"
+        );
+    }
+}
+
+#[test]
+fn the_refresh_form_is_bounded_and_parsed_in_linear_time() {
+    // The old parser compared each name with every earlier one: 16,000
+    // names in 64 KB cost a quarter of a second of a worker.
+    let many: String = (0..16_000).map(|i| format!("n{i}&")).collect();
+    assert!(many.len() > 64_000);
+    // Now the size is checked before anything is parsed, and at most 16
+    // names are compared with each other.
+    assert_eq!(parse_form(many.as_bytes()), Err(FormError::TooLarge));
+    let within: String = (0..1800).map(|i| format!("{i}&")).collect();
+    assert!(within.len() <= 8 * 1024);
+    assert_eq!(
+        parse_form(within.as_bytes()),
+        Err(FormError::TooManyParameters)
+    );
+    let sixteen: String = (0..16).map(|i| format!("p{i}=v&")).collect();
+    assert_eq!(parse_form(sixteen.as_bytes()).unwrap().len(), 16);
+    let seventeen: String = (0..17).map(|i| format!("p{i}=v&")).collect();
+    assert_eq!(
+        parse_form(seventeen.as_bytes()),
+        Err(FormError::TooManyParameters)
+    );
+    assert_eq!(parse_form(b"a=1&a=2"), Err(FormError::Repeated));
+}
+
+// --- configuration (item 10) ---
+
+fn config_error(value: &Value) -> String {
+    Config::from_json(value.to_string().as_bytes(), &Secrets::Placeholder)
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn repeated_members_in_configuration_are_refused() {
+    let base = fixture().to_string();
+    let roles = base.replacen(r#""roles":{"#, r#""roles":{"manager":["orders:read"],"#, 1);
+    let e = Config::from_json(roles.as_bytes(), &Secrets::Placeholder)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e, r#"roles: repeats member "manager""#);
+    let statics = base.replacen(
+        r#"{"jti":"static-revoked"}"#,
+        r#"{"jti":"a","jti":"static-revoked"}"#,
+        1,
+    );
+    let e = Config::from_json(statics.as_bytes(), &Secrets::Placeholder)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e, r#"revocation.static[0]: repeats member "jti""#);
+}
+
+#[test]
+fn scope_and_role_names_in_configuration_are_scope_tokens() {
+    let mut f = fixture();
+    f["roles"]["manager"] = json!(["orders:read orders:write"]);
+    assert!(config_error(&f).starts_with("roles.manager[0]: must be a scope-token"));
+    let mut f = fixture();
+    f["rules"][1]["scopes"] = json!(["orders read"]);
+    assert!(config_error(&f).starts_with("rules[1].scopes[0]: must be a scope-token"));
+}
