@@ -22,7 +22,7 @@
 //! Envoy cluster), issuing tokens (your auth server, or `tokengate mint`).
 
 pub mod config;
-pub mod follower;
+
 pub mod gate;
 pub mod json;
 pub mod jws;

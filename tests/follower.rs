@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use tokengate::config::{Secrets, ServiceConfig};
-use tokengate::follower::{Follower, Outcome};
+use tokengate::revocation::follower::{Follower, Outcome};
 use tokengate::keys::{Alg, Key, KeyId};
 use tokengate::revocation::{Document, Entry, Snapshot};
 use tokengate::shared::Published;

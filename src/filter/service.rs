@@ -8,7 +8,7 @@
 
 use super::host::{now_secs, Host, LogLevel, MetricKind};
 use crate::config::{Secrets, ServiceConfig};
-use crate::follower::{Follower, Outcome};
+use crate::revocation::follower::{Follower, Outcome};
 use crate::shared::{self, Published, SNAPSHOT_KEY, STATE_KEY};
 
 /// The service's tick: fine enough that a poll starts within 200 ms of its
