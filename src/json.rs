@@ -1,8 +1,8 @@
 //! Strict JSON: a repeated member name is an error, in tokens, signed lists
 //! and configuration alike, and members nobody reads are still validated.
 //!
-//! For tokens and list headers, [`MemberNames`], [`Name`], [`Skip`] and
-//! [`Text`] are the visitor parts the JWS and claims parsers are built from.
+//! For tokens and list headers, `MemberNames`, `Name`, `Skip` and
+//! `Text` are the visitor parts the JWS and claims parsers are built from.
 //! For configuration, serde's derived structs refuse a repeated field, but maps (`roles`,
 //! `claims_to_headers`) and `serde_json::Value` keep the last value, which
 //! is how `{"roles": {"r": ["a"], "r": ["*"]}}` once granted `*`. This pass

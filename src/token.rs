@@ -662,7 +662,7 @@ pub fn verify<'k>(
 /// revocation) is checked by the caller on every request.
 ///
 /// Memory is bounded twice: by `slots`, and by `max_bytes` for the tokens
-/// and their parsed claims together (as [`Parts::footprint`] counts them),
+/// and their parsed claims together (as `Parts::footprint` counts them),
 /// so a key holder minting large tokens cannot make it hold
 /// `slots × max_token_bytes`. A token that does not fit is verified and
 /// simply not remembered.

@@ -269,4 +269,3 @@ fn write_json_str(out: &mut String, s: &str) {
     }
     out.push('"');
 }
-

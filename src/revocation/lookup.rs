@@ -3,7 +3,6 @@
 
 use xxhash_rust::xxh3::xxh3_128_with_seed;
 
-
 /// What an entry names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -91,4 +90,3 @@ pub(super) fn stricter(a: Option<u64>, b: Option<u64>) -> Option<u64> {
         _ => None,
     }
 }
-

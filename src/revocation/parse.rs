@@ -10,7 +10,6 @@ use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
 use super::document::{Document, Entry};
 
-
 /// A JSON path for messages: `version`, `entries[3]`, `entries[3].exp`.
 #[derive(Clone, Copy)]
 struct Path<'a> {
@@ -505,4 +504,3 @@ impl<'de> Visitor<'de> for EntrySeed<'_, '_> {
     refuse_scalars!();
     refuse_seq!();
 }
-

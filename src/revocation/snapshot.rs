@@ -10,7 +10,6 @@ use xxhash_rust::xxh3::xxh3_128_with_seed;
 use super::document::{Document, Entry};
 use super::lookup::{fingerprint, stricter, sub_revokes, Fingerprint, Kind, TokenRef};
 
-
 pub const SNAPSHOT_MAGIC: [u8; 4] = *b"TGRL";
 pub const SNAPSHOT_FORMAT: u32 = 1;
 pub(super) const HEADER_LEN: usize = 64;
@@ -369,4 +368,3 @@ impl Snapshot {
         read_u64(&self.bytes, at)
     }
 }
-

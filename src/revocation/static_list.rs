@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::document::Entry;
 use super::lookup::{stricter, sub_revokes, TokenRef};
 
-
 /// The filter's `static` entries (few), with the same semantics as a
 /// snapshot. They always apply, and their `exp` is not consulted: a static
 /// entry lasts as long as the configuration.
@@ -56,4 +55,3 @@ impl StaticList {
         self.jti.len() + self.kid.len() + self.sub.len()
     }
 }
-

@@ -303,9 +303,7 @@ fn canonical_json_round_trips() {
     let json = original.to_json();
     assert_eq!(Document::parse_json(json.as_bytes()).unwrap(), original);
     assert!(json.starts_with("{\"version\":7,\"entries\":[\n{\"jti\":"));
-    assert!(
-        json.contains("\n{\"sub\":\"user-42\",\"before\":5,\"exp\":18446744073709551615},\n")
-    );
+    assert!(json.contains("\n{\"sub\":\"user-42\",\"before\":5,\"exp\":18446744073709551615},\n"));
     let empty = Document {
         version: 1,
         generated_at: Some(3),
@@ -347,8 +345,7 @@ fn static_entries_name_their_json_path() {
         Document::parse_entries(&value, "revocation.static"),
         Err("revocation.static[2]: has both jti and sub".into())
     );
-    let value: serde_json::Value =
-        serde_json::from_str(r#"[{"sub":"u","before":-3}]"#).unwrap();
+    let value: serde_json::Value = serde_json::from_str(r#"[{"sub":"u","before":-3}]"#).unwrap();
     assert_eq!(
         Document::parse_entries(&value, "revocation.static"),
         Err("revocation.static[0].before: must be an integer >= 0".into())

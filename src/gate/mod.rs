@@ -1,0 +1,378 @@
+//! The decision: one request in, one [`Verdict`] out.
+//!
+//! `decide` runs the checks of the README's "Decisions and responses" in
+//! their order and stops at the first that fails: rule (path, method, host,
+//! under every reading an upstream may give them) → token present → single
+//! token → TLS → format → key → signature → binding → required claims → time
+//! → lifetime → issuer → audience → revocation → token type → scopes and
+//! roles. It also computes what the adapter must change before the request
+//! goes upstream (token removal, claim headers, forged headers stripped). It
+//! performs no I/O: the adapter hands it the request, the connection facts
+//! it asks for, the clock, and the revocation list in force.
+
+mod request;
+mod sources;
+mod verdict;
+
+pub use request::{Connection, FixedConnection, Request, Revocations};
+pub use verdict::{Decision, Edit, Verdict, FILTER_STATE_KEY};
+
+use crate::config::{Config, OnUnavailable};
+use crate::policy::{self, Action, Rule};
+use crate::refusal::Reason;
+use crate::revocation::TokenRef;
+use crate::token::{self, Binding, ClaimValue, TokenType, Verified, VerifyCache};
+use crate::wire;
+
+/// Headers that clients use to ask frameworks for another method
+/// (Express's `method-override`, Spring, Rails, ASP.NET).
+const METHOD_OVERRIDES: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// At most this many readings of the host (`:authority`, `host`,
+/// `x-forwarded-host`, `forwarded`) are compared; more is a bad request.
+const MAX_HOST_READINGS: usize = 8;
+
+impl Config {
+    /// Decides a request. `now` is Unix seconds.
+    pub fn decide(
+        &self,
+        req: &Request<'_>,
+        conn: &dyn Connection,
+        revocations: Revocations<'_>,
+        now: u64,
+    ) -> Verdict {
+        self.decide_with(req, conn, revocations, now, &mut VerifyCache::new(0, 0))
+    }
+
+    /// [`Config::decide`] with a cache of verified tokens (the filter keeps
+    /// one per worker). The cache only spares parsing and the MAC; every
+    /// other check runs on every request.
+    pub fn decide_with(
+        &self,
+        req: &Request<'_>,
+        conn: &dyn Connection,
+        revocations: Revocations<'_>,
+        now: u64,
+        cache: &mut VerifyCache,
+    ) -> Verdict {
+        let mut v = Verdict::empty();
+        // Forged claim headers go on every request, whatever the outcome.
+        self.strip_forged_headers(req, &mut v);
+        match self.decide_inner(req, conn, revocations, now, cache, &mut v) {
+            Ok(decision) => v.decision = decision,
+            Err(reason) => {
+                v.decision = Decision::Deny(reason);
+                v.set_headers.clear();
+            }
+        }
+        v
+    }
+
+    fn decide_inner(
+        &self,
+        req: &Request<'_>,
+        conn: &dyn Connection,
+        revocations: Revocations<'_>,
+        now: u64,
+        cache: &mut VerifyCache,
+        v: &mut Verdict,
+    ) -> Result<Decision, Reason> {
+        let path = policy::normalize_path_cow(req.path).map_err(|_| Reason::BadRequest)?;
+        let rule = self.route(req, &path)?.ok_or(Reason::NoRule)?;
+        let (scopes, roles) = match &rule.action {
+            Action::Deny => return Err(Reason::Denied),
+            Action::Anonymous => {
+                // The token is not checked, but it still never goes
+                // upstream: every source is cleared, however many tokens
+                // (or repeats) the request holds.
+                if !self.forward_token {
+                    self.strip_all_tokens(req, v)?;
+                }
+                return Ok(Decision::Anonymous);
+            }
+            Action::Require { scopes, roles } => (scopes, roles),
+        };
+        v.required_scopes.clone_from(scopes);
+        let token = self.find_token(req, v)?.ok_or(Reason::Missing)?;
+        if self.require_tls && !conn.is_tls() {
+            return Err(Reason::TlsRequired);
+        }
+        let token = std::str::from_utf8(&token).map_err(|_| Reason::Malformed)?;
+        let verified =
+            self.verify_token(token, TokenType::Access, conn, revocations, now, cache, v)?;
+        let granted = self.granted_scopes(&verified);
+        self.authorize(&verified, &granted, scopes, roles)?;
+        self.forward_claims(&verified, &granted, v);
+        Ok(Decision::Allow)
+    }
+
+    /// The rule that decides the request, after reading its path, method
+    /// and host every way a common upstream may read them: when two readings
+    /// fall under rules with different outcomes, the request is a bad
+    /// request (see `policy::select`). So is a path an upstream may read as
+    /// the refresh path, which must never be forwarded.
+    fn route(&self, req: &Request<'_>, path: &str) -> Result<Option<&Rule>, Reason> {
+        let readings = policy::path_readings(path);
+        if let Some(refresh) = &self.refresh {
+            if readings.contains(&refresh.path) {
+                return Err(Reason::BadRequest);
+            }
+        }
+        let mut paths: Vec<&str> = Vec::with_capacity(1 + readings.len());
+        paths.push(path);
+        paths.extend(readings.iter().map(String::as_str));
+
+        let mut method_readings: Vec<String> = Vec::new();
+        if self.rules_name_methods {
+            for name in METHOD_OVERRIDES {
+                for line in req.lines(name) {
+                    let text = std::str::from_utf8(wire::trim(line))
+                        .map_err(|_| Reason::BadRequest)?
+                        .to_ascii_uppercase();
+                    if text != req.method && !method_readings.contains(&text) {
+                        method_readings.push(text);
+                    }
+                }
+            }
+        }
+        let mut methods: Vec<&str> = Vec::with_capacity(1 + method_readings.len());
+        methods.push(req.method);
+        methods.extend(method_readings.iter().map(String::as_str));
+
+        let host_readings = if self.rules_name_hosts {
+            self.host_readings(req)?
+        } else {
+            vec![String::new()]
+        };
+        let hosts: Vec<&str> = host_readings.iter().map(String::as_str).collect();
+
+        policy::select(&self.rules, &paths, &methods, &hosts).map_err(|_| Reason::BadRequest)
+    }
+
+    /// The request's host, and every other host an upstream may take for
+    /// it: an HTTP/2 `host` header beside `:authority`, `x-forwarded-host`
+    /// (Express with `trust proxy`, Spring's forwarded-header filter), and
+    /// `forwarded`'s `host=`. Each must be a host; the first is the
+    /// `:authority`.
+    fn host_readings(&self, req: &Request<'_>) -> Result<Vec<String>, Reason> {
+        let parse = |raw: &[u8]| policy::parse_authority(raw).map_err(|_| Reason::BadRequest);
+        let mut hosts = vec![parse(req.authority)?];
+        let mut add = |raw: &[u8]| -> Result<(), Reason> {
+            let host = parse(raw)?;
+            if !hosts.contains(&host) {
+                hosts.push(host);
+            }
+            if hosts.len() > MAX_HOST_READINGS {
+                return Err(Reason::BadRequest);
+            }
+            Ok(())
+        };
+        for (name, value) in req.headers {
+            match name.as_str() {
+                "host" => add(wire::trim(value))?,
+                "x-forwarded-host" => {
+                    for part in value.split(|b| *b == b',') {
+                        add(wire::trim(part))?;
+                    }
+                }
+                "forwarded" => {
+                    for param in value.split(|b| *b == b',' || *b == b';') {
+                        let (key, val) = wire::split_pair(wire::trim(param));
+                        if key.eq_ignore_ascii_case(b"host") {
+                            let val = wire::trim(val);
+                            let val = val
+                                .strip_prefix(b"\"")
+                                .and_then(|v| v.strip_suffix(b"\""))
+                                .unwrap_or(val);
+                            add(val)?;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(hosts)
+    }
+
+    /// Every check that makes a token valid, from its form to revocation,
+    /// for a token of type `expected` (an access token on a route, a
+    /// refresh token at the refresh endpoint). Fills the verdict's verified
+    /// log values as soon as the MAC holds.
+    #[allow(clippy::too_many_arguments)]
+    pub fn verify_token<'k>(
+        &'k self,
+        token: &str,
+        expected: TokenType,
+        conn: &dyn Connection,
+        revocations: Revocations<'_>,
+        now: u64,
+        cache: &mut VerifyCache,
+        v: &mut Verdict,
+    ) -> Result<Verified<'k>, Reason> {
+        let verified = cache.verify(token, &self.keys, self.max_token_bytes, &self.claim_spec)?;
+        let claims = verified.claims();
+        v.kid = Some(verified.key().kid().as_str().to_owned());
+        v.sub.clone_from(&claims.sub);
+        v.jti.clone_from(&claims.jti);
+        match &claims.cnf {
+            None => {}
+            Some(Binding::X5tS256(thumb)) => {
+                let bound = token::b64url_decode(thumb).ok();
+                let presented = conn.peer_certificate_sha256();
+                if bound.is_none() || bound.as_deref() != presented.as_ref().map(|d| d.as_slice()) {
+                    return Err(Reason::BindingMismatch);
+                }
+            }
+            // A binding that cannot be checked here is never taken for a
+            // bearer token.
+            Some(Binding::Unsupported) => return Err(Reason::BindingMismatch),
+        }
+        if verified.token_type() != expected {
+            return Err(Reason::WrongTokenType);
+        }
+        if self.require_claims.iter().any(|c| !claims.has(c)) {
+            return Err(Reason::Malformed);
+        }
+        let now_f = now as f64;
+        let skew = self.clock_skew_s as f64;
+        if claims.exp.is_some_and(|exp| now_f >= exp.get() + skew) {
+            return Err(Reason::Expired);
+        }
+        if claims.nbf.is_some_and(|nbf| now_f < nbf.get() - skew)
+            || claims.iat.is_some_and(|iat| iat.get() > now_f + skew)
+        {
+            return Err(Reason::NotYetValid);
+        }
+        if let Some(max) = self.max_lifetime_s {
+            match (claims.iat, claims.exp) {
+                (Some(iat), Some(exp)) if exp.get() - iat.get() <= max as f64 => {}
+                _ => return Err(Reason::LifetimeTooLong),
+            }
+        }
+        if !self.issuers.is_empty()
+            && !claims
+                .iss
+                .as_ref()
+                .is_some_and(|iss| self.issuers.contains(iss))
+        {
+            return Err(Reason::WrongIssuer);
+        }
+        if !self.audiences.is_empty()
+            && !claims
+                .aud
+                .iter()
+                .flatten()
+                .any(|a| self.audiences.contains(a))
+        {
+            return Err(Reason::WrongAudience);
+        }
+        if let Some(policy) = &self.revocation {
+            let token_ref = TokenRef {
+                jti: claims.jti.as_deref(),
+                sub: claims.sub.as_deref(),
+                iat: claims.iat.map(|d| d.get()),
+                kid: verified.key().kid().as_str(),
+            };
+            if policy.static_list.is_revoked(&token_ref) {
+                return Err(Reason::Revoked);
+            }
+            let fresh = revocations
+                .fresh_at
+                .is_some_and(|at| now.saturating_sub(at) <= policy.max_stale_s);
+            let deny_stale = policy.on_unavailable == OnUnavailable::Deny;
+            match revocations.list {
+                _ if revocations.lost => return Err(Reason::RevocationUnavailable),
+                Some(_) | None if !fresh && deny_stale => {
+                    return Err(Reason::RevocationUnavailable)
+                }
+                // A stale list still applies under `allow`: it only ever
+                // revokes, and un-revoking through an outage is what an
+                // attacker waiting it out would want.
+                Some(list) if list.is_revoked(&token_ref) => return Err(Reason::Revoked),
+                _ => {}
+            }
+        }
+        Ok(verified)
+    }
+
+    /// The scopes a token grants: its own (`scope`, then `scp`), then those
+    /// of its roles, without repeats.
+    pub fn granted_scopes<'c>(&'c self, verified: &'c Verified<'_>) -> Vec<&'c str> {
+        let claims = verified.claims();
+        let mut out: Vec<&str> = Vec::new();
+        let role_scopes = claims
+            .all_roles()
+            .filter_map(|r| {
+                self.roles
+                    .iter()
+                    .find(|(name, _)| name == r)
+                    .map(|(_, s)| s)
+            })
+            .flatten()
+            .map(String::as_str);
+        for s in claims.own_scopes().chain(role_scopes) {
+            if !out.contains(&s) {
+                out.push(s);
+            }
+        }
+        out
+    }
+
+    fn authorize(
+        &self,
+        verified: &Verified<'_>,
+        granted: &[&str],
+        scopes: &[String],
+        roles: &[String],
+    ) -> Result<(), Reason> {
+        if !scopes.is_empty() && !policy::all_scopes_granted(granted.iter().copied(), scopes) {
+            return Err(Reason::InsufficientScope);
+        }
+        if !roles.is_empty()
+            && !verified
+                .claims()
+                .all_roles()
+                .any(|r| roles.iter().any(|x| x == r))
+        {
+            return Err(Reason::InsufficientScope);
+        }
+        Ok(())
+    }
+
+    fn forward_claims(&self, verified: &Verified<'_>, granted: &[&str], v: &mut Verdict) {
+        let claims = verified.claims();
+        for (claim, header) in &self.claims_to_headers {
+            let value = match claim.as_str() {
+                "scope" => (!granted.is_empty()).then(|| granted.join(" ")),
+                "sub" => claims.sub.clone(),
+                "jti" => claims.jti.clone(),
+                "iss" => claims.iss.clone(),
+                "role" => claims.role.clone(),
+                "token_use" => claims.token_use.clone(),
+                "aud" => claims.aud.as_ref().map(|a| a.join(" ")),
+                "scp" => claims.scp.as_ref().map(|a| a.join(" ")),
+                "roles" => claims.roles.as_ref().map(|a| a.join(" ")),
+                "exp" => claims.exp.map(|d| d.to_decimal()),
+                "nbf" => claims.nbf.map(|d| d.to_decimal()),
+                "iat" => claims.iat.map(|d| d.to_decimal()),
+                other => claims
+                    .extra
+                    .iter()
+                    .find(|(n, _)| n == other)
+                    .and_then(|(_, value)| match value {
+                        ClaimValue::Str(s) => Some(s.clone()),
+                        ClaimValue::Num(n) => Some(n.clone()),
+                        ClaimValue::Strs(list) => Some(list.join(" ")),
+                        ClaimValue::Other => None,
+                    }),
+            };
+            if let Some(value) = value {
+                v.set_headers.push((header.clone(), value));
+            }
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! Where tokens hide in a request, and how they (and forged claim headers)
+//! are cut out before it goes upstream: headers, query parameters, cookies,
+//! under every name an upstream framework may read as theirs.
+
+use std::borrow::Cow;
+
+use super::{Request, Verdict};
+use crate::config::{Config, TokenSource};
+use crate::refusal::Reason;
+use crate::wire::{self, cookie_pairs, percent_decode, query_pairs, query_range};
+
+impl Config {
+    /// Marks for removal every claim header a client sent, and every header
+    /// an upstream may read as a claim header or a token header
+    /// (`x_auth_subject` for `x-auth-subject`, `x_api_key` for `x-api-key`),
+    /// so that only what the gate verified and set reaches the upstream.
+    pub(super) fn strip_forged_headers(&self, req: &Request<'_>, v: &mut Verdict) {
+        for (name, _) in req.headers {
+            if name.starts_with(':') {
+                continue;
+            }
+            let claim_header = self
+                .claims_to_headers
+                .iter()
+                .any(|(_, h)| wire::same_header_name(h.as_bytes(), name.as_bytes()));
+            let token_lookalike = self.token_sources.iter().any(|s| match s {
+                TokenSource::Header { name: h, .. } => {
+                    h != name && wire::same_header_name(h.as_bytes(), name.as_bytes())
+                }
+                _ => false,
+            });
+            if claim_header || token_lookalike {
+                v.remove(name);
+            }
+        }
+    }
+
+    /// Removes every token source from the request: the headers, every
+    /// occurrence of the query parameter, every cookie of that name.
+    pub(super) fn strip_all_tokens(
+        &self,
+        req: &Request<'_>,
+        v: &mut Verdict,
+    ) -> Result<(), Reason> {
+        for source in &self.token_sources {
+            match source {
+                TokenSource::Header { name, scheme } => {
+                    let holds_token = req.lines(name).any(|value| match scheme {
+                        // A value in another scheme (Basic) is not a token.
+                        Some(scheme) => value
+                            .split(|b| *b == b',')
+                            .any(|part| strip_scheme(part, scheme).is_some()),
+                        None => true,
+                    });
+                    if holds_token {
+                        v.remove(name);
+                    }
+                }
+                TokenSource::Query(param) => {
+                    let path = v.new_path.as_deref().unwrap_or(req.path);
+                    if let Some(cut) = without_query_param(path, param) {
+                        v.new_path = Some(cut);
+                    }
+                }
+                TokenSource::Cookie(name) => {
+                    if let Some(kept) = without_cookie(req, name) {
+                        v.new_cookie = Some(kept);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Finds the request's token in the configured sources. More than one
+    /// token, a repeated header, parameter or cookie, or a comma in a token
+    /// header is a bad request. Records the edits that remove the token.
+    pub(super) fn find_token<'r>(
+        &self,
+        req: &Request<'r>,
+        v: &mut Verdict,
+    ) -> Result<Option<Cow<'r, [u8]>>, Reason> {
+        let mut found: Option<(&TokenSource, Cow<'r, [u8]>)> = None;
+        for source in &self.token_sources {
+            let token = match source {
+                TokenSource::Header { name, scheme } => match req.single(name)? {
+                    None => None,
+                    Some(value) if value.contains(&b',') => return Err(Reason::BadRequest),
+                    Some(value) => match scheme {
+                        Some(scheme) => strip_scheme(value, scheme),
+                        None => Some(wire::trim(value)).filter(|t| !t.is_empty()),
+                    }
+                    .map(Cow::Borrowed),
+                },
+                TokenSource::Query(param) => query_param(req.path, param)?,
+                TokenSource::Cookie(name) => cookie(req, name)?.map(Cow::Borrowed),
+            };
+            if let Some(token) = token {
+                if found.is_some() {
+                    return Err(Reason::BadRequest);
+                }
+                found = Some((source, token));
+            }
+        }
+        let Some((source, token)) = found else {
+            return Ok(None);
+        };
+        if !self.forward_token {
+            match source {
+                TokenSource::Header { name, .. } => v.remove(name),
+                TokenSource::Query(param) => v.new_path = without_query_param(req.path, param),
+                TokenSource::Cookie(name) => v.new_cookie = without_cookie(req, name),
+            }
+        }
+        Ok(Some(token))
+    }
+}
+
+/// `Bearer abc` → `abc`; a value that does not open with the scheme and a
+/// space yields no token.
+fn strip_scheme<'v>(value: &'v [u8], scheme: &str) -> Option<&'v [u8]> {
+    let value = wire::trim(value);
+    let head = value.get(..scheme.len())?;
+    if !head.eq_ignore_ascii_case(scheme.as_bytes()) {
+        return None;
+    }
+    let rest = value.get(scheme.len()..)?;
+    if rest.is_empty() {
+        // The scheme alone: a token header with an empty token.
+        return Some(rest);
+    }
+    if rest.first() != Some(&b' ') {
+        return None;
+    }
+    Some(wire::trim(rest))
+}
+
+/// Whether a query or cookie name, decoded, may be read as `name` by an
+/// upstream (see `wire::same_param_name`).
+fn names_param(raw_key: &[u8], name: &str) -> Result<bool, Reason> {
+    let key = percent_decode(raw_key).map_err(|_| Reason::BadRequest)?;
+    Ok(wire::same_param_name(&key, name.as_bytes()))
+}
+
+/// The value of query parameter `name`, decoded. A parameter given twice
+/// (under any name an upstream reads as `name`, `&` or `;` separated) is a
+/// bad request; an empty value yields no token.
+fn query_param<'p>(path: &'p [u8], name: &str) -> Result<Option<Cow<'p, [u8]>>, Reason> {
+    let Some(query) = query_range(path).and_then(|r| path.get(r)) else {
+        return Ok(None);
+    };
+    let mut found = None;
+    for pair in query_pairs(query) {
+        if names_param(pair.key, name)? {
+            if found.is_some() {
+                return Err(Reason::BadRequest);
+            }
+            found = Some(percent_decode(pair.value).map_err(|_| Reason::BadRequest)?);
+        }
+    }
+    Ok(found.filter(|v| !v.is_empty()))
+}
+
+/// The `:path` with every parameter an upstream may read as `name` cut out
+/// of its query, the other bytes kept as they came; `None` when there is
+/// nothing to cut.
+fn without_query_param(path: &[u8], name: &str) -> Option<Vec<u8>> {
+    let range = query_range(path)?;
+    let query = path.get(range.clone())?;
+    let cut: Vec<(usize, usize)> = query_pairs(query)
+        .filter(|p| names_param(p.key, name).unwrap_or(true))
+        .map(|p| (p.start, p.end))
+        .collect();
+    if cut.is_empty() {
+        return None;
+    }
+    let mut kept_query: Vec<u8> = Vec::with_capacity(query.len());
+    let mut at = 0;
+    for (start, end) in cut {
+        kept_query.extend_from_slice(query.get(at..start).unwrap_or_default());
+        at = end;
+    }
+    kept_query.extend_from_slice(query.get(at..).unwrap_or_default());
+    // Separators left at the ends or doubled by the cut are dropped; the
+    // other pairs keep their bytes and their separators.
+    let mut cleaned: Vec<u8> = Vec::with_capacity(kept_query.len());
+    for piece in kept_query.split(|b| *b == b'&' || *b == b';') {
+        let sep_at = cleaned.len();
+        if piece.is_empty() {
+            continue;
+        }
+        if sep_at > 0 {
+            // The separator that stood before this piece in `kept_query`.
+            let offset = piece.as_ptr() as usize - kept_query.as_ptr() as usize;
+            let sep = offset
+                .checked_sub(1)
+                .and_then(|i| kept_query.get(i))
+                .copied()
+                .unwrap_or(b'&');
+            cleaned.push(sep);
+        }
+        cleaned.extend_from_slice(piece);
+    }
+    let mut out = Vec::with_capacity(path.len());
+    out.extend_from_slice(
+        path.get(..range.start.saturating_sub(1))
+            .unwrap_or_default(),
+    );
+    if !cleaned.is_empty() {
+        out.push(b'?');
+        out.extend_from_slice(&cleaned);
+    }
+    out.extend_from_slice(path.get(range.end..).unwrap_or_default());
+    Some(out)
+}
+
+/// The value of cookie `name`, over every `cookie` line (HTTP/2 sends one
+/// per cookie); a cookie sent twice, under any name an upstream reads as
+/// `name`, is a bad request.
+fn cookie<'h>(req: &Request<'h>, name: &str) -> Result<Option<&'h [u8]>, Reason> {
+    let mut found = None;
+    for line in req.lines("cookie") {
+        for (key, value) in cookie_pairs(line) {
+            if names_param(key, name)? {
+                if found.is_some() {
+                    return Err(Reason::BadRequest);
+                }
+                // RFC 6265 allows a value in double quotes.
+                let value = value
+                    .strip_prefix(b"\"")
+                    .and_then(|v| v.strip_suffix(b"\""))
+                    .unwrap_or(value);
+                found = Some(value);
+            }
+        }
+    }
+    Ok(found.filter(|v| !v.is_empty()))
+}
+
+/// The `cookie` header without cookie `name` (and its look-alikes), every
+/// line joined into one: `None` when nothing changes, `Some(None)` when
+/// nothing is left.
+fn without_cookie(req: &Request<'_>, name: &str) -> Option<Option<Vec<u8>>> {
+    let mut removed = false;
+    let mut kept: Vec<&[u8]> = Vec::new();
+    for line in req.lines("cookie") {
+        for pair in line.split(|b| *b == b';').map(wire::trim) {
+            if pair.is_empty() {
+                continue;
+            }
+            let key = wire::trim(wire::split_pair(pair).0);
+            if names_param(key, name).unwrap_or(true) {
+                removed = true;
+            } else {
+                kept.push(pair);
+            }
+        }
+    }
+    // Bytes as they came: other cookies pass through untouched.
+    removed.then(|| (!kept.is_empty()).then(|| kept.join(&b"; "[..])))
+}
