@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use tokengate::config::{Secrets, ServiceConfig};
-use tokengate::revocation::follower::{Follower, Outcome};
 use tokengate::keys::{Alg, Key, KeyId};
+use tokengate::revocation::follower::{Follower, Outcome};
 use tokengate::revocation::{Document, Entry, Snapshot};
 use tokengate::shared::Published;
 
@@ -61,7 +61,7 @@ fn answer(f: &mut Follower, config: &ServiceConfig, now: u64, body: &str) -> Out
         Some(format!("\"{}\"", body.len()).into_bytes()),
         bytes.len(),
         || Some(bytes),
-        config.verify_key.as_ref(),
+        config.verify_key(),
         now,
     )
 }
@@ -73,7 +73,7 @@ fn not_modified(f: &mut Follower, config: &ServiceConfig, now: u64) -> Outcome {
         None,
         0,
         || panic!("a 304 has no body to read"),
-        config.verify_key.as_ref(),
+        config.verify_key(),
         now,
     )
 }

@@ -122,15 +122,15 @@ fn check_filter(report: &mut Report, location: &str, json: &[u8]) -> Option<Conf
     let summary = result.as_ref().ok().map(|c| {
         format!(
             "tokengate filter: {} key{}, {} rule{}{}",
-            c.keys.len(),
-            plural(c.keys.len()),
-            c.rules.len(),
-            plural(c.rules.len()),
-            match &c.revocation {
+            c.keys().len(),
+            plural(c.keys().len()),
+            c.rules().len(),
+            plural(c.rules().len()),
+            match c.revocation() {
                 Some(r) => format!(
                     ", revocation (max_stale_s {}, on_unavailable {})",
-                    r.max_stale_s,
-                    match r.on_unavailable {
+                    r.max_stale_s(),
+                    match r.on_unavailable() {
                         OnUnavailable::Deny => "deny",
                         OnUnavailable::Allow => "allow",
                     }
@@ -156,11 +156,11 @@ fn check_service(report: &mut Report, location: &str, json: &[u8]) -> Option<Ser
     let summary = result.as_ref().ok().map(|s| {
         format!(
             "tokengate-revocations service: cluster {}, {}{}, every {} s, {} list",
-            s.cluster,
-            s.authority,
-            s.path,
-            s.poll_interval_s,
-            if s.verify_key.is_some() {
+            s.cluster(),
+            s.authority(),
+            s.path(),
+            s.poll_interval_s(),
+            if s.verify_key().is_some() {
                 "signed"
             } else {
                 "unsigned"
@@ -221,13 +221,13 @@ fn check_envoy(report: &mut Report, name: &str, root: &Value) {
         };
         if plugin.root_id == envoy::FILTER_ROOT {
             if let Some(config) = check_filter(report, location, text.as_bytes()) {
-                filters_with_revocation += usize::from(config.revocation.is_some());
+                filters_with_revocation += usize::from(config.revocation().is_some());
                 let stops_on_headers = plugin
                     .config
                     .get("allow_on_headers_stop_iteration")
                     .and_then(Value::as_bool)
                     .unwrap_or(false);
-                if config.refresh.is_some() && !stops_on_headers {
+                if config.refresh_config().is_some() && !stops_on_headers {
                     report.error(
                         location,
                         "allow_on_headers_stop_iteration",
@@ -238,10 +238,10 @@ fn check_envoy(report: &mut Report, name: &str, root: &Value) {
         } else {
             services += 1;
             if let Some(service) = check_service(report, location, text.as_bytes()) {
-                if !clusters.contains(&service.cluster.as_str()) {
+                if !clusters.contains(&service.cluster()) {
                     let message = format!(
                         "no cluster {:?} in static_resources.clusters: the service cannot fetch the list",
-                        service.cluster
+                        service.cluster()
                     );
                     if cds {
                         report.warning(

@@ -199,12 +199,12 @@ fn key_from_file(file: &std::path::Path, kid: Option<&str>) -> Result<Key> {
         }
     })?;
     let key = match kid {
-        Some(kid) if whole_config => config.keys.by_kid(kid),
-        _ if config.keys.len() == 1 => config.keys.iter().next(),
+        Some(kid) if whole_config => config.keys().by_kid(kid),
+        _ if config.keys().len() == 1 => config.keys().iter().next(),
         _ => bail!(
             "--kid: {} holds {} keys; name one",
             file.display(),
-            config.keys.len()
+            config.keys().len()
         ),
     };
     key.cloned().ok_or_else(|| {

@@ -167,7 +167,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             headers: &headers,
         };
         let verdict = config.decide(&request, &connection, revocations, now);
-        let reply = verdict.response(&config.realm);
+        let reply = verdict.response(config.realm());
         (verdict, reply)
     };
 
@@ -243,7 +243,7 @@ fn place_token(
     path: &mut Vec<u8>,
     headers: &mut Vec<(String, Vec<u8>)>,
 ) -> Result<()> {
-    match config.token_sources.first() {
+    match config.token_sources().first() {
         Some(TokenSource::Header { name, scheme }) => {
             let value = match scheme {
                 Some(scheme) => format!("{scheme} {token}"),
@@ -400,14 +400,14 @@ fn as_json(verdict: &Verdict, response: Option<&Reply>) -> Value {
 
 /// A line on stderr for refusals the CLI's own circumstances can explain.
 fn hints(config: &Config, verdict: &Verdict, args: &Args) {
-    if args.revocation_list.is_some() && config.revocation.is_none() {
+    if args.revocation_list.is_some() && config.revocation().is_none() {
         util::errln(format_args!(
             "hint: the configuration has no revocation section: the filter never consults a list"
         ));
     }
     match verdict.decision {
         Decision::Deny(Reason::RevocationUnavailable) if args.revocation_list.is_none() => {
-            let on_unavailable = config.revocation.as_ref().map(|r| r.on_unavailable);
+            let on_unavailable = config.revocation().as_ref().map(|r| r.on_unavailable());
             if on_unavailable == Some(OnUnavailable::Deny) {
                 util::errln(format_args!(
                     "hint: the configuration has a revocation section and no list was given: pass --revocation-list FILE \

@@ -1,0 +1,255 @@
+use super::*;
+
+const KEY32: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="; // 32 bytes
+
+fn parse(json: &str) -> Result<Config, ConfigError> {
+    let env = |name: &str| match name {
+        "TG_KEY" => Some(KEY32.to_owned()),
+        "TG_EMPTY" => Some(String::new()),
+        _ => None,
+    };
+    Config::from_json(json.as_bytes(), &Secrets::Env(&env))
+}
+
+fn err(json: &str) -> String {
+    parse(json).unwrap_err().to_string()
+}
+
+fn minimal() -> String {
+    format!(r#"{{"keys":[{{"kid":"k","alg":"HS256","secret":"{KEY32}"}}]}}"#)
+}
+
+#[test]
+fn pins_every_documented_default() {
+    let c = parse(&minimal()).unwrap();
+    assert_eq!(c.realm, "tokengate");
+    assert_eq!(c.clock_skew_s, 30);
+    assert_eq!(c.require_claims, vec!["exp".to_owned()]);
+    assert_eq!(c.max_token_bytes, 4096);
+    assert_eq!(
+        c.token_sources,
+        vec![TokenSource::Header {
+            name: "authorization".into(),
+            scheme: Some("Bearer".into())
+        }]
+    );
+    assert!(!c.forward_token);
+    assert!(c.issuers.is_empty());
+    assert!(c.audiences.is_empty());
+    assert_eq!(c.max_lifetime_s, None);
+    assert!(!c.require_tls);
+    assert!(c.revocation.is_none());
+    assert!(c.refresh.is_none());
+    assert!(
+        c.rules.is_empty(),
+        "no rules: everything is refused with no_rule"
+    );
+}
+
+#[test]
+fn pins_revocation_and_service_defaults() {
+    let json =
+        format!(r#"{{"keys":[{{"kid":"k","alg":"HS256","secret":"{KEY32}"}}],"revocation":{{}}}}"#);
+    let r = parse(&json).unwrap().revocation.unwrap();
+    assert_eq!(r.max_stale_s, 300);
+    assert_eq!(r.on_unavailable, OnUnavailable::Deny);
+    assert!(r.static_list.is_empty());
+    let s = ServiceConfig::from_json(
+        br#"{"cluster":"c","authority":"a","path":"/v1/revocations"}"#,
+        &Secrets::Placeholder,
+    )
+    .unwrap();
+    assert_eq!(s.poll_interval_s, 5);
+    assert_eq!(s.timeout_ms, 2000);
+    assert_eq!(s.max_bytes, 128 * 1024 * 1024);
+    assert!(s.verify_key.is_none());
+}
+
+#[test]
+fn names_the_field_of_an_unknown_algorithm() {
+    let json = format!(
+        r#"{{"keys":[{{"kid":"a","alg":"HS256","secret":"{KEY32}"}},{{"kid":"b","alg":"HS255","secret":"{KEY32}"}}]}}"#
+    );
+    assert_eq!(err(&json), r#"keys[1].alg: unknown algorithm "HS255""#);
+}
+
+#[test]
+fn refuses_unknown_fields_anywhere() {
+    assert!(err(r#"{"keys":[],"colour":1}"#).contains("unknown field `colour`"));
+    let json = format!(r#"{{"keys":[{{"kid":"k","alg":"HS256","secret":"{KEY32}","x":1}}]}}"#);
+    let e = err(&json);
+    assert!(
+        e.starts_with("keys[0]") && e.contains("unknown field `x`"),
+        "{e}"
+    );
+    let json = format!(
+        r#"{{"keys":[{{"kid":"k","alg":"HS256","secret":"{KEY32}"}}],"rules":[{{"match":{{"prefx":"/"}}}}]}}"#
+    );
+    assert!(err(&json).starts_with("rules[0].match"), "{}", err(&json));
+}
+
+#[test]
+fn refuses_wrong_types_naming_the_field() {
+    let json = format!(
+        r#"{{"keys":[{{"kid":"k","alg":"HS256","secret":"{KEY32}"}}],"clock_skew_s":"30"}}"#
+    );
+    assert!(
+        err(&json).starts_with("clock_skew_s: invalid type"),
+        "{}",
+        err(&json)
+    );
+}
+
+#[test]
+fn refuses_empty_keys() {
+    assert_eq!(err(r#"{"keys":[]}"#), "keys: at least one key is required");
+    assert!(err(r#"{}"#).contains("missing field `keys`"));
+}
+
+#[test]
+fn refuses_short_secrets() {
+    let json = r#"{"keys":[{"kid":"k","alg":"HS512","secret":"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}]}"#;
+    assert_eq!(
+        err(json),
+        "keys[0]: the secret is 32 bytes; HS512 needs at least 64"
+    );
+}
+
+#[test]
+fn reads_secret_env_and_names_the_variable_never_the_value() {
+    let ok = r#"{"keys":[{"kid":"k","alg":"HS256","secret_env":"TG_KEY"}]}"#;
+    assert!(parse(ok).is_ok());
+    let unset = r#"{"keys":[{"kid":"k","alg":"HS256","secret_env":"TG_NOPE"}]}"#;
+    assert!(err(unset)
+        .starts_with("keys[0].secret_env: environment variable TG_NOPE is unset or empty"));
+    let empty = r#"{"keys":[{"kid":"k","alg":"HS256","secret_env":"TG_EMPTY"}]}"#;
+    assert!(err(empty).contains("TG_EMPTY"));
+    // check-config never reads the value.
+    assert!(Config::from_json(unset.as_bytes(), &Secrets::Placeholder).is_ok());
+}
+
+#[test]
+fn utf8_encoding_takes_the_text_bytes() {
+    let json = r#"{"keys":[{"kid":"k","alg":"HS256","secret":"a-utf8-secret-that-is-32-bytes!!","encoding":"utf8"}]}"#;
+    assert!(parse(json).is_ok());
+}
+
+#[test]
+fn refuses_two_or_no_secret_sources_and_duplicate_kids() {
+    let both = format!(
+        r#"{{"keys":[{{"kid":"k","alg":"HS256","secret":"{KEY32}","secret_env":"TG_KEY"}}]}}"#
+    );
+    assert!(err(&both).starts_with("keys[0]: has both"));
+    assert!(err(r#"{"keys":[{"kid":"k","alg":"HS256"}]}"#).starts_with("keys[0]: needs"));
+    let dup = format!(
+        r#"{{"keys":[{{"kid":"k","alg":"HS256","secret":"{KEY32}"}},{{"kid":"k","alg":"HS256","secret":"{KEY32}"}}]}}"#
+    );
+    assert_eq!(err(&dup), r#"keys[1].kid: duplicate kid "k""#);
+}
+
+fn with(extra: &str) -> String {
+    format!(r#"{{"keys":[{{"kid":"k","alg":"HS256","secret":"{KEY32}"}}],{extra}}}"#)
+}
+
+#[test]
+fn refuses_lower_case_methods() {
+    let e = err(&with(
+        r#""rules":[{"match":{"prefix":"/","methods":["GET","post"]}}]"#,
+    ));
+    assert_eq!(
+        e,
+        r#"rules[0].match.methods[1]: "post" is not an upper-case method name"#
+    );
+}
+
+#[test]
+fn refuses_path_and_prefix_together_and_conflicting_outcomes() {
+    assert!(
+        err(&with(r#""rules":[{"match":{"path":"/a","prefix":"/a"}}]"#))
+            .starts_with("rules[0].match: has both")
+    );
+    assert!(err(&with(r#""rules":[{"anonymous":true,"deny":true}]"#))
+        .starts_with("rules[0]: cannot be both"));
+    assert!(err(&with(r#""rules":[{"anonymous":true,"scopes":["a"]}]"#))
+        .starts_with("rules[0]: scopes and roles"));
+    assert!(err(&with(r#""rules":[{"match":{"prefix":"orders"}}]"#))
+        .starts_with("rules[0].match.prefix:"));
+}
+
+#[test]
+fn refuses_bad_token_sources() {
+    assert!(err(&with(r#""token_sources":[]"#)).starts_with("token_sources:"));
+    assert!(
+        err(&with(r#""token_sources":[{"header":"x","query":"y"}]"#))
+            .starts_with("token_sources[0]:")
+    );
+    assert!(err(&with(
+        r#""token_sources":[{"query":"t","scheme":"Bearer"}]"#
+    ))
+    .starts_with("token_sources[0].scheme"));
+    assert!(err(&with(r#""token_sources":[{"header":"bad header"}]"#))
+        .starts_with("token_sources[0].header"));
+}
+
+#[test]
+fn service_refuses_zero_poll_interval_and_missing_fields() {
+    let e = ServiceConfig::from_json(
+        br#"{"cluster":"c","authority":"a","path":"/","poll_interval_s":0}"#,
+        &Secrets::Placeholder,
+    )
+    .unwrap_err();
+    assert_eq!(e.to_string(), "poll_interval_s: must be at least 1");
+    let e = ServiceConfig::from_json(br#"{"cluster":"c","path":"/"}"#, &Secrets::Placeholder)
+        .unwrap_err();
+    assert!(e.to_string().contains("missing field `authority`"));
+}
+
+#[test]
+fn claim_headers_are_lower_cased_and_extra_claims_captured() {
+    let c = parse(&with(r#""claims_to_headers":{"sub":"X-Auth-Subject","tenant":"x-tenant"},"require_claims":["exp","org"]"#)).unwrap();
+    assert!(c
+        .claims_to_headers
+        .contains(&("sub".into(), "x-auth-subject".into())));
+    assert_eq!(
+        c.claim_spec.extra,
+        vec!["tenant".to_owned(), "org".to_owned()]
+    );
+}
+
+#[test]
+fn objects_are_objects_everywhere_the_types_say_so() {
+    // The schema is the types (`raw::Obj`): no second list to keep in sync.
+    for (extra, path) in [
+        (r#""token_sources":[["authorization"]]"#, "token_sources[0]"),
+        (r#""rules":[[]]"#, "rules[0]"),
+        (r#""rules":[{"match":["/"]}]"#, "rules[0].match"),
+        (r#""revocation":[]"#, "revocation"),
+        (r#""refresh":["/oauth/token"]"#, "refresh"),
+    ] {
+        assert_eq!(
+            err(&with(extra)),
+            format!("{path}: invalid type: array, expected a JSON object"),
+            "{extra}"
+        );
+    }
+    assert_eq!(
+        err(r#"{"keys":[["k","HS256"]]}"#),
+        "keys[0]: invalid type: array, expected a JSON object"
+    );
+    let e = ServiceConfig::from_json(
+        br#"{"cluster":"c","authority":"a","path":"/","verify_key":[1]}"#,
+        &Secrets::Placeholder,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "verify_key: invalid type: array, expected a JSON object"
+    );
+}
+
+#[test]
+fn a_misplaced_value_is_described_never_quoted() {
+    // A secret pasted where an object goes must not reach the log.
+    let e = err(r#"{"keys":["c2VjcmV0LXZhbHVlLXRoYXQtbXVzdC1ub3QtbGVhaw=="]}"#);
+    assert_eq!(e, "keys[0]: invalid type: string, expected a JSON object");
+}
