@@ -302,8 +302,8 @@ impl Config {
             "token_type": "Bearer",
             "expires_in": refresh.access_ttl_s,
         });
-        if !scope.is_empty() {
-            body["scope"] = scope.into();
+        if let (false, Some(fields)) = (scope.is_empty(), body.as_object_mut()) {
+            fields.insert("scope".into(), scope.into());
         }
         v.decision = Decision::Allow;
         RefreshAnswer {

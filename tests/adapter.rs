@@ -3,7 +3,12 @@
 //! goes on when something inside fails or when it is a refresh request,
 //! whatever its framing.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

@@ -13,7 +13,12 @@
 
 // A test harness: a panic (through unwrap, expect or panic!) is a failed test
 // or a broken data file, and says which.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

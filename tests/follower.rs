@@ -1,7 +1,12 @@
 //! The revocation follower with a fake clock and fake responses: when it
 //! polls, and what each answer does to the list in force.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use tokengate::config::{Secrets, ServiceConfig};
 use tokengate::keys::{Alg, Key, KeyId};

@@ -1,6 +1,11 @@
 //! Inputs the fuzz targets found (fuzz/README.md, "Findings"), as ordinary tests.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use tokengate::config::{Config, Secrets, ServiceConfig};
 use tokengate::keys::{Alg, Key, KeyId, KeySet};

@@ -3,7 +3,12 @@
 //! Envoy's in `tests/e2e/test_hardening.py`). Decided against the one
 //! orders-api fixture, `tests/data/orders-api.json`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use serde_json::{json, Value};
 use tokengate::config::{Config, Secrets};

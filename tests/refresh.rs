@@ -1,6 +1,11 @@
 //! Refresh at the edge (SPEC §10.2), decided natively at a fixed instant.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use serde_json::{json, Value};
 use tokengate::config::{Config, Secrets};

@@ -81,6 +81,7 @@ mod parse;
 mod snapshot;
 mod static_list;
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests;
 
 pub use document::{Document, DocumentError, Entry, JWS_TYPE};
