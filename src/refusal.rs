@@ -78,6 +78,11 @@ impl Reason {
         Reason::Internal,
     ];
 
+    /// The position of the reason in [`Reason::ALL`].
+    pub fn index(self) -> usize {
+        Reason::ALL.iter().position(|r| *r == self).unwrap_or(0)
+    }
+
     /// The name used in bodies, filter state and metric names.
     pub fn as_str(self) -> &'static str {
         match self {

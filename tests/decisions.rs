@@ -426,8 +426,12 @@ fn insufficient_scope_names_the_rule_scopes() {
         .bearer(&token())
         .run(&config());
     assert_eq!(v.decision, refused(Reason::InsufficientScope));
-    assert_eq!(v.required_scopes, vec!["orders:write".to_owned()]);
-    let response = v.response("orders-api").unwrap();
+    let c = config();
+    assert_eq!(v.required_scopes(&c), ["orders:write".to_owned()]);
+    let response = v.response(&c).unwrap();
+    // The filter's replies, rendered once, are the same.
+    let replies = tokengate::gate::Replies::new(&c);
+    assert_eq!(replies.for_verdict(&v), Some(&response));
     let challenge = &response
         .headers
         .iter()
@@ -534,8 +538,10 @@ fn refusal_bodies_carry_error_and_reason() {
         (get("/orders"), Reason::Missing),
         (get("/internal"), Reason::Denied),
     ] {
-        let v = req.run(&config());
-        let r = v.response("orders-api").unwrap();
+        let c = config();
+        let v = req.run(&c);
+        let r = v.response(&c).unwrap();
+        assert_eq!(tokengate::gate::Replies::new(&c).for_verdict(&v), Some(&r));
         let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(body["reason"], reason.as_str());
         assert_eq!(r.status, reason.status());

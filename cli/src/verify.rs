@@ -167,7 +167,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             headers: &headers,
         };
         let verdict = config.decide(&request, &connection, revocations, now);
-        let reply = verdict.response(config.realm());
+        let reply = verdict.response(&config);
         (verdict, reply)
     };
 

@@ -14,9 +14,11 @@ use std::rc::Rc;
 
 use super::host::{now_secs, Flow, Host, LogLevel, MetricKind};
 use crate::config::{Config, Secrets};
-use crate::gate::{Connection, Decision, Edit, Request, Revocations, Verdict, FILTER_STATE_KEY};
+use crate::gate::{
+    Connection, Decision, Edit, Replies, Request, Revocations, Verdict, FILTER_STATE_KEY,
+};
 use crate::refresh::{self, RefreshRequest, MAX_FORM_BYTES};
-use crate::refusal::{refusal_response, Reason, Reply};
+use crate::refusal::{Reason, Reply};
 use crate::revocation::Snapshot;
 use crate::shared::{self, Published};
 use crate::token::VerifyCache;
@@ -26,8 +28,11 @@ use crate::token::VerifyCache;
 const CACHE_SLOTS: usize = 1024;
 const CACHE_BYTES: usize = 2 << 20;
 
-/// How often a worker looks for a new revocation snapshot.
+/// How often a worker looks for a new revocation snapshot (and reads the
+/// log level).
 const REVOCATION_CHECK_MS: u64 = 250;
+/// The tick without revocation: the log level only.
+const LOG_LEVEL_CHECK_MS: u64 = 1000;
 
 struct Metrics {
     allowed: Option<u32>,
@@ -53,10 +58,7 @@ impl Metrics {
         match decision {
             Decision::Allow => self.allowed,
             Decision::Anonymous => self.anonymous,
-            Decision::Deny(reason) => Reason::ALL
-                .iter()
-                .position(|r| *r == reason)
-                .and_then(|i| self.denied.get(i).copied().flatten()),
+            Decision::Deny(reason) => self.denied.get(reason.index()).copied().flatten(),
         }
     }
 }
@@ -75,12 +77,17 @@ struct WorkerList {
 
 struct Shared {
     config: Config,
+    /// Every refusal's reply, rendered at configuration time.
+    replies: Replies,
     metrics: Metrics,
     list: RefCell<WorkerList>,
     /// Tokens whose MAC held on this worker (see `VerifyCache`).
     cache: RefCell<VerifyCache>,
     /// Whether a failed host call was already logged (once per VM).
     warned: Cell<bool>,
+    /// Whether refusals are logged (debug), read on each tick rather than
+    /// by a host call per refusal.
+    debug: Cell<bool>,
 }
 
 impl Shared {
@@ -112,7 +119,7 @@ impl Shared {
             return;
         }
         if host
-            .set_filter_state(FILTER_STATE_KEY, verdict.log_record().as_bytes())
+            .set_filter_state(FILTER_STATE_KEY, &verdict.log_record())
             .is_err()
         {
             self.host_call_failed(host, "setting the access-log filter state");
@@ -142,10 +149,9 @@ impl Shared {
         );
         verdict.decision = Decision::Deny(Reason::Internal);
         self.record(host, &verdict);
-        self.reply(
-            host,
-            &refusal_response(Reason::Internal, &self.config.realm, &[]),
-        );
+        if let Some(reply) = self.replies.for_reason(Reason::Internal) {
+            self.reply(host, reply);
+        }
         Flow::Pause
     }
 }
@@ -171,7 +177,12 @@ impl GateRoot {
                 return false;
             }
         };
-        if config.revocation.is_some() && host.set_tick_period_ms(REVOCATION_CHECK_MS).is_err() {
+        let tick = if config.revocation.is_some() {
+            REVOCATION_CHECK_MS
+        } else {
+            LOG_LEVEL_CHECK_MS
+        };
+        if host.set_tick_period_ms(tick).is_err() {
             host.log(
                 LogLevel::Warn,
                 "cannot set the tick period: the revocation list would never be read",
@@ -179,11 +190,13 @@ impl GateRoot {
             return false;
         }
         let shared = Rc::new(Shared {
+            replies: Replies::new(&config),
             config,
             metrics: Metrics::define(host),
             list: RefCell::new(WorkerList::default()),
             cache: RefCell::new(VerifyCache::new(CACHE_SLOTS, CACHE_BYTES)),
             warned: Cell::new(false),
+            debug: Cell::new(false),
         });
         self.shared = Some(shared);
         self.on_tick(host);
@@ -195,6 +208,7 @@ impl GateRoot {
     /// lower generation is ignored, whoever wrote it.
     pub fn on_tick(&mut self, host: &dyn Host) {
         let Some(shared) = &self.shared else { return };
+        shared.debug.set(host.log_enabled(LogLevel::Debug));
         if shared.config.revocation.is_none() {
             return;
         }
@@ -275,6 +289,33 @@ pub struct Gate {
     stream: Stream,
 }
 
+/// Makes the verdict's edits: by default in one call that replaces the
+/// whole header map (one round trip, and Envoy clears its route cache once
+/// rather than once per header); with the `per_header_edits` profile, one
+/// call per edit, to measure the other way (benches/breakdown.sh).
+fn apply_edits(
+    host: &dyn Host,
+    verdict: &Verdict,
+    headers: &[(String, Vec<u8>)],
+) -> Result<(), String> {
+    if cfg!(tokengate_profile = "per_header_edits") {
+        for edit in verdict.edits() {
+            let (name, result) = match edit {
+                Edit::Remove(name) => (name, host.set_request_header(name, None)),
+                Edit::Set(name, value) => (name, host.set_request_header(name, Some(value))),
+            };
+            result
+                .map_err(|e| format!("Envoy refused to edit request header {name:?}: {}", e.0))?;
+        }
+        return Ok(());
+    }
+    if verdict.edits().is_empty() {
+        return Ok(());
+    }
+    host.set_request_headers(&verdict.edited_map(headers))
+        .map_err(|e| format!("Envoy refused the edited request headers: {}", e.0))
+}
+
 /// Connection facts, fetched from the host only when a check asks.
 struct HostConnection<'h>(&'h dyn Host);
 
@@ -347,8 +388,8 @@ impl Gate {
         };
         self.stream = Stream::Done { forwarded: false };
 
-        if let Some(reply) = verdict.response(&config.realm) {
-            if host.log_enabled(LogLevel::Debug) {
+        if let Some(reply) = shared.replies.for_verdict(&verdict) {
+            if shared.debug.get() {
                 let path = request.path.split(|b| *b == b'?').next().unwrap_or(&[]);
                 host.log(
                     LogLevel::Debug,
@@ -361,26 +402,13 @@ impl Gate {
                 );
             }
             shared.record(host, &verdict);
-            shared.reply(host, &reply);
+            shared.reply(host, reply);
             return Flow::Pause;
         }
 
         if !(cfg!(tokengate_profile = "no_edits") || cfg!(tokengate_profile = "decide_only")) {
-            for edit in verdict.edits() {
-                let result = match edit {
-                    Edit::Remove(name) => host.set_request_header(name, None),
-                    Edit::Set(name, value) => host.set_request_header(name, Some(value)),
-                };
-                if let Err(e) = result {
-                    let name = match edit {
-                        Edit::Remove(n) | Edit::Set(n, _) => n,
-                    };
-                    return shared.internal(
-                        host,
-                        verdict.clone(),
-                        &format!("Envoy refused to edit request header {name:?}: {}", e.0),
-                    );
-                }
+            if let Err(why) = apply_edits(host, &verdict, &headers) {
+                return shared.internal(host, verdict.clone(), &why);
             }
         }
         shared.record(host, &verdict);

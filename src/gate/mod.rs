@@ -15,7 +15,7 @@ mod sources;
 mod verdict;
 
 pub use request::{Connection, FixedConnection, Request, Revocations};
-pub use verdict::{Decision, Edit, Verdict, FILTER_STATE_KEY};
+pub use verdict::{Decision, Edit, Replies, Verdict, FILTER_STATE_KEY};
 
 use crate::config::{Config, OnUnavailable};
 use crate::policy::{self, Action, Rule};
@@ -83,6 +83,7 @@ impl Config {
     ) -> Result<Decision, Reason> {
         let path = policy::normalize_path_cow(req.path).map_err(|_| Reason::BadRequest)?;
         let rule = self.route(req, &path)?.ok_or(Reason::NoRule)?;
+        v.rule = self.rules.iter().position(|r| std::ptr::eq(r, rule));
         let (scopes, roles) = match &rule.action {
             Action::Deny => return Err(Reason::Denied),
             Action::Anonymous => {
@@ -96,7 +97,6 @@ impl Config {
             }
             Action::Require { scopes, roles } => (scopes, roles),
         };
-        v.required_scopes.clone_from(scopes);
         let token = self.find_token(req, v)?.ok_or(Reason::Missing)?;
         if self.require_tls && !conn.is_tls() {
             return Err(Reason::TlsRequired);

@@ -1,6 +1,8 @@
 //! The gate's answer: the decision, the edits that go with it, the local
 //! reply of a refusal, and the access-log record.
 
+use crate::config::Config;
+use crate::policy::Action;
 use crate::refusal::{refusal_response, Reason, Reply};
 
 /// What happened to the request.
@@ -46,8 +48,9 @@ pub struct Verdict {
     pub sub: Option<String>,
     pub jti: Option<String>,
     pub kid: Option<String>,
-    /// The scopes the matched rule requires (for the challenge).
-    pub required_scopes: Vec<String>,
+    /// The index of the rule that decided, once one did (its scopes go in
+    /// an `insufficient_scope` challenge).
+    pub rule: Option<usize>,
 }
 
 impl Verdict {
@@ -62,15 +65,31 @@ impl Verdict {
             sub: None,
             jti: None,
             kid: None,
-            required_scopes: Vec::new(),
+            rule: None,
         }
     }
 
     /// The local reply for a refusal; `None` when the request goes on.
-    pub fn response(&self, realm: &str) -> Option<Reply> {
-        self.decision
-            .reason()
-            .map(|r| refusal_response(r, realm, &self.required_scopes))
+    /// (The filter uses [`Replies`], built once, for the same answers.)
+    pub fn response(&self, config: &Config) -> Option<Reply> {
+        let reason = self.decision.reason()?;
+        Some(refusal_response(
+            reason,
+            config.realm(),
+            self.required_scopes(config),
+        ))
+    }
+
+    /// The scopes the deciding rule requires.
+    pub fn required_scopes<'c>(&self, config: &'c Config) -> &'c [String] {
+        match self
+            .rule
+            .and_then(|i| config.rules().get(i))
+            .map(|r| &r.action)
+        {
+            Some(Action::Require { scopes, .. }) => scopes,
+            _ => &[],
+        }
     }
 
     /// The changes to make to the request before it goes upstream, in
@@ -104,18 +123,55 @@ impl Verdict {
     /// `{"decision", "reason", "sub", "jti", "kid"}` without the members
     /// that do not apply (`reason` only on a refusal; `sub`, `jti`, `kid`
     /// only once the MAC held).
-    pub fn log_record(&self) -> String {
-        let mut record = serde_json::Map::new();
-        record.insert("decision".into(), self.decision.as_str().into());
+    pub fn log_record(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(96);
+        out.extend_from_slice(b"{\"decision\":\"");
+        out.extend_from_slice(self.decision.as_str().as_bytes());
+        out.push(b'"');
         if let Some(reason) = self.decision.reason() {
-            record.insert("reason".into(), reason.as_str().into());
+            out.extend_from_slice(b",\"reason\":\"");
+            out.extend_from_slice(reason.as_str().as_bytes());
+            out.push(b'"');
         }
         for (name, value) in [("sub", &self.sub), ("jti", &self.jti), ("kid", &self.kid)] {
             if let Some(value) = value {
-                record.insert(name.into(), value.as_str().into());
+                out.extend_from_slice(b",\"");
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(b"\":");
+                // Escaped as JSON: a verified value holds no control
+                // character, but may hold `"` or `\`.
+                if serde_json::to_writer(&mut out, value).is_err() {
+                    out.extend_from_slice(b"null");
+                }
             }
         }
-        serde_json::Value::Object(record).to_string()
+        out.push(b'}');
+        out
+    }
+
+    /// The request's header map after [`Verdict::edits`], for one call
+    /// that replaces the whole map: every line kept in order but those
+    /// removed or replaced, then the set values.
+    pub fn edited_map<'h>(&'h self, headers: &'h [(String, Vec<u8>)]) -> Vec<(&'h str, &'h [u8])> {
+        let edits = self.edits();
+        let touched = |name: &str| {
+            edits.iter().any(|e| match e {
+                Edit::Remove(n) | Edit::Set(n, _) => *n == name,
+            })
+        };
+        let mut out: Vec<(&str, &[u8])> = Vec::with_capacity(headers.len() + edits.len());
+        out.extend(
+            headers
+                .iter()
+                .filter(|(n, _)| !touched(n))
+                .map(|(n, v)| (n.as_str(), v.as_slice())),
+        );
+        for edit in edits {
+            if let Edit::Set(name, value) = edit {
+                out.push((name, value));
+            }
+        }
+        out
     }
 
     pub(super) fn remove(&mut self, name: &str) {
@@ -136,4 +192,59 @@ pub enum Edit<'v> {
     Remove(&'v str),
     /// Replace every line of this header (or `:path`) with this value.
     Set(&'v str, &'v [u8]),
+}
+
+/// Every refusal's reply, rendered once from the configuration: the
+/// bodies and `www-authenticate` values never change per request, so the
+/// filter looks them up instead of formatting them.
+#[derive(Debug)]
+pub struct Replies {
+    /// By [`Reason::index`].
+    by_reason: Vec<Reply>,
+    /// `insufficient_scope` for each rule that lists scopes (its challenge
+    /// names them); `None` for the others.
+    insufficient_scope_by_rule: Vec<Option<Reply>>,
+}
+
+impl Replies {
+    pub fn new(config: &Config) -> Replies {
+        Replies {
+            by_reason: Reason::ALL
+                .iter()
+                .map(|r| refusal_response(*r, config.realm(), &[]))
+                .collect(),
+            insufficient_scope_by_rule: config
+                .rules()
+                .iter()
+                .map(|rule| match &rule.action {
+                    Action::Require { scopes, .. } if !scopes.is_empty() => Some(refusal_response(
+                        Reason::InsufficientScope,
+                        config.realm(),
+                        scopes,
+                    )),
+                    _ => None,
+                })
+                .collect(),
+        }
+    }
+
+    /// The reply of a refused verdict; `None` when the request goes on.
+    pub fn for_verdict(&self, verdict: &Verdict) -> Option<&Reply> {
+        let reason = verdict.decision.reason()?;
+        if reason == Reason::InsufficientScope {
+            if let Some(reply) = verdict
+                .rule
+                .and_then(|i| self.insufficient_scope_by_rule.get(i))
+                .and_then(Option::as_ref)
+            {
+                return Some(reply);
+            }
+        }
+        self.for_reason(reason)
+    }
+
+    /// The reply of a refusal for `reason` (no scopes named).
+    pub fn for_reason(&self, reason: Reason) -> Option<&Reply> {
+        self.by_reason.get(reason.index())
+    }
 }
