@@ -170,13 +170,20 @@ pub fn decode(text: &str, max_bytes: usize) -> Result<Decoded<'_>, Malformed> {
 /// Signs `payload` with `key` as a compact JWS whose header is
 /// `{"alg":…,"typ":…}` plus `"kid"` when given.
 pub fn sign(payload: &[u8], key: &Key, typ: &str, kid: Option<&str>) -> String {
-    let mut header = serde_json::Map::new();
-    header.insert("alg".into(), key.alg().name().into());
-    header.insert("typ".into(), typ.into());
-    if let Some(kid) = kid {
-        header.insert("kid".into(), kid.into());
+    #[derive(serde::Serialize)]
+    struct Out<'a> {
+        alg: &'a str,
+        typ: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        kid: Option<&'a str>,
     }
-    let header = serde_json::Value::Object(header).to_string();
+    let header = Out {
+        alg: key.alg().name(),
+        typ,
+        kid,
+    };
+    // Serializing three strings cannot fail.
+    let header = serde_json::to_vec(&header).unwrap_or_default();
     let mut out = URL_SAFE_NO_PAD.encode(header);
     out.push('.');
     URL_SAFE_NO_PAD.encode_string(payload, &mut out);

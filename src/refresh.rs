@@ -8,6 +8,8 @@
 //! refresh token: down-scoping only) or the refresh token's own. Randomness
 //! for the new `jti` is an argument, like time.
 
+use serde::Serialize;
+
 use crate::config::Config;
 use crate::gate::{Connection, Decision, Revocations, Verdict};
 use crate::policy;
@@ -35,6 +37,45 @@ pub struct RefreshRequest<'a> {
     pub method: &'a str,
     pub content_type: Option<&'a [u8]>,
     pub body: &'a [u8],
+}
+
+/// The claims of a refreshed access token: what the refresh token says of
+/// its holder, and nothing else.
+#[derive(Serialize)]
+struct AccessClaims<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    roles: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cnf: Option<Cnf<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'a str>,
+    jti: String,
+    iat: u64,
+    exp: u64,
+}
+
+#[derive(Serialize)]
+struct Cnf<'a> {
+    #[serde(rename = "x5t#S256")]
+    x5t_s256: &'a str,
+}
+
+/// RFC 6749 §5.1.
+#[derive(Serialize)]
+struct TokenResponse<'a> {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'a str>,
 }
 
 /// An RFC 6749 §5.2 error answer.
@@ -256,55 +297,36 @@ impl Config {
         let Some(key) = self.keys.by_kid(refresh.kid.as_str()) else {
             return invalid_request("the refresh key is not configured", v);
         };
-        let mut out = serde_json::Map::new();
-        let mut put = |name: &str, value: serde_json::Value| {
-            out.insert(name.to_owned(), value);
-        };
-        if let Some(sub) = &claims.sub {
-            put("sub", sub.clone().into());
-        }
-        if let Some(iss) = &claims.iss {
-            put("iss", iss.clone().into());
-        }
-        if let Some(aud) = &claims.aud {
-            put("aud", aud.clone().into());
-        }
-        if asked.is_none() {
-            if let Some(role) = &claims.role {
-                put("role", role.clone().into());
-            }
-            if let Some(roles) = &claims.roles {
-                put("roles", roles.clone().into());
-            }
-        }
-        match &claims.cnf {
-            Some(Binding::X5tS256(thumb)) => {
-                put("cnf", serde_json::json!({ "x5t#S256": thumb }));
-            }
+        let cnf = match &claims.cnf {
+            Some(Binding::X5tS256(thumb)) => Some(Cnf { x5t_s256: thumb }),
             // verify_token refuses every other binding; never mint an
             // unbound token from a bound one.
             Some(Binding::Unsupported) => {
                 return invalid_request("the refresh token's binding cannot be kept", v)
             }
-            None => {}
-        }
+            None => None,
+        };
         let scope = scopes.join(" ");
-        if !scope.is_empty() {
-            put("scope", scope.clone().into());
-        }
-        let new_jti = b64url_encode(&jti);
-        put("jti", new_jti.clone().into());
-        put("iat", now.into());
-        put("exp", now.saturating_add(refresh.access_ttl_s).into());
-        let access = token::sign(&serde_json::Value::Object(out), key, "at+jwt");
-        let mut body = serde_json::json!({
-            "access_token": access,
-            "token_type": "Bearer",
-            "expires_in": refresh.access_ttl_s,
-        });
-        if let (false, Some(fields)) = (scope.is_empty(), body.as_object_mut()) {
-            fields.insert("scope".into(), scope.into());
-        }
+        let scope = (!scope.is_empty()).then_some(scope);
+        let keep_roles = asked.is_none();
+        let access = AccessClaims {
+            sub: claims.sub.as_deref(),
+            iss: claims.iss.as_deref(),
+            aud: claims.aud.as_deref(),
+            role: claims.role.as_deref().filter(|_| keep_roles),
+            roles: claims.roles.as_deref().filter(|_| keep_roles),
+            cnf,
+            scope: scope.as_deref(),
+            jti: b64url_encode(&jti),
+            iat: now,
+            exp: now.saturating_add(refresh.access_ttl_s),
+        };
+        let body = TokenResponse {
+            access_token: token::sign(&access, key, "at+jwt"),
+            token_type: "Bearer",
+            expires_in: refresh.access_ttl_s,
+            scope: scope.as_deref(),
+        };
         v.decision = Decision::Allow;
         RefreshAnswer {
             reply: Reply::json(200, &body),

@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use serde::Serialize;
+
 /// The reason a request was refused, in the order of SPEC section 4.
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -199,7 +201,7 @@ impl Reply {
     /// A JSON reply: `content-type: application/json`, and `cache-control:
     /// no-store` with `pragma: no-cache`, which RFC 6749 §5.1 asks of any
     /// answer holding a token and which no refusal suffers from either.
-    pub fn json(status: u32, body: &serde_json::Value) -> Reply {
+    pub fn json<T: Serialize + ?Sized>(status: u32, body: &T) -> Reply {
         Reply {
             status,
             headers: vec![
@@ -207,20 +209,27 @@ impl Reply {
                 ("cache-control", "no-store".to_owned()),
                 ("pragma", "no-cache".to_owned()),
             ],
-            body: body.to_string(),
+            // Serializing these plain structs cannot fail.
+            body: serde_json::to_string(body).unwrap_or_default(),
         }
     }
 
     /// An error reply: `{"error": …, "reason": …, "error_description": …}`.
     /// The description is fixed text, never token content.
     pub fn error(status: u32, error: &str, reason: Reason, description: &str) -> Reply {
+        #[derive(Serialize)]
+        struct ErrorBody<'a> {
+            error: &'a str,
+            reason: &'a str,
+            error_description: &'a str,
+        }
         Reply::json(
             status,
-            &serde_json::json!({
-                "error": error,
-                "reason": reason.as_str(),
-                "error_description": description,
-            }),
+            &ErrorBody {
+                error,
+                reason: reason.as_str(),
+                error_description: description,
+            },
         )
     }
 

@@ -520,26 +520,59 @@ struct Captured(ClaimValue);
 
 impl<'de> de::Deserialize<'de> for Captured {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = <serde_json::Value as de::Deserialize>::deserialize(d)?;
-        let value = match v {
-            serde_json::Value::String(s) => {
-                check_controls(&s)?;
-                ClaimValue::Str(s)
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Captured;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
             }
-            serde_json::Value::Number(n) => ClaimValue::Num(n.to_string()),
-            serde_json::Value::Array(items) if items.iter().all(|i| i.is_string()) => {
-                let mut out = Vec::with_capacity(items.len());
-                for item in items {
-                    if let serde_json::Value::String(s) = item {
-                        check_controls(&s)?;
-                        out.push(s);
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Captured, E> {
+                check_controls(v)?;
+                Ok(Captured(ClaimValue::Str(v.to_owned())))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Captured, E> {
+                Ok(Captured(ClaimValue::Num(v.to_string())))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Captured, E> {
+                Ok(Captured(ClaimValue::Num(v.to_string())))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Captured, E> {
+                // The shortest text that reads back as the same number.
+                Ok(Captured(ClaimValue::Num(
+                    serde_json::Number::from_f64(v).map_or_else(String::new, |n| n.to_string()),
+                )))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Captured, E> {
+                Ok(Captured(ClaimValue::Other))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Captured, E> {
+                Ok(Captured(ClaimValue::Other))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Captured, A::Error> {
+                // All strings: a list; anything else in it: of no type a
+                // header carries (the rest is still read and validated).
+                let mut out = Vec::new();
+                let mut mixed = false;
+                while let Some(item) = seq.next_element::<Captured>()? {
+                    match item.0 {
+                        ClaimValue::Str(s) if !mixed => out.push(s),
+                        _ => mixed = true,
                     }
                 }
-                ClaimValue::Strs(out)
+                Ok(Captured(if mixed {
+                    ClaimValue::Other
+                } else {
+                    ClaimValue::Strs(out)
+                }))
             }
-            _ => ClaimValue::Other,
-        };
-        Ok(Captured(value))
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Captured, A::Error> {
+                while map.next_key::<Skip>()?.is_some() {
+                    map.next_value::<Skip>()?;
+                }
+                Ok(Captured(ClaimValue::Other))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -774,13 +807,11 @@ const CACHE_ENTRY_OVERHEAD: usize = 128;
 
 /// Signs `claims` (a JSON object) with `key`, with header
 /// `{"alg", "typ", "kid"}`. Used by the CLI and by refresh.
-pub fn sign(claims: &serde_json::Value, key: &Key, typ: &str) -> String {
-    jws::sign(
-        claims.to_string().as_bytes(),
-        key,
-        typ,
-        Some(key.kid().as_str()),
-    )
+pub fn sign<T: serde::Serialize + ?Sized>(claims: &T, key: &Key, typ: &str) -> String {
+    // Claims are plain data (a JSON value, or a struct of strings and
+    // numbers): serializing them cannot fail.
+    let payload = serde_json::to_vec(claims).unwrap_or_default();
+    jws::sign(&payload, key, typ, Some(key.kid().as_str()))
 }
 
 #[cfg(test)]

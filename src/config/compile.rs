@@ -212,7 +212,7 @@ pub(super) fn compile(raw: RawConfig, secrets: &Secrets<'_>) -> Result<Config, C
         Some(Obj(r)) => {
             let entries = match r.static_entries {
                 None => Vec::new(),
-                Some(value) => Document::parse_entries(&value, "revocation.static")
+                Some(raw) => Document::parse_entries(raw.get().as_bytes(), "revocation.static")
                     .map_err(|message| ConfigError::new("", message))?,
             };
             Some(RevocationPolicy {

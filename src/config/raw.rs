@@ -104,14 +104,30 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for ObjectVisitor<'de, V> {
 /// Parses JSON text into `T`, naming the JSON path of the first error.
 pub(super) fn parse_json<'de, T: Deserialize<'de>>(json: &'de [u8]) -> Result<T, ConfigError> {
     let mut de = serde_json::Deserializer::from_slice(json);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-        let path = err.path().to_string();
-        let path = if path == "." { String::new() } else { path };
-        ConfigError::new(path, strip_position(&err.inner().to_string()))
-    })?;
+    let value = T::deserialize(&mut de).map_err(|err| at_error(json, &err))?;
     de.end()
         .map_err(|e| ConfigError::new("", strip_position(&e.to_string())))?;
     Ok(value)
+}
+
+/// A serde_json error as a configuration error: the JSON path of the value
+/// being read where it stopped, and the message without its position.
+fn at_error(json: &[u8], err: &serde_json::Error) -> ConfigError {
+    let offset = offset_of(json, err.line(), err.column());
+    ConfigError::new(
+        crate::json::path_at(json, offset),
+        strip_position(&err.to_string()),
+    )
+}
+
+/// The byte offset of serde_json's 1-based line and column.
+fn offset_of(json: &[u8], line: usize, column: usize) -> usize {
+    let line_start = json
+        .split_inclusive(|b| *b == b'\n')
+        .take(line.saturating_sub(1))
+        .map(<[u8]>::len)
+        .sum::<usize>();
+    line_start.saturating_add(column)
 }
 
 /// serde_json appends " at line L column C"; a JSON path says more.
@@ -192,8 +208,9 @@ pub(super) struct RawRule {
 pub(super) struct RawRevocation {
     pub(super) max_stale_s: Option<u64>,
     pub(super) on_unavailable: Option<OnUnavailable>,
+    /// Kept as text and read by the revocation list's own entry parser.
     #[serde(rename = "static")]
-    pub(super) static_entries: Option<serde_json::Value>,
+    pub(super) static_entries: Option<Box<serde_json::value::RawValue>>,
 }
 
 #[derive(Deserialize)]

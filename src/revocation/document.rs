@@ -215,18 +215,20 @@ impl Document {
         self.entries.retain(|e| !e.expired_at(now));
     }
 
-    /// Parses a JSON array of entries under the document's rules (for the
-    /// filter's `revocation.static`); errors name the JSON path, e.g.
-    /// `revocation.static[2]: has both jti and sub`. Duplicate member names
-    /// are the caller's to refuse: a `Value` has already merged them.
-    pub fn parse_entries(value: &serde_json::Value, path: &str) -> Result<Vec<Entry>, String> {
-        // The very parser of the document's `entries`, run over the value.
+    /// Parses JSON text holding an array of entries under the document's
+    /// rules (for the filter's `revocation.static`); errors name the JSON
+    /// path, e.g. `revocation.static[2]: has both jti and sub`, and a
+    /// repeated member is refused as in the document.
+    pub fn parse_entries(json: &[u8], path: &str) -> Result<Vec<Entry>, String> {
+        // The very parser of the document's `entries`, on the same reader.
         let shape = Cell::new(None);
+        let mut de = serde_json::Deserializer::from_slice(json);
         EntriesSeed {
             shape: &shape,
             base: path,
         }
-        .deserialize(value)
+        .deserialize(&mut de)
+        .and_then(|entries| de.end().map(|()| entries))
         .map_err(|e| shape.take().unwrap_or_else(|| format!("{path}: {e}")))
     }
 }
