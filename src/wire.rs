@@ -135,17 +135,22 @@ pub fn cookie_pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
         })
 }
 
-/// Whether two parameter or cookie names may be read as the same name by
-/// an upstream framework: ASCII case ignored (ASP.NET, IIS), and `.`, ` `
-/// and `[` taken for `_` (PHP turns `access.token` into `access_token`).
-pub fn same_param_name(a: &[u8], b: &[u8]) -> bool {
+/// Whether a parameter or cookie name (decoded) that a client sent may be
+/// read as `name` by an upstream framework: ASCII case ignored (ASP.NET,
+/// IIS), and as PHP reads names: leading spaces dropped, the name cut at a
+/// NUL, and `.`, ` ` and `[` taken for `_` (`%20access.token%00x` is
+/// `access_token` to PHP).
+pub fn same_param_name(sent: &[u8], name: &[u8]) -> bool {
     fn fold(c: u8) -> u8 {
         match c {
             b'.' | b' ' | b'[' => b'_',
             c => c.to_ascii_lowercase(),
         }
     }
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| fold(*x) == fold(*y))
+    let start = sent.iter().position(|b| *b != b' ').unwrap_or(sent.len());
+    let sent = sent.get(start..).unwrap_or_default();
+    let sent = sent.split(|b| *b == 0).next().unwrap_or_default();
+    sent.len() == name.len() && sent.iter().zip(name).all(|(x, y)| fold(*x) == fold(*y))
 }
 
 /// Whether two header names may be read as the same header by an upstream:
@@ -211,10 +216,13 @@ mod tests {
 
     #[test]
     fn names_fold_as_upstream_frameworks_read_them() {
-        assert!(same_param_name(b"access_token", b"ACCESS.TOKEN"));
-        assert!(same_param_name(b"access_token", b"access token"));
-        assert!(same_param_name(b"access_token", b"access[token"));
-        assert!(!same_param_name(b"access_token", b"access-token"));
+        assert!(same_param_name(b"ACCESS.TOKEN", b"access_token"));
+        assert!(same_param_name(b"access token", b"access_token"));
+        assert!(same_param_name(b"access[token", b"access_token"));
+        assert!(!same_param_name(b"access-token", b"access_token"));
+        assert!(same_param_name(b" access_token", b"access_token"));
+        assert!(same_param_name(b"access_token\0x", b"access_token"));
+        assert!(!same_param_name(b"access_tokenx", b"access_token"));
         assert!(same_header_name(b"x-auth-subject", b"x_auth_subject"));
         assert!(same_header_name(b"x-auth-subject", b"X-Auth_Subject"));
         assert!(!same_header_name(b"x-auth-subject", b"x-auth-subjec"));

@@ -51,6 +51,7 @@ struct Recorder {
     config: Vec<u8>,
     root_id: String,
     headers: RefCell<HeaderMap>,
+    trailers: RefCell<HeaderMap>,
     body: RefCell<Vec<u8>>,
     now_ms: Cell<u64>,
     shared: RefCell<HashMap<String, Vec<u8>>>,
@@ -139,6 +140,20 @@ impl Host for Recorder {
             .iter()
             .map(|(n, v)| ((*n).to_owned(), v.to_vec()))
             .collect();
+        Ok(())
+    }
+
+    fn request_trailers(&self) -> Result<HeaderMap, HostError> {
+        self.call(Call::Other("request_trailers"));
+        Ok(self.trailers.borrow().clone())
+    }
+
+    fn remove_request_trailer(&self, name: &str) -> Result<(), HostError> {
+        self.call(Call::Other("remove_request_trailer"));
+        if self.refuse_edits.get() {
+            return Err(HostError("BadArgument".into()));
+        }
+        self.trailers.borrow_mut().retain(|(n, _)| n != name);
         Ok(())
     }
 
@@ -735,4 +750,27 @@ fn a_refresh_request_costs_one_call_on_headers_and_six_at_its_end() {
             Call::Reply(200),
         ]
     );
+}
+
+#[test]
+fn forged_claim_headers_and_tokens_in_trailers_of_a_forwarded_request_are_removed() {
+    let host = Recorder::filter(config());
+    let bearer = format!("Bearer {}", access_token());
+    let h = get("/orders/7", &[("authorization", &bearer)]);
+    let (_root, mut gate) = start(&host, &as_refs(&h));
+    assert_eq!(gate.on_request_headers(&host, false), Flow::Continue);
+    *host.trailers.borrow_mut() = vec![
+        ("x-auth-subject".into(), b"root".to_vec()),
+        ("X_AUTH_SCOPES".into(), b"*".to_vec()),
+        ("authorization".into(), b"Bearer other".to_vec()),
+        ("grpc-status".into(), b"0".to_vec()),
+    ];
+    assert_eq!(gate.on_request_trailers(&host), Flow::Continue);
+    let left: Vec<String> = host
+        .trailers
+        .borrow()
+        .iter()
+        .map(|(n, _)| n.clone())
+        .collect();
+    assert_eq!(left, ["grpc-status"]);
 }

@@ -639,3 +639,91 @@ fn scope_and_role_names_in_configuration_are_scope_tokens() {
     f["rules"][1]["scopes"] = json!(["orders read"]);
     assert!(config_error(&f).starts_with("rules[1].scopes[0]: must be a scope-token"));
 }
+
+// --- found by the end-to-end hunt (tests/e2e/test_hardening.py) ---
+
+fn with_delete_rule() -> Config {
+    let mut f = fixture();
+    let rules = f["rules"].as_array_mut().unwrap();
+    rules.insert(
+        1,
+        json!({"match": {"prefix": "/orders", "methods": ["DELETE"]}, "scopes": ["orders:delete"]}),
+    );
+    config_from(&f)
+}
+
+#[test]
+fn every_way_to_override_the_method_is_read() {
+    let c = with_delete_rule();
+    let writer = bearer(&token_with(|c| {
+        c["scope"] = json!("orders:read orders:write")
+    }));
+    for (path, headers) in [
+        // Express's method-override, Symfony, Laravel: a query parameter.
+        ("/orders/7?_method=DELETE", vec![]),
+        ("/orders/7?_METHOD=delete", vec![]),
+        // Express takes the first of a comma-separated list.
+        ("/orders/7", vec![("x-http-method-override", "DELETE, PUT")]),
+        // Upstreams that fold `_` into `-` read this as the override.
+        ("/orders/7", vec![("x_http_method_override", "DELETE")]),
+    ] {
+        let mut h: Vec<(&str, &str)> = headers;
+        h.push(("authorization", &writer));
+        let v = decide_on(&c, "POST", path, "api.example.com", &h);
+        assert_eq!(reason(&v), Some(Reason::BadRequest), "{path} {h:?}");
+    }
+    let v = decide_on(
+        &c,
+        "POST",
+        "/orders/7",
+        "api.example.com",
+        &[("authorization", &writer)],
+    );
+    assert_eq!(v.decision, Decision::Allow);
+}
+
+#[test]
+fn an_underscore_spelling_of_x_forwarded_host_is_read() {
+    let c = config();
+    let t = bearer(&token_with(|_| {}));
+    for name in ["x_forwarded_host", "X-Forwarded_Host", "FORWARDED"] {
+        let value = if name == "FORWARDED" {
+            "host=admin.example.com"
+        } else {
+            "admin.example.com"
+        };
+        let v = decide_on(
+            &c,
+            "GET",
+            "/x",
+            "public.example.com",
+            &[("authorization", &t), (name, value)],
+        );
+        assert_eq!(reason(&v), Some(Reason::BadRequest), "{name}");
+    }
+}
+
+#[test]
+fn a_second_token_under_a_name_php_reads_as_the_token_is_seen() {
+    let c = config();
+    let t = bearer(&token_with(|_| {}));
+    for path in [
+        "/orders/7?%20access_token=smuggled",
+        "/orders/7?access_token%00x=smuggled",
+        "/orders/7?%20%20Access.Token=smuggled",
+    ] {
+        let v = decide_on(&c, "GET", path, "api.example.com", &[("authorization", &t)]);
+        assert_eq!(reason(&v), Some(Reason::BadRequest), "{path}");
+    }
+    let v = decide_on(
+        &c,
+        "GET",
+        "/orders/7",
+        "api.example.com",
+        &[
+            ("authorization", &t),
+            ("cookie", "a=1; %20tg_token=smuggled"),
+        ],
+    );
+    assert_eq!(reason(&v), Some(Reason::BadRequest));
+}

@@ -51,6 +51,10 @@ pub trait Host {
     fn set_request_header(&self, name: &str, value: Option<&[u8]>) -> Result<(), HostError>;
     /// Replaces the whole request header map in one call.
     fn set_request_headers(&self, headers: &[(&str, &[u8])]) -> Result<(), HostError>;
+    /// Every request trailer (HTTP/2, or chunked HTTP/1.1 with trailers).
+    fn request_trailers(&self) -> Result<HeaderMap, HostError>;
+    /// Removes every line of one request trailer.
+    fn remove_request_trailer(&self, name: &str) -> Result<(), HostError>;
     /// Up to `max` bytes of the buffered request body.
     fn request_body(&self, max: usize) -> Result<Vec<u8>, HostError>;
     /// Answers the request locally; it never reaches the upstream.

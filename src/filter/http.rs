@@ -446,10 +446,13 @@ impl Gate {
 
     /// Request trailers end the request (HTTP/2, or chunked HTTP/1.1 with
     /// trailers): a refresh request is answered now with what was
-    /// buffered. Without this, the SDK's default would let it go on.
+    /// buffered (without this, the SDK's default would let it go on); a
+    /// forwarded request loses any forged claim header or token the
+    /// trailers carry, as its headers did, since an upstream may read
+    /// trailers as headers.
     pub fn on_request_trailers(&mut self, host: &dyn Host) -> Flow {
         match self.stream {
-            Stream::Done { forwarded: true } => Flow::Continue,
+            Stream::Done { forwarded: true } => self.strip_trailers(host),
             Stream::Open => self.undecided(host, "trailers"),
             Stream::Done { forwarded: false } => Flow::Pause,
             Stream::Refresh { .. } => {
@@ -457,6 +460,32 @@ impl Gate {
                 Flow::Pause
             }
         }
+    }
+
+    fn strip_trailers(&mut self, host: &dyn Host) -> Flow {
+        let shared = Rc::clone(&self.shared);
+        let trailers = match host.request_trailers() {
+            Ok(t) => t,
+            Err(e) => {
+                self.stream = Stream::Done { forwarded: false };
+                return shared.internal(
+                    host,
+                    Verdict::empty(),
+                    &format!("cannot read the request trailers: {}", e.0),
+                );
+            }
+        };
+        for name in shared.config.forged_names(&trailers, true) {
+            if let Err(e) = host.remove_request_trailer(name) {
+                self.stream = Stream::Done { forwarded: false };
+                return shared.internal(
+                    host,
+                    Verdict::empty(),
+                    &format!("Envoy refused to remove request trailer {name:?}: {}", e.0),
+                );
+            }
+        }
+        Flow::Continue
     }
 
     /// A callback for a request the gate never decided (its headers never

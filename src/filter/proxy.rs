@@ -41,6 +41,14 @@ impl Host for ProxyHost {
         hostcalls::set_map_bytes(MapType::HttpRequestHeaders, headers.to_vec()).map_err(err)
     }
 
+    fn request_trailers(&self) -> Result<HeaderMap, HostError> {
+        hostcalls::get_map_bytes(MapType::HttpRequestTrailers).map_err(err)
+    }
+
+    fn remove_request_trailer(&self, name: &str) -> Result<(), HostError> {
+        hostcalls::set_map_value_bytes(MapType::HttpRequestTrailers, name, None).map_err(err)
+    }
+
     fn request_body(&self, max: usize) -> Result<Vec<u8>, HostError> {
         hostcalls::get_buffer(BufferType::HttpRequestBody, 0, max)
             .map(Option::unwrap_or_default)

@@ -32,6 +32,46 @@ const METHOD_OVERRIDES: [&str; 3] = [
     "x-method-override",
 ];
 
+/// The query parameter frameworks read as the method (Express's
+/// method-override in its documented setup, Symfony and Laravel).
+const METHOD_PARAM: &str = "_method";
+
+/// The other methods an upstream may run the request as: every value of a
+/// method-override header (under any spelling an upstream reads as it, each
+/// comma-separated value: Express takes the first) and of a `_method`
+/// query parameter, upper-cased, each different from the method sent.
+fn method_readings(req: &Request<'_>) -> Result<Vec<String>, Reason> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |raw: &[u8]| -> Result<(), Reason> {
+        let text = std::str::from_utf8(wire::trim(raw))
+            .map_err(|_| Reason::BadRequest)?
+            .to_ascii_uppercase();
+        if text != req.method && !out.contains(&text) {
+            out.push(text);
+        }
+        Ok(())
+    };
+    for (name, value) in req.headers {
+        if METHOD_OVERRIDES
+            .iter()
+            .any(|m| wire::same_header_name(m.as_bytes(), name.as_bytes()))
+        {
+            for part in value.split(|b| *b == b',') {
+                add(part)?;
+            }
+        }
+    }
+    if let Some(query) = wire::query_range(req.path).and_then(|r| req.path.get(r)) {
+        for pair in wire::query_pairs(query) {
+            let key = wire::percent_decode(pair.key).map_err(|_| Reason::BadRequest)?;
+            if wire::same_param_name(&key, METHOD_PARAM.as_bytes()) {
+                add(&wire::percent_decode(pair.value).map_err(|_| Reason::BadRequest)?)?;
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// At most this many readings of the host (`:authority`, `host`,
 /// `x-forwarded-host`, `forwarded`) are compared; more is a bad request.
 const MAX_HOST_READINGS: usize = 8;
@@ -126,19 +166,11 @@ impl Config {
         paths.push(path);
         paths.extend(readings.iter().map(String::as_str));
 
-        let mut method_readings: Vec<String> = Vec::new();
-        if self.rules_name_methods {
-            for name in METHOD_OVERRIDES {
-                for line in req.lines(name) {
-                    let text = std::str::from_utf8(wire::trim(line))
-                        .map_err(|_| Reason::BadRequest)?
-                        .to_ascii_uppercase();
-                    if text != req.method && !method_readings.contains(&text) {
-                        method_readings.push(text);
-                    }
-                }
-            }
-        }
+        let method_readings = if self.rules_name_methods {
+            method_readings(req)?
+        } else {
+            Vec::new()
+        };
         let mut methods: Vec<&str> = Vec::with_capacity(1 + method_readings.len());
         methods.push(req.method);
         methods.extend(method_readings.iter().map(String::as_str));
@@ -172,7 +204,18 @@ impl Config {
             Ok(())
         };
         for (name, value) in req.headers {
-            match name.as_str() {
+            // Under any spelling an upstream reads as the header
+            // (`x_forwarded_host` is X-Forwarded-Host to WSGI and Rack).
+            let folded = if name == "host" {
+                "host"
+            } else if wire::same_header_name(name.as_bytes(), b"x-forwarded-host") {
+                "x-forwarded-host"
+            } else if wire::same_header_name(name.as_bytes(), b"forwarded") {
+                "forwarded"
+            } else {
+                ""
+            };
+            match folded {
                 "host" => add(wire::trim(value))?,
                 "x-forwarded-host" => {
                     for part in value.split(|b| *b == b',') {

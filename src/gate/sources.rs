@@ -15,24 +15,41 @@ impl Config {
     /// (`x_auth_subject` for `x-auth-subject`, `x_api_key` for `x-api-key`),
     /// so that only what the gate verified and set reaches the upstream.
     pub(super) fn strip_forged_headers(&self, req: &Request<'_>, v: &mut Verdict) {
-        for (name, _) in req.headers {
-            if name.starts_with(':') {
+        for name in self.forged_names(req.headers, false) {
+            v.remove(name);
+        }
+    }
+
+    /// The names in `headers` that must not reach the upstream: claim
+    /// headers and every spelling an upstream reads as one, spellings of a
+    /// token header other than its own, and with `token_headers` (request
+    /// trailers, where no token is ever looked for) the token headers too.
+    pub fn forged_names<'h>(
+        &self,
+        headers: &'h [(String, Vec<u8>)],
+        token_headers: bool,
+    ) -> Vec<&'h str> {
+        let mut out: Vec<&str> = Vec::new();
+        for (name, _) in headers {
+            if name.starts_with(':') || out.contains(&name.as_str()) {
                 continue;
             }
             let claim_header = self
                 .claims_to_headers
                 .iter()
                 .any(|(_, h)| wire::same_header_name(h.as_bytes(), name.as_bytes()));
-            let token_lookalike = self.token_sources.iter().any(|s| match s {
+            let token_header = self.token_sources.iter().any(|s| match s {
                 TokenSource::Header { name: h, .. } => {
-                    h != name && wire::same_header_name(h.as_bytes(), name.as_bytes())
+                    (token_headers || h != name)
+                        && wire::same_header_name(h.as_bytes(), name.as_bytes())
                 }
                 _ => false,
             });
-            if claim_header || token_lookalike {
-                v.remove(name);
+            if claim_header || token_header {
+                out.push(name);
             }
         }
+        out
     }
 
     /// Removes every token source from the request: the headers, every
