@@ -48,6 +48,10 @@ What Envoy 1.40 itself does, as these tests pin it (measured here):
 * ``normalize_path`` resolves ``/admin/..;/oauth/token`` to ``/oauth/token``
   (the gate then answers it as the refresh path), while
   ``/admin/%2e%2e;/oauth/token`` reaches the filter as ``..;``, a bad request.
+
+Tests named ``test_finding_*`` send requests that common upstreams read
+differently from the gate and that the gate lets through today: each fails
+until the filter refuses it, and says which upstream reads it how.
 """
 
 from __future__ import annotations
@@ -983,6 +987,80 @@ def test_on_unavailable_allow_keeps_applying_a_stale_list(wasm_path: Path, tmp_p
             assert gate.call(token()) == OK
     finally:
         gate.stop()
+
+
+# ============== findings: readings common upstreams make that the gate misses
+
+
+@pytest.mark.parametrize(
+    "target, headers, upstream_reading",
+    [
+        (
+            "/orders/7?_method=DELETE",
+            [],
+            "Express's method-override ('_method' query getter, its documented use) and Laravel (Symfony's "
+            "_method parameter override, which Laravel's kernel turns on) run this POST as DELETE",
+        ),
+        (
+            "/orders/7",
+            [("x-http-method-override", "DELETE, PUT")],
+            "Express's method-override takes the first comma-separated value of the header: DELETE",
+        ),
+        (
+            "/orders/7",
+            [("x_http_method_override", "DELETE")],
+            "CGI-style upstreams (PHP, WSGI, Rack servers that map '_' like '-') read it as X-HTTP-Method-Override, "
+            "as they read x_auth_subject as X-Auth-Subject",
+        ),
+    ],
+    ids=["query-_method", "override-header-comma-list", "override-header-underscore"],
+)
+def test_finding_method_override_readings(edge: Gate, target: str, headers: list[tuple[str, str]], upstream_reading: str) -> None:
+    """POST /orders/7 falls under the orders:write rule; as DELETE it needs orders:delete, which the token lacks."""
+    mark = edge.mark()
+    r = edge.h1("POST", target, [bearer(), *headers])
+    seen = edge.since(mark)
+    assert r.status == 400 and not seen, (
+        f"POST {target} {headers} with a token lacking orders:delete got {r.describe()[:60]} and the upstream "
+        f"{'received it' if seen else 'did not receive it'}; {upstream_reading}, under the stricter DELETE rule: "
+        "the gate should refuse it (400 bad_request), as it refuses x-http-method-override: DELETE"
+    )
+    assert_refused(r, "bad_request")
+
+
+def test_finding_forwarded_host_underscore_lookalike(edge: Gate) -> None:
+    mark = edge.mark()
+    r = edge.h1("GET", "/reports", [bearer(), ("x_forwarded_host", ADMIN_HOST)], host=PUBLIC_HOST)
+    seen = edge.since(mark)
+    assert r.status == 400 and not seen, (
+        f"x_forwarded_host: {ADMIN_HOST} beside Host {PUBLIC_HOST} got {r.describe()[:60]} and the upstream "
+        f"{'received it' if seen else 'did not receive it'}; CGI-style upstreams read it as X-Forwarded-Host "
+        "(Rails' request.host, Django with USE_X_FORWARDED_HOST, Symfony's trusted proxies), serving the denied "
+        "admin host: the gate should refuse it (400 bad_request), as it refuses x-forwarded-host"
+    )
+    assert_refused(r, "bad_request")
+
+
+@pytest.mark.parametrize(
+    "target, headers, php_reading",
+    [
+        ("/reports?%20access_token=smuggled", [], "PHP drops leading spaces of a query name: $_GET['access_token']"),
+        ("/reports?access_token%00x=smuggled", [], "PHP cuts a query name at NUL (strlen): $_GET['access_token']"),
+        ("/reports", [("cookie", "%20tg_token=smuggled")], "PHP decodes cookie names and drops leading spaces: $_COOKIE['tg_token']"),
+    ],
+    ids=["query-leading-space", "query-nul", "cookie-leading-space"],
+)
+def test_finding_second_token_under_a_name_php_reads_as_the_token(edge: Gate, target: str, headers: list[tuple[str, str]], php_reading: str) -> None:
+    """A valid token in authorization and a second one where PHP reads the token's name: two tokens."""
+    mark = edge.mark()
+    r = edge.h1("GET", target, [bearer(), *headers])
+    seen = edge.since(mark)
+    assert r.status == 400 and not seen, (
+        f"GET {target} {headers} beside a valid bearer token got {r.describe()[:60]} and the upstream "
+        f"{'received it' if seen else 'did not receive it'}; {php_reading}, a second, unchecked token: "
+        "the gate should count it (400 bad_request), as it counts ACCESS_TOKEN and access.token"
+    )
+    assert_refused(r, "bad_request")
 
 
 # ===================================================== over the whole module
