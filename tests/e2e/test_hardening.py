@@ -49,9 +49,9 @@ What Envoy 1.40 itself does, as these tests pin it (measured here):
   (the gate then answers it as the refresh path), while
   ``/admin/%2e%2e;/oauth/token`` reaches the filter as ``..;``, a bad request.
 
-Tests named ``test_finding_*`` send requests that common upstreams read
-differently from the gate and that the gate lets through today: each fails
-until the filter refuses it, and says which upstream reads it how.
+The last tests send requests this hunt found common upstreams reading
+differently from the gate (each says which upstream reads it how); they
+failed until the filter learnt to read them the same way.
 """
 
 from __future__ import annotations
@@ -989,7 +989,7 @@ def test_on_unavailable_allow_keeps_applying_a_stale_list(wasm_path: Path, tmp_p
         gate.stop()
 
 
-# ============== findings: readings common upstreams make that the gate misses
+# ============== found by the hunt: readings common upstreams make
 
 
 @pytest.mark.parametrize(
@@ -1015,7 +1015,7 @@ def test_on_unavailable_allow_keeps_applying_a_stale_list(wasm_path: Path, tmp_p
     ],
     ids=["query-_method", "override-header-comma-list", "override-header-underscore"],
 )
-def test_finding_method_override_readings(edge: Gate, target: str, headers: list[tuple[str, str]], upstream_reading: str) -> None:
+def test_every_method_override_an_upstream_reads_is_refused(edge: Gate, target: str, headers: list[tuple[str, str]], upstream_reading: str) -> None:
     """POST /orders/7 falls under the orders:write rule; as DELETE it needs orders:delete, which the token lacks."""
     mark = edge.mark()
     r = edge.h1("POST", target, [bearer(), *headers])
@@ -1028,7 +1028,7 @@ def test_finding_method_override_readings(edge: Gate, target: str, headers: list
     assert_refused(r, "bad_request")
 
 
-def test_finding_forwarded_host_underscore_lookalike(edge: Gate) -> None:
+def test_an_underscore_spelling_of_x_forwarded_host_is_refused(edge: Gate) -> None:
     mark = edge.mark()
     r = edge.h1("GET", "/reports", [bearer(), ("x_forwarded_host", ADMIN_HOST)], host=PUBLIC_HOST)
     seen = edge.since(mark)
@@ -1050,7 +1050,7 @@ def test_finding_forwarded_host_underscore_lookalike(edge: Gate) -> None:
     ],
     ids=["query-leading-space", "query-nul", "cookie-leading-space"],
 )
-def test_finding_second_token_under_a_name_php_reads_as_the_token(edge: Gate, target: str, headers: list[tuple[str, str]], php_reading: str) -> None:
+def test_a_second_token_under_a_name_php_reads_as_the_token_is_refused(edge: Gate, target: str, headers: list[tuple[str, str]], php_reading: str) -> None:
     """A valid token in authorization and a second one where PHP reads the token's name: two tokens."""
     mark = edge.mark()
     r = edge.h1("GET", target, [bearer(), *headers])
