@@ -1,4 +1,4 @@
-//! Refresh at the edge (SPEC §10.2, RFC 6749 §6): a refresh token in, a new
+//! Refresh at the edge (RFC 6749 §6): a refresh token in, a new
 //! short-lived access token out, answered by the filter itself.
 //!
 //! The refresh token passes every check an access token passes (signature,

@@ -2,14 +2,14 @@
 //!
 //! This module owns the one mapping from a refusal [`Reason`] to the HTTP
 //! status, the RFC 6750 `error` code, the `www-authenticate` header and the
-//! JSON body of SPEC section 4. Everything that refuses a request goes through
+//! JSON body (the README's "Responses"). Everything that refuses a request goes through
 //! [`Reason`]; nothing else invents a status code.
 
 use std::fmt;
 
 use serde::Serialize;
 
-/// The reason a request was refused, in the order of SPEC section 4.
+/// The reason a request was refused, in the order the checks run (see `gate`).
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Reason {

@@ -1,4 +1,4 @@
-//! Refresh at the edge (SPEC §10.2), decided natively at a fixed instant.
+//! Refresh at the edge (RFC 6749 §6), decided natively at a fixed instant.
 
 #![allow(
     clippy::unwrap_used,
