@@ -10,7 +10,9 @@ Main pieces:
   (``Envoy.from_template("minimal", UPSTREAM_PORT=...)``); waits for admin
   ``/ready`` = LIVE; ``get``/``post`` (requests), ``request``/``raw`` (verbatim
   paths and repeated headers), ``stats``, ``prometheus``, ``log_text``,
-  ``access_log_text``, ``stop``.
+  ``access_log_text``, ``access_log_lines``, ``stop``.
+* ``access_record(line)``: tokengate's JSON record (the filter-state key
+  ``wasm.tokengate``) of one access log line.
 * ``validate(config)``: ``envoy --mode validate``.
 * Config builders: ``plugin_config``, ``tokengate_filter`` (the HTTP filter),
   ``revocation_service`` (the bootstrap singleton), ``cluster``, ``bootstrap``.
@@ -66,15 +68,11 @@ ROUTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Route
 TLS_DOWNSTREAM_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
 STDOUT_LOG_TYPE = "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"
 
-# Access log line of the configs built here: the tokengate filter state, as key=value.
-ACCESS_LOG_FORMAT = (
-    '"%REQ(:METHOD)% %PATH(NQ:PATH)%" %RESPONSE_CODE%'
-    " decision=%FILTER_STATE(wasm.tokengate.decision:PLAIN)%"
-    " reason=%FILTER_STATE(wasm.tokengate.reason:PLAIN)%"
-    " sub=%FILTER_STATE(wasm.tokengate.sub:PLAIN)%"
-    " jti=%FILTER_STATE(wasm.tokengate.jti:PLAIN)%"
-    " kid=%FILTER_STATE(wasm.tokengate.kid:PLAIN)%\n"
-)
+# Access log line of the configs built here: tokengate's one filter-state key,
+# a compact JSON object ("-" when the filter decided nothing); read it back
+# with access_record(line).
+ACCESS_LOG_FIELD = "tokengate="
+ACCESS_LOG_FORMAT = '"%REQ(:METHOD)% %PATH(NQ:PATH)%" %RESPONSE_CODE% tokengate=%FILTER_STATE(wasm.tokengate:PLAIN)%\n'
 
 
 # "[2026-11-27 19:49:00.874][17282][info][main] ...": Envoy's own log line format.
@@ -115,6 +113,29 @@ def tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
 def new_key(nbytes: int = 32) -> str:
     """A random base64 secret (32 bytes suits HS256)."""
     return base64.b64encode(secrets.token_bytes(nbytes)).decode()
+
+
+def access_record(line: str) -> dict[str, Any] | None:
+    """tokengate's record in one access log line: the JSON object after
+    ``tokengate=`` (``{"decision": "allow", "sub": …}``), or None when Envoy
+    printed ``-`` (the filter decided nothing, or did not run).
+
+    A line without the field, or a value that is not one JSON object, is a
+    ValueError: a test reading the record never mistakes a broken line for
+    an empty record."""
+    at = line.find(ACCESS_LOG_FIELD)
+    if at < 0:
+        raise ValueError(f"no {ACCESS_LOG_FIELD} field in the access log line {line!r}")
+    rest = line[at + len(ACCESS_LOG_FIELD) :]
+    if rest == "-" or rest.startswith("- "):
+        return None
+    try:
+        record, _ = json.JSONDecoder().raw_decode(rest)
+    except ValueError as e:
+        raise ValueError(f"the {ACCESS_LOG_FIELD} field is not JSON ({e}): {line!r}") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"the {ACCESS_LOG_FIELD} field is not a JSON object: {line!r}")
+    return record
 
 
 # -------------------------------------------------------------------- templates

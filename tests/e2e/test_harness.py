@@ -16,7 +16,7 @@ import pytest
 import requests
 
 import harness
-from harness import EnvoyError, bootstrap, free_port, render_template, validate
+from harness import EnvoyError, access_record, bootstrap, free_port, render_template, validate
 from servers import EchoServer, RevocationSource
 
 HERE = Path(__file__).resolve().parent
@@ -83,9 +83,22 @@ def test_stats_prometheus_and_logs(envoys, echo_server: EchoServer) -> None:
     samples = envoy.prometheus_samples()
     assert any(k.startswith("envoy_cluster_upstream_rq_total") for k in samples)
     envoy.wait_for_log("starting main dispatch loop")  # the log file is written every 100 ms
-    # The access log carries the filter-state fields; no wasm here, so "-".
+    # The access log carries tokengate's filter-state record; no wasm here, so "-".
     line = harness.wait_until(lambda: [l for l in envoy.access_log_lines() if '"GET /s"' in l], what="access log")[0]
-    assert '"GET /s" 200 decision=- reason=- sub=- jti=- kid=-' in line
+    assert line.endswith('"GET /s" 200 tokengate=-'), line
+    assert access_record(line) is None
+
+
+def test_access_record_parses_the_json_object() -> None:
+    assert access_record('"GET /a" 200 tokengate={"decision":"allow","sub":"a b","jti":"t1","kid":"k1"}') == {
+        "decision": "allow", "sub": "a b", "jti": "t1", "kid": "k1",
+    }  # fmt: skip
+    # followed by other fields (as in envoy/edge.yaml), and "-" when the filter decided nothing
+    assert access_record('[t] "GET /a HTTP/1.1" 401 tokengate={"decision":"deny","reason":"missing"} client=127.0.0.1') == {"decision": "deny", "reason": "missing"}
+    assert access_record('"GET /a" 200 tokengate=- client=127.0.0.1') is None
+    for broken in ('"GET /a" 200 decision=allow', '"GET /a" 200 tokengate={"decision":', '"GET /a" 200 tokengate=["allow"]', '"GET /a" 200 tokengate=allow'):
+        with pytest.raises(ValueError):
+            access_record(broken)
 
 
 def test_access_log_drops_query(envoys, echo_server: EchoServer) -> None:
