@@ -116,6 +116,7 @@ REASONS = {
     "denied": (403, "access_denied"),
     "no_rule": (403, "access_denied"),
     "revocation_unavailable": (503, "temporarily_unavailable"),
+    "internal": (500, "server_error"),
 }
 
 # Every token this module sends, so the log test can look for any of them.
@@ -188,6 +189,9 @@ def assert_refusal(resp: RawResponse, reason: str, *, scope: str | None = None, 
     assert resp.status == status, f"{reason}: want {status}, got {resp.status} {resp.text!r}"
     ctype = resp.header("content-type")
     assert ctype is not None and ctype.split(";")[0].strip() == "application/json", f"{reason}: content-type {ctype!r}"
+    # no cache (a shared one included) may keep a refusal and replay it
+    assert resp.header("cache-control") == "no-store", f"{reason}: cache-control {resp.header('cache-control')!r}"
+    assert resp.header("pragma") == "no-cache", f"{reason}: pragma {resp.header('pragma')!r}"
     body = resp.json()
     assert set(body) == {"error", "reason", "error_description"}, f"{reason}: body {body!r}"
     assert body["reason"] == reason, body
@@ -592,9 +596,11 @@ def test_refusal(gate: Gate, case: str) -> None:
     assert gate.echo.count == before, f"{case}: the upstream saw a refused request"
 
 
-def test_every_reason_but_binding_mismatch_is_covered() -> None:
+def test_every_reason_but_binding_mismatch_and_internal_is_covered() -> None:
+    # binding_mismatch needs mutual TLS (test_edge_features.py); internal needs
+    # Envoy to refuse an edit, which no request can make it do.
     covered = {reason for reason, _, _ in REFUSALS.values()}
-    assert covered == set(REASONS) - {"binding_mismatch"}
+    assert covered == set(REASONS) - {"binding_mismatch", "internal"}
 
 
 def test_tls_listener_without_token_is_missing_not_tls_required(gate: Gate) -> None:
