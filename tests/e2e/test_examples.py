@@ -147,6 +147,7 @@ def test_minimal_serves_as_checked_in(envoys, wasm_path: Path, tmp_path: Path, d
             ], records
             assert token not in envoy.access_log_text() and token not in envoy.log_text()
         finally:
+            envoys.stop_all()  # before the fixed ports' lock is released
             echo.stop()
 
 
@@ -196,5 +197,6 @@ def test_edge_serves_as_checked_in(envoys, wasm_path: Path, tmp_path: Path, demo
             assert _records(envoy, '"GET /healthz ', 1) == [{"decision": "anonymous"}]
             assert reader not in envoy.access_log_text() and reader not in envoy.log_text()
         finally:
+            envoys.stop_all()  # before the fixed ports' lock is released
             source.stop()
             echo.stop()
