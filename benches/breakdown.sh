@@ -6,7 +6,7 @@
 # (same pinning, workloads and validity checks as scripts/bench):
 #   full         the filter as shipped
 #   no_edits     without the request edits (token removal, claim headers)
-#   no_state     without the five filter-state writes for access logs
+#   no_state     without the filter-state write for access logs (one key)
 #   decide_only  reads the headers and decides: no counter, state or edits
 #   read_only    only reads the request headers (one host call) and continues
 # The variants differ only by `--cfg tokengate_profile="…"` (src/filter/http.rs).

@@ -103,11 +103,12 @@ class EnvoyPool:
         self.started.append(envoy)
         return envoy.start()
 
-    def from_template(self, name: str, **kw: Any) -> Envoy:
-        """``Envoy.from_template(name, **kw)`` with its files under the test's tmp_path."""
+    def from_example(self, name: str, **kw: Any) -> Envoy:
+        """``Envoy.from_example(name, **kw)`` (envoy/<name>.yaml as checked in)
+        with its log files under the test's tmp_path."""
         kw.setdefault("workdir", self._workdir())
         kw["start_now"] = False
-        envoy = Envoy.from_template(name, **kw)
+        envoy = Envoy.from_example(name, **kw)
         self.started.append(envoy)
         return envoy.start()
 
@@ -120,7 +121,7 @@ class EnvoyPool:
 @pytest.fixture
 def envoys(tmp_path: Path, envoy_bin: Path) -> Iterator[EnvoyPool]:
     """Start Envoys with ``envoys.start(config_dict, env=...)`` or
-    ``envoys.from_template("minimal", UPSTREAM_PORT=...)``; all are stopped after the test."""
+    ``envoys.from_example("minimal", env=...)``; all are stopped after the test."""
     pool = EnvoyPool(tmp_path)
     try:
         yield pool

@@ -3,22 +3,26 @@
 Main pieces:
 
 * ``free_port()``: a free TCP port on 127.0.0.1.
-* ``render(text, subst)`` / ``render_template(name, subst)``: fill the
-  ``${NAME}`` placeholders of the templates in ``envoy/``.
 * ``Envoy``: one Envoy process (own temp dir, own ``--base-id``, ports on
-  127.0.0.1), started from a config dict (``Envoy(config)``) or a template
-  (``Envoy.from_template("minimal", UPSTREAM_PORT=...)``); waits for admin
-  ``/ready`` = LIVE; ``get``/``post`` (requests), ``request``/``raw`` (verbatim
-  paths and repeated headers), ``stats``, ``prometheus``, ``log_text``,
-  ``access_log_text``, ``stop``.
+  127.0.0.1), started from a config dict (``Envoy(config)``) or from one of
+  the checked-in examples as is (``Envoy.from_example("minimal", env=...)``,
+  run from the repository root on the file's own fixed ports); waits for
+  admin ``/ready`` = LIVE; ``get``/``post`` (requests), ``request``/``raw``
+  (verbatim paths and repeated headers), ``stats``, ``prometheus``,
+  ``log_text``, ``access_log_text``, ``access_log_lines``, ``stop``.
+* ``access_record(line)``: tokengate's JSON record (the filter-state key
+  ``wasm.tokengate``) of one access log line.
 * ``validate(config)``: ``envoy --mode validate``.
+* The examples in ``envoy/``: ``example_path``, ``example_ports``,
+  ``example_env_vars`` (what a file reads), ``documented_env_vars`` (what its
+  header comment tells to export), ``fixed_ports`` (a bounded wait for the
+  examples' fixed ports, one test process at a time).
 * Config builders: ``plugin_config``, ``tokengate_filter`` (the HTTP filter),
   ``revocation_service`` (the bootstrap singleton), ``cluster``, ``bootstrap``.
 * Tokens and lists for tests: ``new_key``, ``mint``, ``sign_list``.
 
-Also a small command line used by scripts/demo and the templates' comments::
+Also a small command line (stand-ins for ``tokengate mint``/``revoke``)::
 
-    .venv/bin/python tests/e2e/harness.py render envoy/edge.yaml NAME=VALUE ...
     .venv/bin/python tests/e2e/harness.py mint --kid demo --secret-env VAR --sub alice [--scope "a b"] ...
     .venv/bin/python tests/e2e/harness.py revoke --list FILE --jti ID [--sign-key-env VAR]
 
@@ -29,7 +33,9 @@ from __future__ import annotations
 
 import atexit
 import base64
+import contextlib
 import ctypes
+import fcntl
 import http.client
 import itertools
 import json
@@ -44,15 +50,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 REPO = Path(__file__).resolve().parents[2]
 ENVOY_BIN = Path(os.environ.get("TOKENGATE_ENVOY_BIN", REPO / ".venv" / "bin" / "envoy"))
 WASM_PATH = Path(os.environ.get("TOKENGATE_WASM", REPO / "target" / "wasm32-wasip1" / "release" / "tokengate.wasm"))
 CLI_PATH = Path(os.environ.get("TOKENGATE_CLI", REPO / "target" / "release" / "tokengate"))
-TEMPLATES = REPO / "envoy"
+EXAMPLES = REPO / "envoy"
 HOST = "127.0.0.1"
 
 READY_TIMEOUT_S = 30.0
@@ -66,15 +72,11 @@ ROUTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Route
 TLS_DOWNSTREAM_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
 STDOUT_LOG_TYPE = "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"
 
-# Access log line of the configs built here: the tokengate filter state, as key=value.
-ACCESS_LOG_FORMAT = (
-    '"%REQ(:METHOD)% %PATH(NQ:PATH)%" %RESPONSE_CODE%'
-    " decision=%FILTER_STATE(wasm.tokengate.decision:PLAIN)%"
-    " reason=%FILTER_STATE(wasm.tokengate.reason:PLAIN)%"
-    " sub=%FILTER_STATE(wasm.tokengate.sub:PLAIN)%"
-    " jti=%FILTER_STATE(wasm.tokengate.jti:PLAIN)%"
-    " kid=%FILTER_STATE(wasm.tokengate.kid:PLAIN)%\n"
-)
+# Access log line of the configs built here: tokengate's one filter-state key,
+# a compact JSON object ("-" when the filter decided nothing); read it back
+# with access_record(line). envoy/edge.yaml logs the same field.
+ACCESS_LOG_FIELD = "tokengate="
+ACCESS_LOG_FORMAT = '"%REQ(:METHOD)% %PATH(NQ:PATH)%" %RESPONSE_CODE% tokengate=%FILTER_STATE(wasm.tokengate:PLAIN)%\n'
 
 
 # "[2026-11-27 19:49:00.874][17282][info][main] ...": Envoy's own log line format.
@@ -117,35 +119,136 @@ def new_key(nbytes: int = 32) -> str:
     return base64.b64encode(secrets.token_bytes(nbytes)).decode()
 
 
-# -------------------------------------------------------------------- templates
+def access_record(line: str) -> dict[str, Any] | None:
+    """tokengate's record in one access log line: the JSON object after
+    ``tokengate=`` (``{"decision": "allow", "sub": …}``), or None when Envoy
+    printed ``-`` (the filter decided nothing, or did not run).
 
-_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def placeholders(text: str) -> set[str]:
-    """The ``${NAME}`` placeholders of a template text."""
-    return set(_PLACEHOLDER.findall(text))
-
-
-def render(text: str, subst: Mapping[str, Any]) -> str:
-    """Replace every ``${NAME}`` with ``subst[NAME]``; a missing name or a stray ``$`` is an error."""
-    missing = sorted(placeholders(text) - set(subst))
-    if missing:
-        raise KeyError(f"template placeholders without a value: {', '.join(missing)}")
-    if "$" in _PLACEHOLDER.sub("", text):
-        raise ValueError("template holds a `$` that is not a ${NAME} placeholder (envsubst would mangle it)")
-    return _PLACEHOLDER.sub(lambda m: str(subst[m.group(1)]), text)
-
-
-def template_path(name: str) -> Path:
-    """``envoy/<name>.yaml`` (``name`` may also be a path)."""
-    p = Path(name)
-    return p if p.suffix in (".yaml", ".yml", ".json") else TEMPLATES / f"{name}.yaml"
+    A line without the field, or a value that is not one JSON object, is a
+    ValueError: a test reading the record never mistakes a broken line for
+    an empty record."""
+    at = line.find(ACCESS_LOG_FIELD)
+    if at < 0:
+        raise ValueError(f"no {ACCESS_LOG_FIELD} field in the access log line {line!r}")
+    rest = line[at + len(ACCESS_LOG_FIELD) :]
+    if rest == "-" or rest.startswith("- "):
+        return None
+    try:
+        record, _ = json.JSONDecoder().raw_decode(rest)
+    except ValueError as e:
+        raise ValueError(f"the {ACCESS_LOG_FIELD} field is not JSON ({e}): {line!r}") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"the {ACCESS_LOG_FIELD} field is not a JSON object: {line!r}")
+    return record
 
 
-def render_template(name: str, subst: Mapping[str, Any]) -> str:
-    """Render ``envoy/<name>.yaml`` with ``subst``."""
-    return render(template_path(name).read_text(), subst)
+# --------------------------------------------------------------------- examples
+
+# Every test process on this machine that starts an example takes this lock
+# first: the examples listen on fixed ports, so two runs at once (from other
+# worktrees too) would collide.
+FIXED_PORTS_LOCK = Path(tempfile.gettempdir()) / "tokengate-e2e-fixed-ports.lock"
+
+
+def example_path(name: str) -> Path:
+    """``envoy/<name>.yaml``."""
+    return EXAMPLES / f"{name}.yaml"
+
+
+def example_names() -> list[str]:
+    """The examples checked in under ``envoy/`` (``minimal``, ``edge``)."""
+    return sorted(p.stem for p in EXAMPLES.glob("*.yaml"))
+
+
+def _socket_port(node: Mapping[str, Any]) -> int:
+    return int(node["address"]["socket_address"]["port_value"])
+
+
+def example_ports(name: str) -> dict[str, int]:
+    """The fixed ports an example names: ``admin``, ``listener:<name>`` for
+    each listener and ``cluster:<name>`` for each cluster endpoint."""
+    config = load_yaml(example_path(name).read_text())
+    ports = {"admin": _socket_port(config["admin"])}
+    resources = config.get("static_resources", {})
+    for listener in resources.get("listeners", []):
+        ports[f"listener:{listener['name']}"] = _socket_port(listener)
+    for c in resources.get("clusters", []):
+        for group in c["load_assignment"]["endpoints"]:
+            for lb in group["lb_endpoints"]:
+                ports[f"cluster:{c['name']}"] = _socket_port(lb["endpoint"])
+    return ports
+
+
+def example_env_vars(config: Mapping[str, Any]) -> set[str]:
+    """Every environment variable a bootstrap reads: the wasm VMs'
+    ``host_env_keys`` and the ``environment_variable`` data sources."""
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k == "host_env_keys":
+                    found.update(v)
+                elif k == "environment_variable" and isinstance(v, str):
+                    found.add(v)
+                else:
+                    walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(config)
+    return found
+
+
+_EXPORT = re.compile(r"^#\s+export\s+([A-Z_][A-Z0-9_]*)=", re.MULTILINE)
+
+
+def documented_env_vars(text: str) -> set[str]:
+    """The variables the header comment of an example tells to ``export``."""
+    header = text[: text.index("\nadmin:")] if "\nadmin:" in text else text
+    return set(_EXPORT.findall(header))
+
+
+def _port_is_free(port: int) -> bool:
+    """Nothing listens on 127.0.0.1:port (connections in TIME_WAIT do not
+    count: Envoy and the test servers bind with SO_REUSEADDR too)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def fixed_ports(ports: Iterable[int], timeout: float = 120.0) -> Iterator[None]:
+    """Hold the machine-wide lock of the examples' fixed ports and wait
+    (bounded) until every one of ``ports`` is free on 127.0.0.1; raise
+    TimeoutError naming the ports still taken."""
+    wanted = sorted(set(ports))
+    deadline = time.monotonic() + timeout
+    with open(FIXED_PORTS_LOCK, "a+") as lock:
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"another test run held {FIXED_PORTS_LOCK} for {timeout}s") from None
+                time.sleep(0.2)
+        try:
+            while True:
+                taken = [p for p in wanted if not _port_is_free(p)]
+                if not taken:
+                    break
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"the examples' fixed ports {taken} on {HOST} are still in use after {timeout}s (a demo running?)")
+                time.sleep(0.2)
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def make_self_signed_cert(directory: str | Path, name: str = "server") -> tuple[Path, Path]:
@@ -395,9 +498,10 @@ def _next_base_id() -> int:
     return (os.getpid() % 100_000) * 100 + next(_base_ids) % 100
 
 
-def _child_env(extra: Mapping[str, str] | None) -> dict[str, str]:
-    """The environment of a child Envoy: ours without any TOKENGATE_* variable, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENGATE_")}
+def _child_env(extra: Mapping[str, str] | None, inherit: bool = True) -> dict[str, str]:
+    """The environment of a child Envoy: ours without any TOKENGATE_* variable
+    (nothing of ours at all unless ``inherit``), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if inherit and not k.startswith("TOKENGATE_")}
     env.update({k: str(v) for k, v in (extra or {}).items()})
     return env
 
@@ -454,7 +558,9 @@ class Envoy:
     ``Envoy(config_dict, env={...})`` starts at once and waits until admin
     ``/ready`` answers LIVE (``READY_TIMEOUT_S``); if Envoy exits first,
     ``EnvoyError`` carries the last lines of its log. The listener and admin
-    ports are read from a dict config; pass them for a YAML text config.
+    ports are read from a dict config; pass them for a YAML text config or a
+    file. Envoy runs in ``cwd`` (default: the work dir); with
+    ``inherit_env=False`` its environment is ``env`` and nothing else.
     """
 
     config: Mapping[str, Any] | str | Path
@@ -468,7 +574,8 @@ class Envoy:
     workdir: str | Path | None = None
     extra_args: tuple[str, ...] = ()
     start_now: bool = True
-    subst: dict[str, Any] = field(default_factory=dict)
+    cwd: str | Path | None = None
+    inherit_env: bool = True
 
     def __post_init__(self) -> None:
         self._own_workdir = self.workdir is None
@@ -497,45 +604,30 @@ class Envoy:
             if self.scheme is None and "transport_socket" in listeners[0]["filter_chains"][0]:
                 self.scheme = "https"
 
-    # ---- construction from a template
+    # ---- construction from a checked-in example
 
     @classmethod
-    def from_template(
+    def from_example(
         cls,
         name: str,
         *,
-        env: Mapping[str, str] | None = None,
+        env: Mapping[str, str],
         workdir: str | Path | None = None,
         **kw: Any,
     ) -> "Envoy":
-        """Render ``envoy/<name>.yaml`` and start it.
-
-        Upper-case keyword arguments are placeholder values; the others go to
-        ``Envoy``. Defaults: ``WASM_PATH`` = the release build, every missing
-        ``*_PORT`` = a free port, ``TLS_CERT``/``TLS_KEY`` = a fresh self-signed
-        pair in the work dir. The values used are in ``.subst``.
-        """
-        subst = {k: v for k, v in kw.items() if k.isupper()}
-        options = {k: v for k, v in kw.items() if not k.isupper()}
-        text = template_path(name).read_text()
-        wanted = placeholders(text)
-        directory = Path(workdir or tempfile.mkdtemp(prefix="tokengate-envoy-"))
-        directory.mkdir(parents=True, exist_ok=True)
-        if "WASM_PATH" in wanted:
-            subst.setdefault("WASM_PATH", str(WASM_PATH))
-        for ph in sorted(wanted):
-            if ph.endswith("_PORT"):
-                subst.setdefault(ph, free_port())
-        if {"TLS_CERT", "TLS_KEY"} <= wanted and not {"TLS_CERT", "TLS_KEY"} & set(subst):
-            cert, key = make_self_signed_cert(directory)
-            subst.update(TLS_CERT=str(cert), TLS_KEY=str(key))
-        options.setdefault("listener_port", int(subst["LISTENER_PORT"]))
-        options.setdefault("admin_port", int(subst["ADMIN_PORT"]))
-        if "TLS_CERT" in wanted:
-            options.setdefault("scheme", "https")
-            options.setdefault("ca_file", subst["TLS_CERT"])
-        envoy = cls(render(text, subst), env=env, workdir=directory, subst=subst, **options)
-        envoy._own_workdir = workdir is None
+        """Run ``envoy/<name>.yaml`` exactly as checked in, the way its header
+        comment tells: from the repository root, ``-c envoy/<name>.yaml``, with
+        ``env`` as its whole environment. The listener (the first one) and
+        admin ports are the file's own; hold ``fixed_ports`` around it. Other
+        keyword arguments go to ``Envoy`` (``ca_file`` for a TLS listener)."""
+        config = load_yaml(example_path(name).read_text())
+        listener = config["static_resources"]["listeners"][0]
+        kw.setdefault("listener_port", _socket_port(listener))
+        kw.setdefault("admin_port", _socket_port(config["admin"]))
+        kw.setdefault("scheme", "https" if "transport_socket" in listener["filter_chains"][0] else "http")
+        kw.setdefault("cwd", REPO)
+        kw.setdefault("inherit_env", False)
+        envoy = cls(example_path(name).relative_to(REPO), env=env, workdir=workdir, **kw)
         return envoy
 
     # ---- process
@@ -571,8 +663,8 @@ class Envoy:
             stdin=subprocess.DEVNULL,
             stdout=self._stdout,
             stderr=subprocess.STDOUT,
-            env=_child_env(self.env),
-            cwd=self.workdir,
+            env=_child_env(self.env, self.inherit_env),
+            cwd=self.cwd or self.workdir,
             preexec_fn=_die_with_parent,
         )
         _running[self.proc.pid] = self
@@ -819,12 +911,21 @@ def stop_all() -> None:
 atexit.register(stop_all)
 
 
-def validate(config: Mapping[str, Any] | str | Path, env: Mapping[str, str] | None = None, timeout: float = 60.0) -> tuple[bool, str]:
+def validate(
+    config: Mapping[str, Any] | str | Path,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 60.0,
+    *,
+    cwd: str | Path | None = None,
+    inherit_env: bool = True,
+) -> tuple[bool, str]:
     """Run ``envoy --mode validate``: (exit status was 0, combined output).
 
-    ``config`` is a dict, YAML text, or a Path to a file. Validation loads the
-    wasm of HTTP filters and runs their on_configure (it does not start
-    bootstrap extensions such as the revocation service).
+    ``config`` is a dict, YAML text, or a Path to a file (relative to ``cwd``,
+    where Envoy runs, when given). ``inherit_env=False`` gives Envoy ``env``
+    as its whole environment. Validation loads the wasm of HTTP filters and
+    runs their on_configure (it does not start bootstrap extensions such as
+    the revocation service).
     """
     with tempfile.TemporaryDirectory(prefix="tokengate-validate-") as tmp:
         path = _to_config_file(config, Path(tmp))
@@ -833,7 +934,8 @@ def validate(config: Mapping[str, Any] | str | Path, env: Mapping[str, str] | No
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
-            env=_child_env(env),
+            env=_child_env(env, inherit_env),
+            cwd=cwd,
             timeout=timeout,
             preexec_fn=_die_with_parent,
         )
@@ -881,14 +983,11 @@ def sign_list(document: Mapping[str, Any], key_b64: str, alg: str = "HS256") -> 
 
 
 def _cli(argv: list[str]) -> int:
-    """render / mint / revoke, for scripts/demo (stand-ins until the tokengate CLI exists)."""
+    """mint / revoke (stand-ins for the tokengate CLI's commands of the same names)."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="harness.py")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("render", help="render an envoy/ template to stdout")
-    p.add_argument("template")
-    p.add_argument("values", nargs="*", metavar="NAME=VALUE")
     p = sub.add_parser("mint", help="print a token (same flags as `tokengate mint`)")
     p.add_argument("--kid", required=True)
     p.add_argument("--secret-env", required=True)
@@ -910,10 +1009,6 @@ def _cli(argv: list[str]) -> int:
     p.add_argument("--sign-key-env")
     args = parser.parse_args(argv)
 
-    if args.cmd == "render":
-        subst = dict(v.split("=", 1) for v in args.values)
-        sys.stdout.write(render_template(args.template, subst))
-        return 0
     if args.cmd == "mint":
         secret = os.environ.get(args.secret_env)
         if not secret:

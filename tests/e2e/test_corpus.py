@@ -9,17 +9,19 @@ decides with its own.
 
 One Envoy (two workers) serves the whole module with the filter configured by
 ``tests/data/attack_config.json`` as is (inline secrets), routed to one echo
-upstream that records every request. The route adds the filter state
-``wasm.tokengate.decision`` to the response as ``x-corpus-decision`` (set on
-answers that come from the upstream), so an allowed request and an anonymous
-one are told apart. For every case:
+upstream that records every request. The route adds tokengate's filter state
+``wasm.tokengate`` (its JSON record: ``{"decision": …, "reason": …, "sub": …}``)
+to the response as ``x-corpus-record`` (set on answers that come from the
+upstream), so an allowed request and an anonymous one are told apart. For
+every case:
 
 * the status;
 * a refusal carries tokengate's JSON body with the expected ``reason``, and
   the upstream never saw the request;
 * an allowed or anonymous request reached the upstream once, with the
-  decision expected, and with the case's ``upstream_headers`` and
-  ``upstream_path``.
+  decision expected (an anonymous record holds the decision only: the token
+  is not checked there, so nothing of it is recorded), and with the case's
+  ``upstream_headers`` and ``upstream_path``.
 
 Path cases are sent with the raw ``:path`` and judged by their ``envoy``
 field (what Envoy 1.40 does with ``normalize_path``, ``merge_slashes`` and
@@ -54,7 +56,7 @@ CONFIG: dict[str, Any] = json.loads((DATA / ATTACKS["config"]).read_text())
 assert PATHS["config"] == ATTACKS["config"], "both corpora are decided against one configuration"
 
 AUTHORITY = "api.test"
-DECISION_HEADER = "x-corpus-decision"
+RECORD_HEADER = "x-corpus-record"
 URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 HASHES = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
 
@@ -295,7 +297,7 @@ def corpus(wasm_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 "match": {"prefix": "/"},
                 "route": {"cluster": "upstream"},
                 "response_headers_to_add": [
-                    {"header": {"key": DECISION_HEADER, "value": "%FILTER_STATE(wasm.tokengate.decision:PLAIN)%"}},
+                    {"header": {"key": RECORD_HEADER, "value": "%FILTER_STATE(wasm.tokengate:PLAIN)%"}},
                 ],
             }
         ]
@@ -318,7 +320,7 @@ def corpus(wasm_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 def tokengate_body(resp: RawResponse) -> dict[str, Any] | None:
-    """The JSON refusal body of SPEC section 4, or None when the response is not one."""
+    """tokengate's JSON refusal body (README, "Responses"), or None when the response is not one."""
     ctype = (resp.header("content-type") or "").split(";")[0].strip().lower()
     if ctype != "application/json":
         return None
@@ -327,6 +329,18 @@ def tokengate_body(resp: RawResponse) -> dict[str, Any] | None:
     except ValueError:
         return None
     return body if isinstance(body, dict) and "reason" in body and "error" in body else None
+
+
+def decision_record(resp: RawResponse) -> dict[str, Any] | None:
+    """tokengate's record from the ``x-corpus-record`` header, or None when
+    the response has none (a local reply, or Envoy printed "-"); a header
+    that is not a JSON object fails the test."""
+    value = resp.header(RECORD_HEADER)
+    if value is None or value in ("", "-"):
+        return None
+    record = json.loads(value)
+    assert isinstance(record, dict) and isinstance(record.get("decision"), str), f"{RECORD_HEADER}: {value!r}"
+    return record
 
 
 def header_values(record: dict[str, Any], name: str) -> list[str]:
@@ -340,9 +354,10 @@ def judge(resp: RawResponse, seen: list[dict[str, Any]], expect: dict[str, Any],
     itself names none (the path cases: Envoy's path)."""
     wrong: list[str] = []
     body = tokengate_body(resp)
-    decision_header = resp.header(DECISION_HEADER)
+    state = decision_record(resp)
+    decision = state["decision"] if state else None
     answered_by = f"upstream path {seen[0]['path']!r}" if len(seen) == 1 and resp.header("x-echo") else f"body {resp.text[:300]!r}"
-    got = f"status {resp.status}, {DECISION_HEADER} {decision_header!r}, {answered_by}, upstream saw {len(seen)} request(s)"
+    got = f"status {resp.status}, {RECORD_HEADER} {state!r}, {answered_by}, upstream saw {len(seen)} request(s)"
     if resp.status != expect["status"]:
         wrong.append(f"status: expected {expect['status']}, got {resp.status}")
     if expect["decision"] == "deny":
@@ -352,15 +367,19 @@ def judge(resp: RawResponse, seen: list[dict[str, Any]], expect: dict[str, Any],
             wrong.append(f"reason: expected {expect['reason']!r}, got {body['reason']!r}")
         if seen:
             wrong.append(f"a refused request reached the upstream: {[r['path'] for r in seen]}")
-        if decision_header is not None and decision_header != "deny":
-            wrong.append(f"decision: expected 'deny', got {decision_header!r}")
+        if state is not None and (decision, state.get("reason")) != ("deny", expect["reason"]):
+            wrong.append(f"record: expected decision 'deny', reason {expect['reason']!r}, got {state!r}")
     else:
         if body is not None:
             wrong.append(f"expected {expect['decision']}, got a tokengate refusal with reason {body['reason']!r}")
         if len(seen) != 1:
             wrong.append(f"expected the upstream to get the request once, it got {len(seen)}")
-        if decision_header != expect["decision"]:
-            wrong.append(f"decision: expected {expect['decision']!r}, got {decision_header!r}")
+        if decision != expect["decision"]:
+            wrong.append(f"decision: expected {expect['decision']!r}, got {decision!r}")
+        elif state is not None and "reason" in state:
+            wrong.append(f"record: a reason on an {decision} decision: {state!r}")
+        elif decision == "anonymous" and state != {"decision": "anonymous"}:
+            wrong.append(f"record: an anonymous decision records nothing of the token, got {state!r}")
         if len(seen) == 1:
             record = seen[0]
             for name, value in expect.get("upstream_headers", {}).items():
@@ -411,8 +430,8 @@ def test_path(corpus: Corpus, case: dict[str, Any]) -> None:
         body = tokengate_body(resp)
         if body is not None:
             wrong.append(f"expected Envoy's own refusal, got tokengate's (reason {body['reason']!r}): the filter ran")
-        if resp.header(DECISION_HEADER) is not None:
-            wrong.append(f"a tokengate decision was recorded: {resp.header(DECISION_HEADER)!r}")
+        if decision_record(resp) is not None:
+            wrong.append(f"a tokengate decision was recorded: {resp.header(RECORD_HEADER)!r}")
         if seen:
             wrong.append(f"the upstream got the request: {[r['path'] for r in seen]}")
         if wrong:

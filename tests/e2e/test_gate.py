@@ -1,5 +1,6 @@
 """tokengate in a real Envoy: the decision, the request edits, the responses,
-the counters and the access log, as SPEC sections 3, 4 and 6 describe them.
+the counters and the access log, as the README's "Configuration", "Responses"
+and "Telemetry" describe them.
 
 One Envoy (two workers) serves the whole module. It has four listeners, each
 with its own tokengate filter configuration, all routed to one echo upstream
@@ -95,7 +96,7 @@ LISTENER_CONFIGS: dict[str, dict[str, Any]] = {
 
 CLAIM_HEADERS = sorted(GATE["claims_to_headers"].values())
 
-# SPEC section 4: reason → (status, RFC 6750 error)
+# README, "Responses": reason → (status, RFC 6750 error)
 REASONS = {
     "bad_request": (400, "invalid_request"),
     "missing": (401, None),
@@ -115,6 +116,7 @@ REASONS = {
     "denied": (403, "access_denied"),
     "no_rule": (403, "access_denied"),
     "revocation_unavailable": (503, "temporarily_unavailable"),
+    "internal": (500, "server_error"),
 }
 
 # Every token this module sends, so the log test can look for any of them.
@@ -182,11 +184,14 @@ def parse_challenge(value: str) -> dict[str, str]:
 
 
 def assert_refusal(resp: RawResponse, reason: str, *, scope: str | None = None, realm: str = REALM, token: str | None = None) -> dict[str, Any]:
-    """The refusal of SPEC section 4 for ``reason``: status, www-authenticate, content-type, JSON body."""
+    """The refusal of the README's "Responses" for ``reason``: status, www-authenticate, content-type, JSON body."""
     status, error = REASONS[reason]
     assert resp.status == status, f"{reason}: want {status}, got {resp.status} {resp.text!r}"
     ctype = resp.header("content-type")
     assert ctype is not None and ctype.split(";")[0].strip() == "application/json", f"{reason}: content-type {ctype!r}"
+    # no cache (a shared one included) may keep a refusal and replay it
+    assert resp.header("cache-control") == "no-store", f"{reason}: cache-control {resp.header('cache-control')!r}"
+    assert resp.header("pragma") == "no-cache", f"{reason}: pragma {resp.header('pragma')!r}"
     body = resp.json()
     assert set(body) == {"error", "reason", "error_description"}, f"{reason}: body {body!r}"
     assert body["reason"] == reason, body
@@ -451,7 +456,7 @@ def test_token_removed_on_anonymous_route_too(gate: Gate) -> None:
 # Several tokens at once on an anonymous route. The rule decides first (anonymous: "no
 # token needed, the token is not checked"), and with forward_token false "the token is
 # removed from the request before it goes upstream ... on every route, anonymous ones
-# included" (SPEC 3): none of them may reach the upstream.
+# included" (README, "Configuration"): none of them may reach the upstream.
 ANON_SEVERAL = {
     "query_and_authorization": (lambda a, b: (f"/public/several?x=1&access_token={a}", bearer(b))),
     "query_param_twice": (lambda a, b: (f"/public/several?x=1&access_token={a}&access_token={b}", [])),
@@ -591,13 +596,15 @@ def test_refusal(gate: Gate, case: str) -> None:
     assert gate.echo.count == before, f"{case}: the upstream saw a refused request"
 
 
-def test_every_reason_but_binding_mismatch_is_covered() -> None:
+def test_every_reason_but_binding_mismatch_and_internal_is_covered() -> None:
+    # binding_mismatch needs mutual TLS (test_edge_features.py); internal needs
+    # Envoy to refuse an edit, which no request can make it do.
     covered = {reason for reason, _, _ in REFUSALS.values()}
-    assert covered == set(REASONS) - {"binding_mismatch"}
+    assert covered == set(REASONS) - {"binding_mismatch", "internal"}
 
 
 def test_tls_listener_without_token_is_missing_not_tls_required(gate: Gate) -> None:
-    # SPEC order: token present → single token → TLS
+    # the order of the checks: token present → single token → TLS
     r = gate.get("/api/x", listener="tls")
     assert_refusal(r, "missing")
     assert gate.get("/public/x", listener="tls").status == 200
@@ -661,7 +668,7 @@ def test_prometheus_counters_exact_deltas_over_both_workers(gate: Gate) -> None:
     assert set(expected) <= set(deltas), sorted(deltas)
     want = {name: float(expected.get(name, 0)) for name in deltas}
     assert deltas == want
-    # every reason of SPEC section 4 has its counter
+    # every reason has its counter
     for reason in REASONS:
         assert f"tokengate_denied_{reason}" in after, reason
     # both workers took connections during this test: the counts are summed over them
@@ -732,7 +739,7 @@ def test_non_utf8_bytes_are_decided_and_never_kill_the_vm(gate: Gate) -> None:
 
 
 def test_cookie_cut_keeps_other_cookies_byte_for_byte(gate: Gate) -> None:
-    # "cookie cut out while other cookies remain" (SPEC 3): a non-UTF-8 byte in another
+    # "cookie cut out while other cookies remain": a non-UTF-8 byte in another
     # cookie must reach the upstream unchanged (the echo server reads headers as latin-1).
     port = gate.ports["main"]
     good = tok(sub="cookies")
@@ -782,6 +789,13 @@ def _log_line(envoy: Envoy, marker: str) -> str:
     return wait_until(find, 5, 0.1, f"access log line for {marker}")[0]
 
 
+def _logged(envoy: Envoy, marker: str) -> tuple[str, dict[str, Any] | None]:
+    """(status code, tokengate's JSON record) of the access log line for ``marker``."""
+    line = _log_line(envoy, marker)
+    status = line.split('" ', 1)[1].split(" ", 1)[0]
+    return status, harness.access_record(line)
+
+
 def test_access_log_carries_filter_state_only_verified_values(gate: Gate) -> None:
     envoy = gate.envoy
     tag = secrets.token_hex(4)
@@ -795,20 +809,19 @@ def test_access_log_carries_filter_state_only_verified_values(gate: Gate) -> Non
     assert gate.get(f"/api/log-query-{tag}?access_token={tok(sub='gina')}").status == 200
     assert gate.get(f"/api/log-cookie-{tag}", [("cookie", f"tg_token={tok(sub='hank')}")]).status == 200
 
-    line = _log_line(envoy, f"/api/log-allow-{tag}")
-    assert f"200 decision=allow reason=- sub=erin jti=jti-log-{tag} kid=2026-11" in line, line
-    line = _log_line(envoy, f"/api/log-badsig-{tag}")
-    assert "401 decision=deny reason=bad_signature sub=- jti=- kid=-" in line, line
+    # one JSON object per decided request; absent members left out
+    assert _logged(envoy, f"/api/log-allow-{tag}") == ("200", {"decision": "allow", "sub": "erin", "jti": f"jti-log-{tag}", "kid": "2026-11"})
+    # the signature failed: nothing the token says is logged
+    assert _logged(envoy, f"/api/log-badsig-{tag}") == ("401", {"decision": "deny", "reason": "bad_signature"})
     assert "eve-forged" not in envoy.access_log_text() and f"jti-forged-{tag}" not in envoy.access_log_text()
     # the signature held: the values are verified, so they are logged
-    line = _log_line(envoy, f"/api/log-expired-{tag}")
-    assert f"401 decision=deny reason=expired sub=frank jti=jti-exp-{tag} kid=2026-10" in line, line
-    line = _log_line(envoy, f"/public/log-anon-{tag}")
-    assert "200 decision=anonymous reason=- sub=- jti=- kid=-" in line, line
-    line = _log_line(envoy, f"/api/log-query-{tag}")
-    assert "decision=allow" in line and "sub=gina" in line, line
-    line = _log_line(envoy, f"/api/log-cookie-{tag}")
-    assert "decision=allow" in line and "sub=hank" in line, line
+    assert _logged(envoy, f"/api/log-expired-{tag}") == ("401", {"decision": "deny", "reason": "expired", "sub": "frank", "jti": f"jti-exp-{tag}", "kid": "2026-10"})
+    # an anonymous route does not check the token: no identity
+    assert _logged(envoy, f"/public/log-anon-{tag}") == ("200", {"decision": "anonymous"})
+    status, record = _logged(envoy, f"/api/log-query-{tag}")
+    assert status == "200" and record is not None and (record["decision"], record["sub"]) == ("allow", "gina"), record
+    status, record = _logged(envoy, f"/api/log-cookie-{tag}")
+    assert status == "200" and record is not None and (record["decision"], record["sub"]) == ("allow", "hank"), record
 
     # no token text, from this test or any earlier one in the module, in either log
     time.sleep(0.3)

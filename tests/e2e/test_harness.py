@@ -16,13 +16,10 @@ import pytest
 import requests
 
 import harness
-from harness import EnvoyError, bootstrap, free_port, render_template, validate
+from harness import EnvoyError, access_record, bootstrap, free_port, validate
 from servers import EchoServer, RevocationSource
 
 HERE = Path(__file__).resolve().parent
-
-MINIMAL_PLACEHOLDERS = {"WASM_PATH", "LISTENER_PORT", "UPSTREAM_PORT", "ADMIN_PORT"}
-EDGE_PLACEHOLDERS = MINIMAL_PLACEHOLDERS | {"TLS_CERT", "TLS_KEY", "REVOCATION_PORT"}
 
 
 def plain_config(upstream_port: int, **kw: object) -> dict:
@@ -83,9 +80,22 @@ def test_stats_prometheus_and_logs(envoys, echo_server: EchoServer) -> None:
     samples = envoy.prometheus_samples()
     assert any(k.startswith("envoy_cluster_upstream_rq_total") for k in samples)
     envoy.wait_for_log("starting main dispatch loop")  # the log file is written every 100 ms
-    # The access log carries the filter-state fields; no wasm here, so "-".
+    # The access log carries tokengate's filter-state record; no wasm here, so "-".
     line = harness.wait_until(lambda: [l for l in envoy.access_log_lines() if '"GET /s"' in l], what="access log")[0]
-    assert '"GET /s" 200 decision=- reason=- sub=- jti=- kid=-' in line
+    assert line.endswith('"GET /s" 200 tokengate=-'), line
+    assert access_record(line) is None
+
+
+def test_access_record_parses_the_json_object() -> None:
+    assert access_record('"GET /a" 200 tokengate={"decision":"allow","sub":"a b","jti":"t1","kid":"k1"}') == {
+        "decision": "allow", "sub": "a b", "jti": "t1", "kid": "k1",
+    }  # fmt: skip
+    # followed by other fields (as in envoy/edge.yaml), and "-" when the filter decided nothing
+    assert access_record('[t] "GET /a HTTP/1.1" 401 tokengate={"decision":"deny","reason":"missing"} client=127.0.0.1') == {"decision": "deny", "reason": "missing"}
+    assert access_record('"GET /a" 200 tokengate=- client=127.0.0.1') is None
+    for broken in ('"GET /a" 200 decision=allow', '"GET /a" 200 tokengate={"decision":', '"GET /a" 200 tokengate=["allow"]', '"GET /a" 200 tokengate=allow'):
+        with pytest.raises(ValueError):
+            access_record(broken)
 
 
 def test_access_log_drops_query(envoys, echo_server: EchoServer) -> None:
@@ -140,37 +150,38 @@ def test_start_failure_raises_with_log(envoys, echo_server: EchoServer) -> None:
     assert not envoys.started[-1].alive
 
 
-# -------------------------------------------------------------------- templates
+# --------------------------------------------------------------------- examples
 
 
-def test_templates_placeholders_and_render() -> None:
-    for name, expected in (("minimal", MINIMAL_PLACEHOLDERS), ("edge", EDGE_PLACEHOLDERS)):
-        text = harness.template_path(name).read_text()
-        assert harness.placeholders(text) == expected, name
-        with pytest.raises(KeyError):
-            render_template(name, {"WASM_PATH": "/x.wasm"})
-    with pytest.raises(ValueError):
-        harness.render("a: $HOME ${X}", {"X": 1})
-
-
-@pytest.mark.parametrize("name", ["minimal", "edge"])
-def test_templates_validate_without_wasm(name: str, tmp_path: Path, envoy_bin: Path) -> None:
-    """Each template, rendered, is a valid bootstrap once its wasm parts are removed,
-    and its tokengate configurations are well-formed JSON of the expected roots."""
-    cert, key = harness.make_self_signed_cert(tmp_path)
-    values = {p: (free_port() if p.endswith("_PORT") else "/nonexistent/tokengate.wasm") for p in EDGE_PLACEHOLDERS}
-    values.update(TLS_CERT=str(cert), TLS_KEY=str(key))
-    config = harness.load_yaml(render_template(name, values))
+@pytest.mark.parametrize("name", harness.example_names())
+def test_examples_validate_without_wasm(name: str, tmp_path: Path, envoy_bin: Path) -> None:
+    """Each checked-in example is a valid bootstrap once its wasm parts are
+    removed (no build needed), and its tokengate configurations are JSON
+    objects of the expected roots."""
+    config = harness.load_yaml(harness.example_path(name).read_text())
     roots = harness.wasm_configurations(config)
     expected_roots = ["tokengate"] if name == "minimal" else ["tokengate-revocations", "tokengate"]
     assert [r for r, _ in roots] == expected_roots
     for root, conf in roots:
         assert isinstance(conf, dict), root
-    ok, out = validate(harness.strip_wasm(config))
-    assert ok, out
-    # and with the wasm parts kept, the missing module is what Envoy refuses
-    ok, out = validate(config)
-    assert not ok and "/nonexistent/tokengate.wasm" in out
+    cert, key = harness.make_self_signed_cert(tmp_path)
+    env = {"TOKENGATE_TLS_CERT": cert.read_text(), "TOKENGATE_TLS_KEY": key.read_text()}
+    ok, out = validate(harness.strip_wasm(config), env)
+    assert ok, harness.tail(out)
+
+
+def test_fixed_ports_waits_a_bounded_time_for_a_taken_port() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError, match=str(port)):
+            with harness.fixed_ports([port], timeout=0.5):
+                pass
+        assert time.monotonic() - t0 < 5
+    with harness.fixed_ports([port], timeout=5):  # free again (and the lock was released)
+        pass
 
 
 def test_validate_rejects_broken_config(envoy_bin: Path) -> None:
