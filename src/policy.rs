@@ -501,6 +501,15 @@ pub fn select<'r>(
 /// upper-case hex. Empty for the usual `/orders/7`.
 pub fn path_readings(path: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
+    // The common path has nothing to read otherwise: no letter in upper
+    // case, no trailing slash, no dot in its last segment.
+    let last = path.rsplit('/').next().unwrap_or("");
+    if !path.bytes().any(|b| b.is_ascii_uppercase())
+        && (path.len() <= 1 || !path.ends_with('/'))
+        && !last.get(1..).is_some_and(|l| l.contains('.'))
+    {
+        return out;
+    }
     let lower = lower_outside_escapes(path);
     for base in [Some(path.to_owned()), lower].into_iter().flatten() {
         let unslashed = base
@@ -522,6 +531,9 @@ pub fn path_readings(path: &str) -> Vec<String> {
 /// `path` with ASCII letters lower-cased, except the hex digits of
 /// percent-escapes; `None` when nothing changes.
 fn lower_outside_escapes(path: &str) -> Option<String> {
+    if !path.bytes().any(|b| b.is_ascii_uppercase()) {
+        return None;
+    }
     let mut escape = 0;
     let mut changed = false;
     let lowered: String = path

@@ -162,26 +162,31 @@ impl Config {
                 return Err(Reason::BadRequest);
             }
         }
-        let mut paths: Vec<&str> = Vec::with_capacity(1 + readings.len());
-        paths.push(path);
-        paths.extend(readings.iter().map(String::as_str));
-
         let method_readings = if self.rules_name_methods {
             method_readings(req)?
         } else {
             Vec::new()
         };
-        let mut methods: Vec<&str> = Vec::with_capacity(1 + method_readings.len());
-        methods.push(req.method);
-        methods.extend(method_readings.iter().map(String::as_str));
-
         let host_readings = if self.rules_name_hosts {
             self.host_readings(req)?
         } else {
-            vec![String::new()]
+            Vec::new()
         };
-        let hosts: Vec<&str> = host_readings.iter().map(String::as_str).collect();
-
+        // The usual request has one reading of each: no list is built.
+        if readings.is_empty() && method_readings.is_empty() && host_readings.len() <= 1 {
+            let host = host_readings.first().map_or("", String::as_str);
+            return Ok(policy::first_match(&self.rules, path, req.method, host));
+        }
+        let mut paths: Vec<&str> = Vec::with_capacity(1 + readings.len());
+        paths.push(path);
+        paths.extend(readings.iter().map(String::as_str));
+        let mut methods: Vec<&str> = Vec::with_capacity(1 + method_readings.len());
+        methods.push(req.method);
+        methods.extend(method_readings.iter().map(String::as_str));
+        let mut hosts: Vec<&str> = host_readings.iter().map(String::as_str).collect();
+        if hosts.is_empty() {
+            hosts.push("");
+        }
         policy::select(&self.rules, &paths, &methods, &hosts).map_err(|_| Reason::BadRequest)
     }
 
