@@ -1,6 +1,6 @@
 //! The decision: one request in, one [`Verdict`] out.
 //!
-//! `decide` runs the checks of the README's "Decisions and responses" in
+//! `decide` runs the checks of the README's "Responses" in
 //! their order and stops at the first that fails: rule (path, method, host,
 //! under every reading an upstream may give them) → token present → single
 //! token → TLS → format → key → signature → binding → required claims → time
