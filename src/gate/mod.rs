@@ -1,11 +1,10 @@
 //! The decision: one request in, one [`Verdict`] out.
 //!
-//! `decide` runs the checks of the README's "Responses" in
-//! their order and stops at the first that fails: rule (path, method, host,
-//! under every reading an upstream may give them) → token present → single
-//! token → TLS → format → key → signature → binding → required claims → time
-//! → lifetime → issuer → audience → revocation → token type → scopes and
-//! roles. It also computes what the adapter must change before the request
+//! `decide` runs the checks of the README's "Responses" in their order and
+//! stops at the first that fails: rule (path, method, host, under every
+//! reading an upstream may give them) → token present → single token → TLS
+//! → format → key → signature → binding → token type → required claims →
+//! time → lifetime → issuer → audience → revocation → scopes and roles. It also computes what the adapter must change before the request
 //! goes upstream (token removal, claim headers, forged headers stripped). It
 //! performs no I/O: the adapter hands it the request, the connection facts
 //! it asks for, the clock, and the revocation list in force.
