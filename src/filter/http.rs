@@ -350,6 +350,13 @@ impl Gate {
             }
         };
         let request = Request::from_map(&headers);
+        // Only in the `panic_probe` test build (tests/e2e/test_failure.py):
+        // a way to make the VM fail, to show what a panic does.
+        #[cfg(tokengate_profile = "panic_probe")]
+        #[allow(clippy::panic)]
+        if request.path == b"/__tokengate_panic_probe" {
+            panic!("panic probe");
+        }
         if cfg!(tokengate_profile = "read_only") {
             return Flow::Continue;
         }
