@@ -506,7 +506,7 @@ pub fn path_readings(path: &str) -> Vec<String> {
     let last = path.rsplit('/').next().unwrap_or("");
     if !path.bytes().any(|b| b.is_ascii_uppercase())
         && (path.len() <= 1 || !path.ends_with('/'))
-        && !last.get(1..).is_some_and(|l| l.contains('.'))
+        && !last.chars().skip(1).any(|c| c == '.')
     {
         return out;
     }
@@ -560,7 +560,8 @@ fn lower_outside_escapes(path: &str) -> Option<String> {
 fn without_extension(path: &str) -> Option<String> {
     let slash = path.rfind('/')?;
     let last = path.get(slash + 1..)?;
-    let dot = last.get(1..)?.find('.')? + 1;
+    // From the second character on, whatever its width in bytes.
+    let (dot, _) = last.char_indices().skip(1).find(|(_, c)| *c == '.')?;
     path.get(..slash + 1 + dot).map(str::to_owned)
 }
 

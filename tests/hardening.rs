@@ -727,3 +727,57 @@ fn a_second_token_under_a_name_php_reads_as_the_token_is_seen() {
     );
     assert_eq!(reason(&v), Some(Reason::BadRequest));
 }
+
+#[test]
+fn a_value_opening_with_the_scheme_but_not_with_white_space_is_a_bad_request() {
+    // Found by the red team: `Authorization: Bearer:<revoked token>` beside
+    // a valid token elsewhere went upstream untouched; an upstream that
+    // cuts the scheme off by length would have read the revoked token.
+    let c = config();
+    let good = token_with(|_| {});
+    for value in [
+        "Bearer:smuggled",
+        "bearerXsmuggled",
+        "BEARER=smuggled",
+        "Bearer,smuggled",
+    ] {
+        let v = decide_on(
+            &c,
+            "GET",
+            "/orders/7",
+            "api.example.com",
+            &[("authorization", value), ("x-api-key", &good)],
+        );
+        assert_eq!(reason(&v), Some(Reason::BadRequest), "{value}");
+        let v = decide_on(
+            &c,
+            "GET",
+            "/orders/7",
+            "api.example.com",
+            &[("authorization", value)],
+        );
+        assert_eq!(reason(&v), Some(Reason::BadRequest), "alone: {value}");
+    }
+    // A tab is white space: the token is read.
+    let v = decide_on(
+        &c,
+        "GET",
+        "/orders/7",
+        "api.example.com",
+        &[("authorization", &format!("Bearer\t{good}"))],
+    );
+    assert_eq!(v.decision, Decision::Allow);
+    // Another scheme is no token, and passes (an upstream's own Basic auth).
+    let v = decide_on(
+        &c,
+        "GET",
+        "/orders/7",
+        "api.example.com",
+        &[
+            ("authorization", "Basic dXNlcjpwYXNz"),
+            ("x-api-key", &good),
+        ],
+    );
+    assert_eq!(v.decision, Decision::Allow);
+    assert!(!v.remove_headers.iter().any(|n| n == "authorization"));
+}

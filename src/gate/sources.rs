@@ -66,7 +66,7 @@ impl Config {
                         // A value in another scheme (Basic) is not a token.
                         Some(scheme) => value
                             .split(|b| *b == b',')
-                            .any(|part| strip_scheme(part, scheme).is_some()),
+                            .any(|part| !matches!(strip_scheme(part, scheme), Ok(None))),
                         None => true,
                     });
                     if holds_token {
@@ -104,7 +104,7 @@ impl Config {
                     None => None,
                     Some(value) if value.contains(&b',') => return Err(Reason::BadRequest),
                     Some(value) => match scheme {
-                        Some(scheme) => strip_scheme(value, scheme),
+                        Some(scheme) => strip_scheme(value, scheme)?,
                         None => Some(wire::trim(value)).filter(|t| !t.is_empty()),
                     }
                     .map(Cow::Borrowed),
@@ -133,23 +133,26 @@ impl Config {
     }
 }
 
-/// `Bearer abc` → `abc`; a value that does not open with the scheme and a
-/// space yields no token.
-fn strip_scheme<'v>(value: &'v [u8], scheme: &str) -> Option<&'v [u8]> {
+/// `Bearer abc` → `abc`; a value that does not open with the scheme
+/// (`Basic …`) yields no token. A value that opens with the scheme but not
+/// with the scheme, white space and a token (`Bearer:abc`, `Bearerabc`) is a
+/// bad request: an upstream that cuts the scheme off by length, or splits on
+/// any separator, would read a token there that the gate never checked.
+fn strip_scheme<'v>(value: &'v [u8], scheme: &str) -> Result<Option<&'v [u8]>, Reason> {
     let value = wire::trim(value);
-    let head = value.get(..scheme.len())?;
+    let Some(head) = value.get(..scheme.len()) else {
+        return Ok(None);
+    };
     if !head.eq_ignore_ascii_case(scheme.as_bytes()) {
-        return None;
+        return Ok(None);
     }
-    let rest = value.get(scheme.len()..)?;
-    if rest.is_empty() {
+    let rest = value.get(scheme.len()..).unwrap_or_default();
+    match rest.first() {
         // The scheme alone: a token header with an empty token.
-        return Some(rest);
+        None => Ok(Some(rest)),
+        Some(b' ' | b'\t') => Ok(Some(wire::trim(rest))),
+        Some(_) => Err(Reason::BadRequest),
     }
-    if rest.first() != Some(&b' ') {
-        return None;
-    }
-    Some(wire::trim(rest))
 }
 
 /// Whether a query or cookie name, decoded, may be read as `name` by an
