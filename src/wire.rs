@@ -123,10 +123,12 @@ pub fn trim(value: &[u8]) -> &[u8] {
 }
 
 /// The `name=value` pairs of a `cookie` header value (RFC 6265 §5.4),
-/// names and values trimmed; a pair without `=` has an empty value.
+/// names and values trimmed; a pair without `=` has an empty value. Both
+/// `;` and `,` separate pairs: ASP.NET Core and older Rack split on `,`
+/// too, and no cookie value may hold one.
 pub fn cookie_pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     header
-        .split(|b| *b == b';')
+        .split(|b| *b == b';' || *b == b',')
         .map(trim)
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
@@ -138,8 +140,9 @@ pub fn cookie_pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
 /// Whether a parameter or cookie name (decoded) that a client sent may be
 /// read as `name` by an upstream framework: ASCII case ignored (ASP.NET,
 /// IIS), and as PHP reads names: leading spaces dropped, the name cut at a
-/// NUL, and `.`, ` ` and `[` taken for `_` (`%20access.token%00x` is
-/// `access_token` to PHP).
+/// NUL, an array suffix dropped (`access_token[]`, `access_token[x]`: PHP,
+/// Rails and qs keep an array under `access_token`), and `.`, ` ` and `[`
+/// taken for `_` (`%20access.token%00x` is `access_token` to PHP).
 pub fn same_param_name(sent: &[u8], name: &[u8]) -> bool {
     fn fold(c: u8) -> u8 {
         match c {
@@ -150,20 +153,52 @@ pub fn same_param_name(sent: &[u8], name: &[u8]) -> bool {
     let start = sent.iter().position(|b| *b != b' ').unwrap_or(sent.len());
     let sent = sent.get(start..).unwrap_or_default();
     let sent = sent.split(|b| *b == 0).next().unwrap_or_default();
+    // `base[…]`: an array (or hash) parameter named `base`.
+    let sent = match sent.iter().position(|b| *b == b'[') {
+        Some(open) if open > 0 && sent.get(open..).is_some_and(|r| r.contains(&b']')) => {
+            sent.get(..open).unwrap_or_default()
+        }
+        _ => sent,
+    };
     sent.len() == name.len() && sent.iter().zip(name).all(|(x, y)| fold(*x) == fold(*y))
 }
 
 /// Whether two header names may be read as the same header by an upstream:
-/// case ignored, and `_` taken for `-` (WSGI, CGI, PHP and Rack read
-/// `x_auth_subject` as `X-Auth-Subject`).
+/// case ignored, and every character but letters and digits taken for one
+/// another, as CGI-style upstreams name their variables (WSGI, PHP, Rack:
+/// `x_auth_subject` and `x.auth.subject` are both `HTTP_X_AUTH_SUBJECT`).
 pub fn same_header_name(a: &[u8], b: &[u8]) -> bool {
     fn fold(c: u8) -> u8 {
-        match c {
-            b'_' => b'-',
-            c => c.to_ascii_lowercase(),
+        if c.is_ascii_alphanumeric() {
+            c.to_ascii_lowercase()
+        } else {
+            b'-'
         }
     }
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| fold(*x) == fold(*y))
+}
+
+/// Whether a value reads as a compact JWS somewhere: a word (between white
+/// space, `:` `=` `,`) of three base64url segments, the first two non-empty.
+/// Used to find a token sent in a token header under another scheme
+/// (`Authorization: JWT …`, `Token …`, a bare token), which an upstream may
+/// read although the gate did not.
+pub fn holds_jws(value: &[u8]) -> bool {
+    value
+        .split(|b| b.is_ascii_whitespace() || matches!(b, b':' | b'=' | b','))
+        .any(|word| {
+            let mut parts = word.split(|b| *b == b'.');
+            let (Some(h), Some(p), Some(_), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return false;
+            };
+            !h.is_empty()
+                && !p.is_empty()
+                && word
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        })
 }
 
 #[cfg(test)]
@@ -225,7 +260,25 @@ mod tests {
         assert!(!same_param_name(b"access_tokenx", b"access_token"));
         assert!(same_header_name(b"x-auth-subject", b"x_auth_subject"));
         assert!(same_header_name(b"x-auth-subject", b"X-Auth_Subject"));
+        assert!(same_header_name(b"x-auth-subject", b"x.auth.subject"));
+        assert!(same_header_name(
+            b"x-http-method-override",
+            b"X-HTTP-Method.Override"
+        ));
+        assert!(same_param_name(b"access_token[]", b"access_token"));
+        assert!(same_param_name(b"access_token[x]", b"access_token"));
+        assert!(!same_param_name(b"[access_token]", b"access_token"));
         assert!(!same_header_name(b"x-auth-subject", b"x-auth-subjec"));
+    }
+
+    #[test]
+    fn jws_shaped_words_are_found_under_any_scheme() {
+        assert!(holds_jws(b"JWT eyJh.eyJw.c2ln"));
+        assert!(holds_jws(b"eyJh.eyJw.c2ln"));
+        assert!(holds_jws(b"Token:eyJh.eyJw."));
+        assert!(!holds_jws(b"Basic dXNlcjpwYXNz"));
+        assert!(!holds_jws(b"Digest username=\"a.b\", uri=\"/x\""));
+        assert!(!holds_jws(b"a..b"));
     }
 
     #[test]

@@ -636,8 +636,8 @@ fn scope_and_role_names_in_configuration_are_scope_tokens() {
     f["roles"]["manager"] = json!(["orders:read orders:write"]);
     assert!(config_error(&f).starts_with("roles.manager[0]: must be a scope-token"));
     let mut f = fixture();
-    f["rules"][1]["scopes"] = json!(["orders read"]);
-    assert!(config_error(&f).starts_with("rules[1].scopes[0]: must be a scope-token"));
+    f["rules"][2]["scopes"] = json!(["orders read"]);
+    assert!(config_error(&f).starts_with("rules[2].scopes[0]: must be a scope-token"));
 }
 
 // --- found by the end-to-end hunt (tests/e2e/test_hardening.py) ---
@@ -646,7 +646,7 @@ fn with_delete_rule() -> Config {
     let mut f = fixture();
     let rules = f["rules"].as_array_mut().unwrap();
     rules.insert(
-        1,
+        2,
         json!({"match": {"prefix": "/orders", "methods": ["DELETE"]}, "scopes": ["orders:delete"]}),
     );
     config_from(&f)
@@ -780,4 +780,184 @@ fn a_value_opening_with_the_scheme_but_not_with_white_space_is_a_bad_request() {
     );
     assert_eq!(v.decision, Decision::Allow);
     assert!(!v.remove_headers.iter().any(|n| n == "authorization"));
+}
+
+// --- found by the red team ---
+
+#[test]
+fn header_names_with_dots_are_read_as_php_reads_them() {
+    // PHP names `x.auth.role` HTTP_X_AUTH_ROLE, as it names x-auth-role.
+    let c = with_delete_rule();
+    let writer = bearer(&token_with(|c| {
+        c["scope"] = json!("orders:read orders:write")
+    }));
+    let v = decide_on(
+        &c,
+        "GET",
+        "/orders/7",
+        "api.example.com",
+        &[
+            ("authorization", &writer),
+            ("x.auth.role", "admin"),
+            ("x-auth.subject", "root"),
+        ],
+    );
+    assert_eq!(v.decision, Decision::Allow);
+    for name in ["x.auth.role", "x-auth.subject"] {
+        assert!(v.remove_headers.iter().any(|n| n == name), "{name} kept");
+    }
+    let v = decide_on(
+        &c,
+        "POST",
+        "/orders/7",
+        "api.example.com",
+        &[
+            ("authorization", &writer),
+            ("x.http.method.override", "DELETE"),
+        ],
+    );
+    assert_eq!(reason(&v), Some(Reason::BadRequest));
+    let v = decide_on(
+        &c,
+        "GET",
+        "/x",
+        "public.example.com",
+        &[
+            ("authorization", &writer),
+            ("x.forwarded.host", "admin.example.com"),
+        ],
+    );
+    assert_eq!(reason(&v), Some(Reason::BadRequest));
+}
+
+#[test]
+fn many_method_override_values_are_refused_at_once() {
+    // 14,000 distinct values once cost a worker 130 ms (a quadratic check).
+    let c = with_delete_rule();
+    let many: String = (0..14_000).map(|i| format!("M{i},")).collect();
+    let v = decide_on(
+        &c,
+        "GET",
+        "/public",
+        "api.example.com",
+        &[("x-http-method-override", &many)],
+    );
+    assert_eq!(reason(&v), Some(Reason::BadRequest));
+    let few = "PUT, PATCH";
+    let writer = bearer(&token_with(|c| {
+        c["scope"] = json!("orders:read orders:write")
+    }));
+    let v = decide_on(
+        &c,
+        "POST",
+        "/orders/7",
+        "api.example.com",
+        &[("authorization", &writer), ("x-http-method-override", few)],
+    );
+    assert_eq!(v.decision, Decision::Allow);
+}
+
+#[test]
+fn forwarded_is_read_strictly_and_as_spring_reads_it() {
+    let c = config();
+    let t = bearer(&token_with(|_| {}));
+    for value in [
+        // Rack strips the spaces around '=' and reads admin.example.com.
+        "for=x; host = admin.example.com",
+        "host =admin.example.com",
+        // Spring finds the first 'host=' anywhere.
+        "xhost=admin.example.com;host=a.com",
+        "for=\"host=admin.example.com\";host=a.com",
+        "by=ghost=admin.example.com",
+        // Not RFC 7239 at all.
+        "host",
+        "host=\"admin.example.com",
+    ] {
+        let v = decide_on(
+            &c,
+            "GET",
+            "/x",
+            "a.com",
+            &[("authorization", &t), ("forwarded", value)],
+        );
+        assert_eq!(reason(&v), Some(Reason::BadRequest), "{value}");
+    }
+    let v = decide_on(
+        &c,
+        "GET",
+        "/x",
+        "a.com",
+        &[
+            ("authorization", &t),
+            (
+                "forwarded",
+                "for=192.0.2.60;proto=https;host=a.com, for=\"[2001:db8::1]:80\"",
+            ),
+        ],
+    );
+    assert_eq!(v.decision, Decision::Allow);
+}
+
+#[test]
+fn a_token_under_another_scheme_or_hidden_in_a_cookie_list_is_a_second_token() {
+    let c = config();
+    let good = token_with(|_| {});
+    let revoked = token_with(|c| c["jti"] = json!("other"));
+    for value in [
+        format!("JWT {revoked}"),
+        format!("Token {revoked}"),
+        revoked.clone(),
+    ] {
+        let v = decide_on(
+            &c,
+            "GET",
+            "/orders/7",
+            "api.example.com",
+            &[("x-api-key", &good), ("authorization", &value)],
+        );
+        assert_eq!(reason(&v), Some(Reason::BadRequest), "{value}");
+    }
+    // ASP.NET Core and older Rack split cookies on ',' too.
+    let v = decide_on(
+        &c,
+        "GET",
+        "/orders/7",
+        "api.example.com",
+        &[
+            ("authorization", &bearer(&good)),
+            ("cookie", &format!("a=1, tg_token={revoked}")),
+        ],
+    );
+    assert_eq!(reason(&v), Some(Reason::BadRequest));
+    // PHP, Rails and qs keep an array under the token's name.
+    for path in [
+        "/orders/7?access_token[]=x",
+        "/orders/7?access_token[a]=x",
+        "/orders/7?access_token%5B%5D=x",
+    ] {
+        let v = decide_on(
+            &c,
+            "GET",
+            path,
+            "api.example.com",
+            &[("authorization", &bearer(&good))],
+        );
+        assert_eq!(reason(&v), Some(Reason::BadRequest), "{path}");
+    }
+}
+
+#[test]
+fn a_path_override_header_is_read_as_another_path() {
+    let c = config();
+    let t = bearer(&token_with(|_| {}));
+    for name in ["x-original-url", "X-Rewrite-URL", "x_original_url"] {
+        let v = decide_on(
+            &c,
+            "GET",
+            "/orders/7",
+            "api.example.com",
+            &[("authorization", &t), (name, "/admin")],
+        );
+        assert_eq!(reason(&v), Some(Reason::BadRequest), "{name}");
+    }
 }

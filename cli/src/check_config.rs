@@ -23,6 +23,7 @@ use anyhow::Result;
 use serde::Serialize;
 use serde_json::Value;
 use tokengate::config::{Config, ConfigError, OnUnavailable, Secrets, ServiceConfig};
+use tokengate::policy::{Match, PathMatch, Rule};
 
 use crate::envoy::{self, FailurePolicy, FileKind, Host, Manager, Plugin};
 use crate::util;
@@ -142,6 +143,9 @@ fn check_filter(report: &mut Report, location: &str, json: &[u8]) -> Option<Conf
     if let Err(e) = &result {
         report.config_error(location, e);
     }
+    if let Ok(config) = &result {
+        shadowed_host_rules(report, location, config.rules());
+    }
     report.configurations.push(Checked {
         location: location.to_owned(),
         root_id: envoy::FILTER_ROOT.to_owned(),
@@ -149,6 +153,53 @@ fn check_filter(report: &mut Report, location: &str, json: &[u8]) -> Option<Conf
         summary,
     });
     result.ok()
+}
+
+/// Warns about a rule naming hosts placed after a rule that applies on every
+/// host and can fit the same requests: the first fitting rule decides, so on
+/// those hosts the earlier rule wins (a deny rule for `admin.example.com`
+/// after `/public` anonymous lets `admin.example.com/public` through).
+fn shadowed_host_rules(report: &mut Report, location: &str, rules: &[Rule]) {
+    for (i, rule) in rules.iter().enumerate() {
+        if rule.matcher.hosts.is_none() {
+            continue;
+        }
+        let earlier: Vec<String> = rules
+            .iter()
+            .take(i)
+            .enumerate()
+            .filter(|(_, r)| r.matcher.hosts.is_none() && overlaps(&r.matcher, &rule.matcher))
+            .map(|(k, _)| format!("rules[{k}]"))
+            .collect();
+        if !earlier.is_empty() {
+            report.warning(
+                location,
+                &format!("rules[{i}]"),
+                format!(
+                    "names hosts but comes after {}, which apply on every host: on its hosts, requests those rules fit never reach it; put rules that name hosts first",
+                    earlier.join(", ")
+                ),
+            );
+        }
+    }
+}
+
+/// Whether two matches can fit one request (paths and methods).
+fn overlaps(a: &Match, b: &Match) -> bool {
+    let paths = match (&a.path, &b.path) {
+        (PathMatch::Any, _) | (_, PathMatch::Any) => true,
+        (PathMatch::Exact(x), PathMatch::Exact(y)) => x == y,
+        (PathMatch::Exact(x), p @ PathMatch::Prefix(_))
+        | (p @ PathMatch::Prefix(_), PathMatch::Exact(x)) => p.fits(x),
+        (PathMatch::Prefix(x), PathMatch::Prefix(y)) => {
+            PathMatch::Prefix(x.clone()).fits(y) || PathMatch::Prefix(y.clone()).fits(x)
+        }
+    };
+    let methods = match (&a.methods, &b.methods) {
+        (Some(x), Some(y)) => x.iter().any(|m| y.contains(m)),
+        _ => true,
+    };
+    paths && methods
 }
 
 fn check_service(report: &mut Report, location: &str, json: &[u8]) -> Option<ServiceConfig> {

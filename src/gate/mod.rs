@@ -41,7 +41,14 @@ const METHOD_PARAM: &str = "_method";
 /// query parameter, upper-cased, each different from the method sent.
 fn method_readings(req: &Request<'_>) -> Result<Vec<String>, Reason> {
     let mut out: Vec<String> = Vec::new();
+    let mut values = 0usize;
     let mut add = |raw: &[u8]| -> Result<(), Reason> {
+        // Bounded: a request may not make the gate compare thousands of
+        // values (each list is short; the whole check stays linear).
+        values += 1;
+        if values > MAX_METHOD_VALUES {
+            return Err(Reason::BadRequest);
+        }
         let text = std::str::from_utf8(wire::trim(raw))
             .map_err(|_| Reason::BadRequest)?
             .to_ascii_uppercase();
@@ -69,6 +76,101 @@ fn method_readings(req: &Request<'_>) -> Result<Vec<String>, Reason> {
         }
     }
     Ok(out)
+}
+
+/// At most this many method-override values (all headers and `_method`
+/// parameters together); more is a bad request.
+const MAX_METHOD_VALUES: usize = 8;
+
+/// At most this many readings of the path in all; more is a bad request.
+const MAX_PATH_READINGS: usize = 32;
+
+/// Headers that old Symfony, Zend and IIS rewrites read as the request's
+/// path (`X-Original-URL: /admin`).
+const PATH_OVERRIDES: [&str; 2] = ["x-original-url", "x-rewrite-url"];
+
+/// Every host a `Forwarded` value names, as RFC 7239 reads it and as
+/// Spring does (an unanchored, case-insensitive search for `host=`, which
+/// also finds `xhost=…` and `host=` inside a quoted value). A value that is
+/// not strictly RFC 7239 (white space around `=`, a parameter without a
+/// value, an unclosed quote) is a bad request: Rack strips such spaces and
+/// reads a host the gate would not.
+fn forwarded_hosts(value: &[u8]) -> Result<Vec<&[u8]>, Reason> {
+    let mut out: Vec<&[u8]> = Vec::new();
+    // RFC 7239: elements by `,`, pairs by `;`, each `token=token` or
+    // `token="quoted"`, optional white space only around the separators.
+    let mut rest = value;
+    loop {
+        rest = wire::trim(rest);
+        let key_end = rest
+            .iter()
+            .position(|b| !is_tchar(*b))
+            .unwrap_or(rest.len());
+        let (key, after) = rest.split_at(key_end);
+        if key.is_empty() || after.first() != Some(&b'=') {
+            return Err(Reason::BadRequest);
+        }
+        let after = after.get(1..).unwrap_or_default();
+        let (val, after) = if after.first() == Some(&b'"') {
+            let body = after.get(1..).unwrap_or_default();
+            let mut i = 0;
+            loop {
+                match body.get(i) {
+                    None => return Err(Reason::BadRequest),
+                    Some(b'\\') => i += 2,
+                    Some(b'"') => break,
+                    Some(_) => i += 1,
+                }
+            }
+            (
+                body.get(..i).unwrap_or_default(),
+                body.get(i + 1..).unwrap_or_default(),
+            )
+        } else {
+            let end = after
+                .iter()
+                .position(|b| !is_tchar(*b))
+                .unwrap_or(after.len());
+            let (val, after) = after.split_at(end);
+            if val.is_empty() {
+                return Err(Reason::BadRequest);
+            }
+            (val, after)
+        };
+        if key.eq_ignore_ascii_case(b"host") {
+            out.push(val);
+        }
+        let after = wire::trim(after);
+        match after.split_first() {
+            None => break,
+            Some((b';' | b',', next)) => rest = next,
+            Some(_) => return Err(Reason::BadRequest),
+        }
+    }
+    // Spring's reading: the first `host=` anywhere, case-insensitively, up
+    // to `;`, `,` or `"`.
+    let lower = value.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(at) = lower
+        .get(from..)
+        .and_then(|l| l.windows(5).position(|w| w == b"host="))
+    {
+        let start = from + at + 5;
+        let tail = value.get(start..).unwrap_or_default();
+        let tail = tail.strip_prefix(b"\"").unwrap_or(tail);
+        let end = tail
+            .iter()
+            .position(|b| matches!(b, b';' | b',' | b'"'))
+            .unwrap_or(tail.len());
+        out.push(tail.get(..end).unwrap_or_default());
+        from = start;
+    }
+    Ok(out)
+}
+
+/// RFC 9110 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// At most this many readings of the host (`:authority`, `host`,
@@ -155,7 +257,22 @@ impl Config {
     /// request (see `policy::select`). So is a path an upstream may read as
     /// the refresh path, which must never be forwarded.
     fn route(&self, req: &Request<'_>, path: &str) -> Result<Option<&Rule>, Reason> {
-        let readings = policy::path_readings(path);
+        let mut readings = policy::path_readings(path);
+        // A path-override header names another path the upstream may serve.
+        for (name, value) in req.headers {
+            if PATH_OVERRIDES
+                .iter()
+                .any(|h| wire::same_header_name(h.as_bytes(), name.as_bytes()))
+            {
+                let other = policy::normalize_path(value).map_err(|_| Reason::BadRequest)?;
+                let more = policy::path_readings(&other);
+                if readings.len() + more.len() > MAX_PATH_READINGS {
+                    return Err(Reason::BadRequest);
+                }
+                readings.push(other);
+                readings.extend(more);
+            }
+        }
         if let Some(refresh) = &self.refresh {
             if readings.contains(&refresh.path) {
                 return Err(Reason::BadRequest);
@@ -227,16 +344,8 @@ impl Config {
                     }
                 }
                 "forwarded" => {
-                    for param in value.split(|b| *b == b',' || *b == b';') {
-                        let (key, val) = wire::split_pair(wire::trim(param));
-                        if key.eq_ignore_ascii_case(b"host") {
-                            let val = wire::trim(val);
-                            let val = val
-                                .strip_prefix(b"\"")
-                                .and_then(|v| v.strip_suffix(b"\""))
-                                .unwrap_or(val);
-                            add(val)?;
-                        }
+                    for host in forwarded_hosts(value)? {
+                        add(host)?;
                     }
                 }
                 _ => {}

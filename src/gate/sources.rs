@@ -64,9 +64,12 @@ impl Config {
                 TokenSource::Header { name, scheme } => {
                     let holds_token = req.lines(name).any(|value| match scheme {
                         // A value in another scheme (Basic) is not a token.
-                        Some(scheme) => value
-                            .split(|b| *b == b',')
-                            .any(|part| !matches!(strip_scheme(part, scheme), Ok(None))),
+                        Some(scheme) => {
+                            wire::holds_jws(value)
+                                || value
+                                    .split(|b| *b == b',')
+                                    .any(|part| !matches!(strip_scheme(part, scheme), Ok(None)))
+                        }
                         None => true,
                     });
                     if holds_token {
@@ -104,7 +107,14 @@ impl Config {
                     None => None,
                     Some(value) if value.contains(&b',') => return Err(Reason::BadRequest),
                     Some(value) => match scheme {
-                        Some(scheme) => strip_scheme(value, scheme)?,
+                        Some(scheme) => match strip_scheme(value, scheme)? {
+                            // Another scheme (`Basic …`) is no token, unless
+                            // it carries one an upstream may read (`JWT …`,
+                            // `Token …`, a bare token): never forwarded
+                            // unchecked.
+                            None if wire::holds_jws(value) => return Err(Reason::BadRequest),
+                            other => other,
+                        },
                         None => Some(wire::trim(value)).filter(|t| !t.is_empty()),
                     }
                     .map(Cow::Borrowed),
@@ -264,7 +274,7 @@ fn without_cookie(req: &Request<'_>, name: &str) -> Option<Option<Vec<u8>>> {
     let mut removed = false;
     let mut kept: Vec<&[u8]> = Vec::new();
     for line in req.lines("cookie") {
-        for pair in line.split(|b| *b == b';').map(wire::trim) {
+        for pair in line.split(|b| *b == b';' || *b == b',').map(wire::trim) {
             if pair.is_empty() {
                 continue;
             }

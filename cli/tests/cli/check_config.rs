@@ -733,3 +733,35 @@ fn warns_of_a_secret_written_into_key_values() {
         )],
     );
 }
+
+#[test]
+fn warns_about_a_host_rule_after_rules_that_apply_on_every_host() {
+    // Found by the red team: a deny rule for admin.example.com placed after
+    // `/public` (anonymous) let admin.example.com/public through.
+    let mut config = filter_config();
+    config["rules"] = serde_json::json!([
+        {"match": {"prefix": "/public"}, "anonymous": true},
+        {"match": {"prefix": "/orders", "methods": ["GET"]}, "scopes": ["orders:read"]},
+        {"match": {"hosts": ["admin.example.com"]}, "deny": true},
+        {"match": {"prefix": "/"}}
+    ]);
+    let dir = Dir::new();
+    dir.write("filter.json", config.to_string());
+    let run = check(&dir, "filter.json").ok();
+    assert!(
+        run.stderr.contains(
+            "rules[2]: names hosts but comes after rules[0], rules[1], which apply on every host"
+        ),
+        "{}",
+        run.stderr
+    );
+    // Host rules first: no warning.
+    config["rules"] = serde_json::json!([
+        {"match": {"hosts": ["admin.example.com"]}, "deny": true},
+        {"match": {"prefix": "/public"}, "anonymous": true},
+        {"match": {"prefix": "/"}}
+    ]);
+    dir.write("filter.json", config.to_string());
+    let run = check(&dir, "filter.json").ok();
+    assert!(!run.stderr.contains("names hosts"), "{}", run.stderr);
+}
