@@ -25,8 +25,8 @@ pub struct Bootstrap {
     pub services: usize,
 }
 
-/// `filter_config` without its inline secret (the key `py`), as an Envoy
-/// file should hold it.
+/// `filter_config` without its keys with inline secrets (all but the first),
+/// as an Envoy file should hold it.
 pub fn filter_config_from_env() -> serde_json::Value {
     let mut config = filter_config();
     config["keys"]
@@ -197,7 +197,7 @@ fn accepts_a_filter_configuration_without_reading_secrets() {
     let run = check(&dir, "filter.json").ok();
     assert!(
         run.stdout
-            .starts_with("filter.json: ok: tokengate filter: 2 keys, 6 rules\n"),
+            .starts_with("filter.json: ok: tokengate filter: 3 keys, 7 rules\n"),
         "{}",
         run.stdout
     );
