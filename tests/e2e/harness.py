@@ -19,6 +19,9 @@ Main pieces:
   examples' fixed ports, one test process at a time).
 * Config builders: ``plugin_config``, ``tokengate_filter`` (the HTTP filter),
   ``revocation_service`` (the bootstrap singleton), ``cluster``, ``bootstrap``.
+* The orders-api filter configuration every suite shares: ``orders_api()``
+  (a fresh copy of ``tests/data/orders-api.json``; a suite derives its
+  variant by replacing members of the copy).
 * Tokens and lists for tests: ``new_key``, ``mint``, ``sign_list``.
 
 Also a small command line (stand-ins for ``tokengate mint``/``revoke``)::
@@ -59,6 +62,7 @@ ENVOY_BIN = Path(os.environ.get("TOKENGATE_ENVOY_BIN", REPO / ".venv" / "bin" / 
 WASM_PATH = Path(os.environ.get("TOKENGATE_WASM", REPO / "target" / "wasm32-wasip1" / "release" / "tokengate.wasm"))
 CLI_PATH = Path(os.environ.get("TOKENGATE_CLI", REPO / "target" / "release" / "tokengate"))
 EXAMPLES = REPO / "envoy"
+ORDERS_API = REPO / "tests" / "data" / "orders-api.json"
 HOST = "127.0.0.1"
 
 READY_TIMEOUT_S = 30.0
@@ -268,6 +272,14 @@ def make_self_signed_cert(directory: str | Path, name: str = "server") -> tuple[
 
 
 # ------------------------------------------------------------- config builders
+
+
+def orders_api() -> dict[str, Any]:
+    """The orders-api filter configuration (``tests/data/orders-api.json``), a
+    fresh copy each call: change members of it for a variant, never the file."""
+    with open(ORDERS_API) as f:
+        config: dict[str, Any] = json.load(f)
+    return config
 
 
 def secret_envs(config: Any) -> list[str]:
