@@ -520,6 +520,16 @@ fn says_when_a_file_is_neither_json_nor_yaml() {
         "{}",
         run.stderr
     );
+    // Nothing renders ${…} placeholders (envoy/*.yaml run as checked in),
+    // so a broken file that has one gets no hint to render it.
+    dir.write("t.yaml", "port: ${PORT}\na: [b\n");
+    let run = check(&dir, "t.yaml");
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.starts_with("t.yaml: neither JSON nor YAML") && !run.stderr.contains("render"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
