@@ -5,7 +5,12 @@
 //!
 //! Run: `cargo bench --bench decide` (figures in the README).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::hint::black_box;
 
@@ -13,58 +18,47 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use serde_json::json;
 use tokengate::config::{Config, Secrets};
 use tokengate::gate::{Decision, FixedConnection, Request, Revocations};
-use tokengate::keys::{Alg, Key, KeyId};
+use tokengate::keys::{decode_secret, Alg, Key, KeyId, SecretEncoding};
 use tokengate::revocation::{Document, Entry, Snapshot};
 use tokengate::token::{sign, VerifyCache};
 
 const NOW: u64 = 1_764_259_200;
 
-fn b64(bytes: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
+/// The orders-api fixture every suite shares, read as it is: one key per
+/// algorithm (HS256 `2026-11`, HS384 `2026-10`, HS512 `2026-09`), issuer,
+/// audience, claims to headers, roles, the rules, a revocation section.
+const FIXTURE: &str = include_str!("../tests/data/orders-api.json");
 
 fn config() -> Config {
-    let json = json!({
-        "realm": "orders-api",
-        "keys": [
-            {"kid": "k256", "alg": "HS256", "secret": b64(&[1; 32])},
-            {"kid": "k384", "alg": "HS384", "secret": b64(&[2; 48])},
-            {"kid": "k512", "alg": "HS512", "secret": b64(&[3; 64])}
-        ],
-        "issuers": ["https://auth.example.com"],
-        "audiences": ["orders-api"],
-        "require_claims": ["exp", "jti"],
-        "claims_to_headers": {"sub": "x-auth-subject", "scope": "x-auth-scopes", "jti": "x-auth-token-id"},
-        "roles": {"manager": ["orders:read", "orders:write"], "admin": ["*"]},
-        "rules": [
-            {"match": {"prefix": "/healthz"}, "anonymous": true},
-            {"match": {"prefix": "/orders", "methods": ["GET", "HEAD"]}, "scopes": ["orders:read"]},
-            {"match": {"prefix": "/orders"}, "scopes": ["orders:write"]},
-            {"match": {"prefix": "/admin"}, "roles": ["admin"]},
-            {"match": {"prefix": "/internal"}, "deny": true},
-            {"match": {"prefix": "/"}}
-        ],
-        "revocation": {"max_stale_s": 60}
-    });
-    Config::from_json(json.to_string().as_bytes(), &Secrets::Placeholder).expect("config")
+    Config::from_json(FIXTURE.as_bytes(), &Secrets::Placeholder).expect("config")
+}
+
+/// The fixture's key of algorithm `alg`.
+fn key(alg: Alg) -> Key {
+    let fixture: serde_json::Value = serde_json::from_str(FIXTURE).expect("fixture");
+    let keys = fixture["keys"].as_array().expect("keys");
+    let entry = keys
+        .iter()
+        .find(|k| k["alg"] == alg.name())
+        .expect("a key of each algorithm");
+    let secret = decode_secret(
+        entry["secret"].as_str().expect("secret"),
+        SecretEncoding::Base64,
+    )
+    .expect("base64");
+    let kid = entry["kid"].as_str().expect("kid");
+    Key::new(KeyId(kid.into()), alg, &secret).expect("key")
 }
 
 /// A valid token; `padding` bytes of an extra claim grow it to a size.
 fn token(alg: Alg, padding: usize) -> String {
-    let (kid, len, byte) = match alg {
-        Alg::Hs256 => ("k256", 32, 1),
-        Alg::Hs384 => ("k384", 48, 2),
-        Alg::Hs512 => ("k512", 64, 3),
-    };
-    let key = Key::new(KeyId(kid.into()), alg, &vec![byte; len]).expect("key");
     let claims = json!({
         "iss": "https://auth.example.com", "aud": "orders-api", "sub": "user-42",
         "jti": "01JD3XK6Q4", "iat": NOW - 60, "exp": NOW + 600,
         "scope": "orders:read orders:write", "roles": ["manager"],
         "pad": "x".repeat(padding)
     });
-    sign(&claims, &key, "JWT")
+    sign(&claims, &key(alg), "JWT")
 }
 
 fn list(n: usize) -> Snapshot {

@@ -9,16 +9,19 @@ and then. A command, not a CI test. Run through ``scripts/soak [SECONDS]``
 What runs (everything on 127.0.0.1, every process stopped by PID at the end,
 also on Ctrl-C or SIGTERM):
 
-* Envoy ``--concurrency 2``, log level ``info`` to a file, no access log, with
-  a realistic tokengate configuration: three keys (HS256 by ``secret_env``,
-  HS384 inline, and an older HS256 key whose tokens are still around), issuer
+* Envoy ``--concurrency 2``, log level ``info`` to a file, no access log,
+  running the orders-api fixture every suite shares
+  (``tests/data/orders-api.json``): three keys (HS256 ``2026-11``, here by
+  ``secret_env``; HS384 ``2026-10`` inline; and the older HS512 ``2026-09``,
+  inline as unpadded URL-safe base64, whose tokens are still around), issuer
   and audience, ``max_lifetime_s``, ``require_claims`` [exp, jti], roles,
-  ``claims_to_headers``, rules (anonymous ``/public``, ``/orders`` read for
+  ``claims_to_headers``, rules (anonymous ``/healthz``, ``/orders`` read for
   GET/HEAD and write otherwise, role ``admin`` for ``/admin``, deny
-  ``/internal``, a catch-all), ``revocation`` (``max_stale_s`` 30,
-  ``on_unavailable`` deny, one ``static`` jti); and the revocation service
-  (``poll_interval_s`` 1, ``timeout_ms`` 500, a signed list: ``verify_key``)
-  polling a ``RevocationSource``.
+  ``/internal``, a host denied, a catch-all), ``revocation``
+  (``on_unavailable`` deny, the static entries; ``max_stale_s`` set to
+  ``--max-stale``, 30); and the revocation service (``poll_interval_s`` 1,
+  ``timeout_ms`` 500, a signed list: ``verify_key``) polling a
+  ``RevocationSource``.
 * An echo upstream (``EchoServer``, in a child process of this script so it
   does not share the clients' GIL): it answers with the request it received,
   so a client sees the headers tokengate forwarded.
@@ -29,7 +32,7 @@ also on Ctrl-C or SIGTERM):
   ``x-auth-subject`` sent by the client must be gone), revoked (401
   ``revoked``), expired (401 ``expired``), tampered (payload edited, a
   signature character changed, or signed with the wrong secret: 401
-  ``bad_signature``), anonymous (``/public``, with no token, a valid one or a
+  ``bad_signature``), anonymous (``/healthz``, with no token, a valid one or a
   junk one: 200, no token nor claim header upstream), insufficient scope (403
   ``insufficient_scope``), missing (no token, or ``Basic``: 401 ``missing``),
   deny (``/internal``: 403 ``denied``).
@@ -49,12 +52,12 @@ also on Ctrl-C or SIGTERM):
 How each answer is judged: every response is compared with the decision the
 configuration prescribes (status and ``reason``). For a token, that depends on
 the list in force, which changes: a change made at time T must be enforced by
-every worker from T + ``poll_interval_s`` + 1 s on (SPEC §5), so for a request
-sent at S and answered at R the lists that may be in force are the newest one
-published at or before S − grace, and every later one published up to R. The
-answer must fit one of them: revoked or not, in the grace window either, and
-afterwards only the right one. A transport error or a timeout is a wrong
-decision too.
+every worker from T + ``poll_interval_s`` + 1 s on (README, "Revocation
+service"), so for a request sent at S and answered at R the lists that may be
+in force are the newest one published at or before S − grace, and every later
+one published up to R. The answer must fit one of them: revoked or not, in the
+grace window either, and afterwards only the right one. A transport error or a
+timeout is a wrong decision too.
 
 Measured and reported: requests per kind, req/s, wrong decisions (the first 20
 printed in detail), list versions published, faults injected, the service's
@@ -98,12 +101,20 @@ from servers import EchoServer, RevocationSource  # noqa: E402
 
 # ----------------------------------------------------------------- constants
 
-ISSUER = "https://auth.soak.example"
-AUDIENCE = "orders-api"
-STATIC_JTI = "soak-static-revoked"
+# The orders-api fixture (tests/data/orders-api.json) every suite shares.
+ORDERS = harness.orders_api()
+ISSUER = ORDERS["issuers"][0]
+AUDIENCE = ORDERS["audiences"][0]
+STATIC_JTIS = {e["jti"] for e in ORDERS["revocation"]["static"] if "jti" in e}
+STATIC_SUBS = {e["sub"] for e in ORDERS["revocation"]["static"] if "sub" in e}
+STATIC_JTI = sorted(STATIC_JTIS)[0]  # the jti of the always-revoked token
 KEY1_ENV = "SOAK_KEY_2026_11"
 LIST_KEY_ENV = "SOAK_LIST_KEY"
-KID1, KID2, KID_OLD = "2026-11", "2026-10", "2025-09"
+# The fixture's keys: the newest (by secret_env), the one before, and an
+# older one whose tokens are still around (the list revokes it now and then).
+KID1, KID2, KID_OLD = (k["kid"] for k in ORDERS["keys"])
+ALGS = {k["kid"]: k["alg"] for k in ORDERS["keys"]}
+SECRETS = {k["kid"]: base64.b64decode(k["secret"]) for k in ORDERS["keys"]}
 
 # Request kinds and their weights in the mix.
 KINDS = {
@@ -136,7 +147,7 @@ PROFILE_WEIGHTS = {"reader": 30, "writer": 25, "manager": 15, "admin": 10, "repo
 
 OK = (200, None)
 REVOKED = (401, "revoked")
-CLAIM_HEADERS = ("x-auth-subject", "x-auth-scopes", "x-auth-role", "x-auth-token-id")
+CLAIM_HEADERS = tuple(ORDERS["claims_to_headers"].values())
 
 LOG_PATTERNS = [
     ("panicked", re.compile(r"panicked", re.I)),
@@ -177,14 +188,12 @@ class Tok:
 
 @dataclass
 class Keys:
-    k1: bytes = field(default_factory=lambda: secrets.token_bytes(32))  # HS256, secret_env
-    k2: bytes = field(default_factory=lambda: secrets.token_bytes(48))  # HS384, inline
-    old: bytes = field(default_factory=lambda: secrets.token_bytes(32))  # HS256, the older key
-    wrong: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    wrong: bytes = field(default_factory=lambda: secrets.token_bytes(64))  # a secret no key has
     list_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
 
     def by_kid(self, kid: str) -> tuple[bytes, str]:
-        return {KID1: (self.k1, "HS256"), KID2: (self.k2, "HS384"), KID_OLD: (self.old, "HS256")}[kid]
+        """The fixture's secret and algorithm of key ``kid``."""
+        return SECRETS[kid], ALGS[kid]
 
 
 def profile_claims(profile: str) -> dict[str, Any]:
@@ -224,7 +233,7 @@ def tamper(tok: Tok, keys: Keys, how: str) -> str:
         return f"{head}.{payload}.{sig[:i]}{c}{sig[i + 1:]}"
     claims = json.loads(b64url_decode(payload))
     _, alg = keys.by_kid(tok.kid)
-    wrong = keys.wrong if alg == "HS256" else keys.wrong + keys.wrong[:16]
+    wrong = keys.wrong[: {"HS256": 32, "HS384": 48, "HS512": 64}[alg]]
     return sign_jwt(claims, wrong, tok.kid, alg)
 
 
@@ -262,7 +271,7 @@ class Version:
                     self.subs[e["sub"]] = before
 
     def revokes(self, tok: Tok) -> bool:
-        if tok.jti == STATIC_JTI or tok.jti in self.jtis or tok.kid in self.kids:
+        if tok.jti in STATIC_JTIS or tok.sub in STATIC_SUBS or tok.jti in self.jtis or tok.kid in self.kids:
             return True
         if tok.sub in self.subs:
             before = self.subs[tok.sub]
@@ -519,7 +528,8 @@ class Soak:
         elif kind == "unsigned":
             self.source.set(document={"version": cur.number + 1000, "entries": []})
         elif kind == "same_version":
-            # Same version, every entry gone: must change nothing (SPEC §5).
+            # Same version, every entry gone: the version must rise (README,
+            # "Revocation service"), so this is a failed fetch and changes nothing.
             doc = {"version": cur.number, "generated_at": int(time.time()), "entries": []}
             self.source.set(body=sign_list(doc, base64.b64encode(self.keys.list_key).decode()))
         return kind
@@ -619,7 +629,7 @@ class Soak:
             if rng.random() < 0.3:
                 headers["x-auth-subject"] = "forged-by-client"
                 headers["x-auth-token-id"] = "forged"
-            return "GET", f"/public/docs/{n}", headers, body, None, "anonymous"
+            return "GET", f"/healthz/docs/{n}", headers, body, None, "anonymous"
         if kind == "missing":
             if rng.random() < 0.3:
                 headers["authorization"] = "Basic dXNlcjpwYXNz"
@@ -773,30 +783,17 @@ class Soak:
         self.echo_port = int(m.group(1))
 
     def config(self) -> dict[str, Any]:
-        filter_cfg = {
-            "realm": "orders-api",
-            "keys": [
-                {"kid": KID1, "alg": "HS256", "secret_env": KEY1_ENV},
-                {"kid": KID2, "alg": "HS384", "secret": base64.b64encode(self.keys.k2).decode()},
-                {"kid": KID_OLD, "alg": "HS256", "secret": base64.urlsafe_b64encode(self.keys.old).decode().rstrip("=")},
-            ],
-            "issuers": [ISSUER],
-            "audiences": [AUDIENCE],
-            "clock_skew_s": 30,
-            "max_lifetime_s": 86400,
-            "require_claims": ["exp", "jti"],
-            "claims_to_headers": {"sub": "x-auth-subject", "scope": "x-auth-scopes", "role": "x-auth-role", "jti": "x-auth-token-id"},
-            "roles": {"manager": ["orders:read", "orders:write"], "admin": ["*"]},
-            "rules": [
-                {"match": {"prefix": "/public"}, "anonymous": True},
-                {"match": {"prefix": "/orders", "methods": ["GET", "HEAD"]}, "scopes": ["orders:read"]},
-                {"match": {"prefix": "/orders"}, "scopes": ["orders:write"]},
-                {"match": {"prefix": "/admin"}, "roles": ["admin"]},
-                {"match": {"prefix": "/internal"}, "deny": True},
-                {"match": {"prefix": "/"}},
-            ],
-            "revocation": {"max_stale_s": self.args.max_stale, "on_unavailable": "deny", "static": [{"jti": STATIC_JTI}]},
-        }
+        # The fixture, its newest key's secret by secret_env and its oldest
+        # one's as unpadded URL-safe base64 (another encoding of the same
+        # bytes), the list's staleness bound from --max-stale.
+        filter_cfg = harness.orders_api()
+        for key in filter_cfg["keys"]:
+            if key["kid"] == KID1:
+                del key["secret"]
+                key["secret_env"] = KEY1_ENV
+            elif key["kid"] == KID_OLD:
+                key["secret"] = base64.urlsafe_b64encode(SECRETS[KID_OLD]).decode().rstrip("=")
+        filter_cfg["revocation"]["max_stale_s"] = self.args.max_stale
         service_cfg = {
             "cluster": "revocation_source",
             "authority": "revocations.internal",
@@ -886,7 +883,7 @@ class Soak:
         self.start_echo()
         self.publish(1, self.initial_entries(), "initial")
         self.timeline.versions[0].t_after = time.monotonic() - 3600  # served long before Envoy starts
-        env = {KEY1_ENV: base64.b64encode(self.keys.k1).decode(), LIST_KEY_ENV: base64.b64encode(self.keys.list_key).decode()}
+        env = {KEY1_ENV: base64.b64encode(SECRETS[KID1]).decode(), LIST_KEY_ENV: base64.b64encode(self.keys.list_key).decode()}
         self.envoy = Envoy(self.config(), env=env, concurrency=2, log_level="info", workdir=self.rundir / "envoy")
         self.envoy_pid = self.find_envoy_pid()
         self.warm_check()
@@ -1137,7 +1134,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--poll-interval", type=int, default=1, help="the service's poll_interval_s (default 1)")
     p.add_argument("--timeout-ms", type=int, default=500, help="the service's timeout_ms (default 500)")
     p.add_argument("--max-stale", type=int, default=30, help="revocation.max_stale_s (default 30)")
-    p.add_argument("--grace", type=float, default=None, help="seconds a list change may take to be enforced (default poll_interval_s + 1, SPEC §5)")
+    p.add_argument("--grace", type=float, default=None, help="seconds a list change may take to be enforced (default poll_interval_s + 1, README: Revocation service)")
     p.add_argument("--fault-rate", type=float, default=0.35, help="chance that a list change is preceded by a source fault (default 0.35)")
     p.add_argument("--subjects", type=int, default=600, help="distinct subjects (default 600)")
     p.add_argument("--tokens", type=int, default=2400, help="valid tokens minted at the start (default 2400)")

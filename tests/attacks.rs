@@ -7,7 +7,8 @@
 //! against `tests/data/attack_config.json` at a fixed instant. The same files
 //! drive the end-to-end runner against a real Envoy, so the schema lives in
 //! `tests/data/README.md`, not here. Each case names the public weakness it
-//! guards against (`guards`); a failure prints it next to what went wrong.
+//! guards against (`guards`), and many the rule that decides it (`rule`); a
+//! failure prints them next to what went wrong.
 //! Every case runs even when an earlier one fails, and the test fails once
 //! with the full list.
 
@@ -70,8 +71,9 @@ struct AttackerKey {
 struct AttackCase {
     name: String,
     guards: String,
-    #[allow(dead_code)]
-    spec: Option<String>,
+    /// The project's own rule that decides the expected outcome, if the
+    /// case names one; a failure prints it.
+    rule: Option<String>,
     /// The whole token, verbatim; when set, nothing else builds it.
     token: Option<String>,
     header_json: Option<String>,
@@ -596,8 +598,13 @@ fn attack_corpus() {
         let verdict = decide(&config, &req, file.now);
         let got = observed(&req, &verdict, &case.expect);
         if got != case.expect {
+            let rule = case
+                .rule
+                .as_ref()
+                .map(|r| format!("\n  rule:     {r}"))
+                .unwrap_or_default();
             failures.push(format!(
-                "case {}\n  guards:   {}\n  expected: {:?}\n  got:      {:?}\n  token:    {}",
+                "case {}\n  guards:   {}{rule}\n  expected: {:?}\n  got:      {:?}\n  token:    {}",
                 case.name,
                 case.guards,
                 case.expect,

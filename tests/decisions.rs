@@ -11,50 +11,29 @@
 use serde_json::json;
 use tokengate::config::{Config, Secrets};
 use tokengate::gate::{Decision, FixedConnection, Request, Revocations, Verdict};
-use tokengate::keys::{Alg, Key, KeyId};
+use tokengate::keys::{decode_secret, Alg, Key, KeyId, SecretEncoding};
 use tokengate::refusal::Reason;
 use tokengate::revocation::{Document, Entry, Snapshot};
 use tokengate::token::sign;
 
 const NOW: u64 = 1_764_259_200; // 2025-11-27T16:00:00Z
-const SECRET_A: [u8; 32] = [0xa5; 32];
-const SECRET_B: [u8; 48] = [0x3c; 48];
 
-fn b64(bytes: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+/// The orders-api fixture every suite shares, `tests/data/orders-api.json`.
+fn fixture() -> serde_json::Value {
+    serde_json::from_str(include_str!("data/orders-api.json")).unwrap()
 }
 
+/// The fixture, with two changes that let every reason be reached: `exp`
+/// is forwarded too, and its last rule, the catch-all `/`, gives way to a
+/// rule on `/api` for the hosts under `example.com`, so a request no rule
+/// names is refused with `no_rule`.
 fn config_json() -> serde_json::Value {
-    json!({
-        "realm": "orders-api",
-        "keys": [
-            {"kid": "a", "alg": "HS256", "secret": b64(&SECRET_A)},
-            {"kid": "b", "alg": "HS384", "secret": b64(&SECRET_B)}
-        ],
-        "issuers": ["https://auth.example.com"],
-        "audiences": ["orders-api"],
-        "max_lifetime_s": 86400,
-        "require_claims": ["exp", "jti"],
-        "token_sources": [
-            {"header": "authorization", "scheme": "Bearer"},
-            {"header": "x-api-key"},
-            {"query": "access_token"},
-            {"cookie": "tg_token"}
-        ],
-        "claims_to_headers": {"sub": "x-auth-subject", "scope": "x-auth-scopes", "jti": "x-auth-token-id", "exp": "x-auth-exp"},
-        "roles": {"manager": ["orders:read", "orders:write"], "admin": ["*"]},
-        "rules": [
-            {"match": {"prefix": "/healthz"}, "anonymous": true},
-            {"match": {"prefix": "/orders", "methods": ["GET", "HEAD"]}, "scopes": ["orders:read"]},
-            {"match": {"prefix": "/orders"}, "scopes": ["orders:write"]},
-            {"match": {"prefix": "/admin"}, "roles": ["admin"]},
-            {"match": {"prefix": "/internal"}, "deny": true},
-            {"match": {"prefix": "/api", "hosts": ["*.example.com"]}},
-            {"match": {"prefix": "/revocable"}}
-        ],
-        "revocation": {"max_stale_s": 60, "static": [{"jti": "static-revoked"}]}
-    })
+    let mut value = fixture();
+    value["claims_to_headers"]["exp"] = json!("x-auth-exp");
+    let rules = value["rules"].as_array_mut().unwrap();
+    assert_eq!(rules.pop(), Some(json!({"match": {"prefix": "/"}})));
+    rules.push(json!({"match": {"prefix": "/api", "hosts": ["*.example.com"]}}));
+    value
 }
 
 fn config_from(value: serde_json::Value) -> Config {
@@ -65,8 +44,27 @@ fn config() -> Config {
     config_from(config_json())
 }
 
-fn key_a() -> Key {
-    Key::new(KeyId("a".into()), Alg::Hs256, &SECRET_A).unwrap()
+/// The secret of the fixture's key `kid`, and its algorithm.
+fn fixture_key(kid: &str) -> (Vec<u8>, Alg) {
+    let fixture = fixture();
+    let key = fixture["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == kid)
+        .unwrap();
+    let secret = decode_secret(key["secret"].as_str().unwrap(), SecretEncoding::Base64).unwrap();
+    let alg = Alg::from_name(key["alg"].as_str().unwrap()).unwrap();
+    (secret, alg)
+}
+
+/// The fixture's first key, HS256 `2026-11`: every token below is signed
+/// with it unless a test says otherwise.
+const KID: &str = "2026-11";
+
+fn key() -> Key {
+    let (secret, alg) = fixture_key(KID);
+    Key::new(KeyId(KID.into()), alg, &secret).unwrap()
 }
 
 fn claims() -> serde_json::Value {
@@ -79,7 +77,7 @@ fn claims() -> serde_json::Value {
 fn token_with(edit: impl FnOnce(&mut serde_json::Value)) -> String {
     let mut c = claims();
     edit(&mut c);
-    sign(&c, &key_a(), "JWT")
+    sign(&c, &key(), "JWT")
 }
 
 fn token() -> String {
@@ -188,7 +186,7 @@ fn allows_a_valid_token_and_forwards_claims() {
         .contains(&("x-auth-exp".into(), (NOW + 600).to_string())));
     assert_eq!(
         (v.sub.as_deref(), v.jti.as_deref(), v.kid.as_deref()),
-        (Some("user-7"), Some("t-1"), Some("a"))
+        (Some("user-7"), Some("t-1"), Some(KID))
     );
 }
 
@@ -268,7 +266,8 @@ fn malformed_token() {
 
 #[test]
 fn unknown_key() {
-    let other = Key::new(KeyId("zz".into()), Alg::Hs256, &SECRET_A).unwrap();
+    let (secret, _) = fixture_key(KID);
+    let other = Key::new(KeyId("zz".into()), Alg::Hs256, &secret).unwrap();
     assert_eq!(
         get("/orders")
             .bearer(&sign(&claims(), &other, "JWT"))
@@ -279,7 +278,7 @@ fn unknown_key() {
 
 #[test]
 fn bad_signature() {
-    let forged = Key::new(KeyId("a".into()), Alg::Hs256, &[0; 32]).unwrap();
+    let forged = Key::new(KeyId(KID.into()), Alg::Hs256, &[0; 32]).unwrap();
     assert_eq!(
         get("/orders")
             .bearer(&sign(&claims(), &forged, "JWT"))
@@ -407,7 +406,7 @@ fn revocation_unavailable_when_stale_or_never_fetched() {
 
 #[test]
 fn wrong_token_type_for_a_refresh_token() {
-    let t = sign(&claims(), &key_a(), "rt+jwt");
+    let t = sign(&claims(), &key(), "rt+jwt");
     assert_eq!(
         get("/orders").bearer(&t).decision(),
         refused(Reason::WrongTokenType)
@@ -449,9 +448,10 @@ fn roles_grant_scopes_and_satisfy_role_rules() {
     });
     let v = get("/orders").method("POST").bearer(&t).run(&config());
     assert_eq!(v.decision, Decision::Allow);
-    assert!(v
-        .set_headers
-        .contains(&("x-auth-scopes".into(), "orders:read orders:write".into())));
+    assert!(v.set_headers.contains(&(
+        "x-auth-scopes".into(),
+        "orders:read orders:write reports:read".into()
+    )));
     assert_eq!(
         get("/admin").bearer(&t).decision(),
         refused(Reason::InsufficientScope)
@@ -525,7 +525,7 @@ fn forward_token_keeps_it() {
 
 #[test]
 fn verified_values_are_not_logged_before_the_mac_holds() {
-    let forged = Key::new(KeyId("a".into()), Alg::Hs256, &[0; 32]).unwrap();
+    let forged = Key::new(KeyId(KID.into()), Alg::Hs256, &[0; 32]).unwrap();
     let v = get("/orders")
         .bearer(&sign(&claims(), &forged, "JWT"))
         .run(&config());
@@ -550,7 +550,9 @@ fn refusal_bodies_carry_error_and_reason() {
 
 #[test]
 fn hs384_key_verifies_by_kid() {
-    let k = Key::new(KeyId("b".into()), Alg::Hs384, &SECRET_B).unwrap();
+    let (secret, alg) = fixture_key("2026-10");
+    assert_eq!(alg, Alg::Hs384);
+    let k = Key::new(KeyId("2026-10".into()), alg, &secret).unwrap();
     assert_eq!(
         get("/orders")
             .bearer(&sign(&claims(), &k, "JWT"))

@@ -43,11 +43,6 @@ pub fn classify(bytes: &[u8]) -> Result<FileKind, String> {
         Err(json_err) => match from_yaml(bytes) {
             Ok(value) => (value, true),
             Err(_) if looks_like_json(bytes) => return Err(format!("not valid JSON: {json_err}")),
-            Err(yaml_err) if bytes.windows(2).any(|w| w == b"${") => {
-                return Err(format!(
-                    "neither JSON nor YAML: {yaml_err} (a template with ${{…}} placeholders? render it first)"
-                ))
-            }
             Err(yaml_err) => return Err(format!("neither JSON nor YAML: {yaml_err}")),
         },
     };

@@ -19,12 +19,10 @@ Main pieces:
   examples' fixed ports, one test process at a time).
 * Config builders: ``plugin_config``, ``tokengate_filter`` (the HTTP filter),
   ``revocation_service`` (the bootstrap singleton), ``cluster``, ``bootstrap``.
+* The orders-api filter configuration every suite shares: ``orders_api()``
+  (a fresh copy of ``tests/data/orders-api.json``; a suite derives its
+  variant by replacing members of the copy).
 * Tokens and lists for tests: ``new_key``, ``mint``, ``sign_list``.
-
-Also a small command line (stand-ins for ``tokengate mint``/``revoke``)::
-
-    .venv/bin/python tests/e2e/harness.py mint --kid demo --secret-env VAR --sub alice [--scope "a b"] ...
-    .venv/bin/python tests/e2e/harness.py revoke --list FILE --jti ID [--sign-key-env VAR]
 
 Everything listens on 127.0.0.1; every process is stopped by PID.
 """
@@ -47,7 +45,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -59,6 +56,7 @@ ENVOY_BIN = Path(os.environ.get("TOKENGATE_ENVOY_BIN", REPO / ".venv" / "bin" / 
 WASM_PATH = Path(os.environ.get("TOKENGATE_WASM", REPO / "target" / "wasm32-wasip1" / "release" / "tokengate.wasm"))
 CLI_PATH = Path(os.environ.get("TOKENGATE_CLI", REPO / "target" / "release" / "tokengate"))
 EXAMPLES = REPO / "envoy"
+ORDERS_API = REPO / "tests" / "data" / "orders-api.json"
 HOST = "127.0.0.1"
 
 READY_TIMEOUT_S = 30.0
@@ -270,6 +268,14 @@ def make_self_signed_cert(directory: str | Path, name: str = "server") -> tuple[
 # ------------------------------------------------------------- config builders
 
 
+def orders_api() -> dict[str, Any]:
+    """The orders-api filter configuration (``tests/data/orders-api.json``), a
+    fresh copy each call: change members of it for a variant, never the file."""
+    with open(ORDERS_API) as f:
+        config: dict[str, Any] = json.load(f)
+    return config
+
+
 def secret_envs(config: Any) -> list[str]:
     """Every ``secret_env`` value found anywhere in a tokengate configuration."""
     found: list[str] = []
@@ -444,7 +450,7 @@ def bootstrap(
 
 
 def load_yaml(text: str) -> dict[str, Any]:
-    """Parse a (rendered) YAML config into a dict."""
+    """Parse a YAML config into a dict."""
     import yaml
 
     data = yaml.safe_load(text)
@@ -887,7 +893,7 @@ _requests_session: Any = None
 
 
 def _requests() -> Any:
-    """The requests module (imported lazily: the command-line parts need only the stdlib)."""
+    """The requests module, imported on first use."""
     import requests
 
     return requests
@@ -977,81 +983,3 @@ def sign_list(document: Mapping[str, Any], key_b64: str, alg: str = "HS256") -> 
 
     key = base64.b64decode(key_b64 + "=" * (-len(key_b64) % 4))
     return str(jwt.encode(dict(document), key, algorithm=alg, headers={"typ": "tokengate-revocations"}))
-
-
-# ------------------------------------------------------------------ command line
-
-
-def _cli(argv: list[str]) -> int:
-    """mint / revoke (stand-ins for the tokengate CLI's commands of the same names)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="harness.py")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("mint", help="print a token (same flags as `tokengate mint`)")
-    p.add_argument("--kid", required=True)
-    p.add_argument("--secret-env", required=True)
-    p.add_argument("--sub", required=True)
-    p.add_argument("--scope")
-    p.add_argument("--role", action="append", default=[])
-    p.add_argument("--aud")
-    p.add_argument("--iss")
-    p.add_argument("--ttl", default="15m")
-    p.add_argument("--jti")
-    p = sub.add_parser("revoke", help="add an entry to a list file (same flags as `tokengate revoke`)")
-    p.add_argument("--list", required=True)
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--jti")
-    g.add_argument("--sub")
-    g.add_argument("--kid")
-    p.add_argument("--exp", type=int)
-    p.add_argument("--before", type=int)
-    p.add_argument("--sign-key-env")
-    args = parser.parse_args(argv)
-
-    if args.cmd == "mint":
-        secret = os.environ.get(args.secret_env)
-        if not secret:
-            print(f"error: environment variable {args.secret_env} is unset or empty", file=sys.stderr)
-            return 2
-        units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-        ttl = int(args.ttl[:-1]) * units[args.ttl[-1]] if args.ttl[-1] in units else int(args.ttl)
-        claims: dict[str, Any] = {"sub": args.sub, "scope": args.scope, "aud": args.aud, "iss": args.iss}
-        if args.jti:
-            claims["jti"] = args.jti
-        if args.role:
-            claims["roles"] = args.role
-        print(mint(secret, kid=args.kid, ttl=ttl, **claims))
-        return 0
-    # revoke
-    path = Path(args.list)
-    doc: dict[str, Any] = {"version": 0, "entries": []}
-    if path.exists():
-        text = path.read_text().strip()
-        if text.startswith("{"):
-            doc = json.loads(text)
-        else:  # JWS: read the payload (our own file; verified by whoever reads it)
-            payload = text.split(".")[1]
-            doc = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    entry: dict[str, Any] = {k: getattr(args, k) for k in ("jti", "sub", "kid") if getattr(args, k)}
-    if args.exp is not None:
-        entry["exp"] = args.exp
-    if args.before is not None:
-        entry["before"] = args.before
-    now = int(time.time())
-    doc["entries"] = [e for e in doc.get("entries", []) if "exp" not in e or e["exp"] > now] + [entry]
-    doc["version"] = int(doc.get("version", 0)) + 1
-    doc["generated_at"] = now
-    if args.sign_key_env:
-        out = sign_list(doc, os.environ[args.sign_key_env])
-    else:
-        out = json.dumps(doc, indent=1)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(out + "\n")
-    tmp.replace(path)
-    print(f"{path}: version {doc['version']}, {len(doc['entries'])} entries")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_cli(sys.argv[1:]))

@@ -44,55 +44,55 @@ import harness
 from harness import Envoy, RawResponse, free_port, wait_until
 from servers import EchoServer, RevocationSource
 
-ISS = "https://auth.example.com"
-AUD = "orders-api"
+# The orders-api fixture (tests/data/orders-api.json) every suite shares.
+ORDERS = harness.orders_api()
+ISS = ORDERS["issuers"][0]
+AUD = ORDERS["audiences"][0]
+FIXTURE_KEYS = {k["kid"]: k for k in ORDERS["keys"]}
+KID_BY_ALG = {k["alg"]: k["kid"] for k in ORDERS["keys"]}
+KID_256, KID_384, KID_512 = KID_BY_ALG["HS256"], KID_BY_ALG["HS384"], KID_BY_ALG["HS512"]
 
-# Secrets. Environment variable names avoid the TOKENGATE_ prefix, which the
-# harness strips from the environment of every Envoy it starts.
-KEY_256 = harness.new_key(32)  # base64, secret_env TGCLI_KEY_256
-KEY_384_TEXT = "tokengate-cli-e2e-" + secrets.token_hex(24)  # utf8, secret_env TGCLI_KEY_384
-KEY_512 = harness.new_key(64)  # base64, inline
+# Secrets: the fixture's. Environment variable names avoid the TOKENGATE_
+# prefix, which the harness strips from the environment of every Envoy it
+# starts.
+KEY_256 = FIXTURE_KEYS[KID_256]["secret"]  # base64, secret_env TGCLI_KEY_256
+KEY_384_TEXT = base64.b64decode(FIXTURE_KEYS[KID_384]["secret"]).decode()  # the same bytes as utf8 text, secret_env TGCLI_KEY_384
+KEY_512 = FIXTURE_KEYS[KID_512]["secret"]  # base64, inline
 KEY_OTHER = harness.new_key(32)  # a key nobody configured
 ENV = {"TGCLI_KEY_256": KEY_256, "TGCLI_KEY_384": KEY_384_TEXT}
 
-REVOKED_STATIC_JTI = "revoked-static-01"
-REVOKED_STATIC_SUB = "mallory"
+# The fixture's static revocation entries.
+REVOKED_STATIC_JTI = next(e["jti"] for e in ORDERS["revocation"]["static"] if "jti" in e)
+REVOKED_STATIC_SUB = next(e["sub"] for e in ORDERS["revocation"]["static"] if "sub" in e)
 
-# The filter configuration of the decision table. It goes verbatim (as text)
-# into the Envoy bootstrap that Envoy runs and `tokengate verify` reads.
-FILTER: dict[str, Any] = {
-    "realm": "orders-api",
-    "keys": [
-        {"kid": "k256", "alg": "HS256", "secret_env": "TGCLI_KEY_256"},
-        {"kid": "k384", "alg": "HS384", "secret_env": "TGCLI_KEY_384", "encoding": "utf8"},
-        {"kid": "k512", "alg": "HS512", "secret": KEY_512},
-    ],
-    "issuers": [ISS],
-    "audiences": [AUD],
-    "clock_skew_s": 30,
-    "max_lifetime_s": 3600,
-    "require_claims": ["exp", "jti"],
-    "token_sources": [{"header": "authorization", "scheme": "Bearer"}, {"header": "x-api-key"}],
-    "forward_token": False,
-    "claims_to_headers": {"sub": "x-auth-subject", "scope": "x-auth-scopes", "jti": "x-auth-token-id", "role": "x-auth-role"},
-    "roles": {"manager": ["orders:read", "orders:write"], "admin": ["*"]},
-    "require_tls": False,
-    "rules": [
-        {"match": {"prefix": "/public"}, "anonymous": True},
-        {"match": {"prefix": "/orders", "methods": ["GET", "HEAD"]}, "scopes": ["orders:read"]},
-        {"match": {"prefix": "/orders"}, "scopes": ["orders:write"]},
-        {"match": {"prefix": "/admin"}, "roles": ["admin"]},
-        {"match": {"prefix": "/internal"}, "deny": True},
+
+def _filter() -> dict[str, Any]:
+    """The filter configuration of the decision table: the fixture with its
+    HS256 key by ``secret_env``, its HS384 key by ``secret_env`` as utf8 text
+    and its HS512 key inline; in place of the catch-all ``/``, a rule for the
+    hosts under example.com, an exact path and ``/api`` (so a path no rule
+    names is ``no_rule``); ``on_unavailable: allow``, since no revocation
+    service runs."""
+    config = harness.orders_api()
+    config["keys"] = [
+        {"kid": KID_256, "alg": "HS256", "secret_env": "TGCLI_KEY_256"},
+        {"kid": KID_384, "alg": "HS384", "secret_env": "TGCLI_KEY_384", "encoding": "utf8"},
+        FIXTURE_KEYS[KID_512],
+    ]
+    catch_all = config["rules"].pop()
+    assert catch_all == {"match": {"prefix": "/"}}, catch_all
+    config["rules"] += [
         {"match": {"prefix": "/tenant", "hosts": ["*.example.com"]}},
         {"match": {"path": "/exact"}},
         {"match": {"prefix": "/api"}},
-    ],
-    "revocation": {
-        "max_stale_s": 60,
-        "on_unavailable": "allow",
-        "static": [{"jti": REVOKED_STATIC_JTI}, {"sub": REVOKED_STATIC_SUB}],
-    },
-}
+    ]
+    config["revocation"]["on_unavailable"] = "allow"
+    return config
+
+
+# It goes verbatim (as text) into the Envoy bootstrap that Envoy runs and
+# `tokengate verify` reads.
+FILTER: dict[str, Any] = _filter()
 
 # README, "Responses": reason -> status
 STATUS = {
@@ -154,7 +154,7 @@ def flip_signature_bit(token: str) -> str:
     return f"{head}.{payload}.{b64url(bytes(raw))}"
 
 
-def pyjwt(key: bytes, kid: str | None = "k256", alg: str = "HS256", headers: dict[str, Any] | None = None, ttl: int = 600, **claims: Any) -> str:
+def pyjwt(key: bytes, kid: str | None = KID_256, alg: str = "HS256", headers: dict[str, Any] | None = None, ttl: int = 600, **claims: Any) -> str:
     """A PyJWT token valid for FILTER unless the arguments say otherwise (a claim given as None is left out)."""
     now = int(time.time())
     body: dict[str, Any] = {"sub": "alice", "iss": ISS, "aud": AUD, "iat": now, "exp": now + ttl, "jti": secrets.token_hex(16)}
@@ -287,21 +287,21 @@ def test_inspect_reads_pyjwt_tokens(cli_path: Path) -> None:
     assert data.get("expired") is True, data
 
 
-# A filter configuration for verify on PyJWT tokens: inline secrets.
-VERIFY_FILTER: dict[str, Any] = {
-    "keys": [
-        {"kid": "k256", "alg": "HS256", "secret": KEY_256},
-        {"kid": "k384", "alg": "HS384", "secret": KEY_384_TEXT, "encoding": "utf8"},
-        {"kid": "k512", "alg": "HS512", "secret": KEY_512},
-    ],
-    "issuers": [ISS],
-    "audiences": [AUD],
-    "require_claims": ["exp", "jti"],
-    "rules": [
-        {"match": {"prefix": "/orders"}, "scopes": ["orders:read"]},
-        {"match": {"prefix": "/"}},
-    ],
-}
+def _verify_filter() -> dict[str, Any]:
+    """A filter configuration for verify on PyJWT tokens: the fixture with
+    inline secrets, the HS384 one as utf8 text, and no revocation section
+    (verify is given no list)."""
+    config = harness.orders_api()
+    config["keys"] = [
+        FIXTURE_KEYS[KID_256],
+        {"kid": KID_384, "alg": "HS384", "secret": KEY_384_TEXT, "encoding": "utf8"},
+        FIXTURE_KEYS[KID_512],
+    ]
+    del config["revocation"]
+    return config
+
+
+VERIFY_FILTER: dict[str, Any] = _verify_filter()
 
 
 def _verify_cases() -> list[tuple[str, Callable[[], str], str, str]]:
@@ -309,8 +309,8 @@ def _verify_cases() -> list[tuple[str, Callable[[], str], str, str]]:
     now = int(time.time())
     return [
         ("hs256", lambda: pyjwt(k256), "/api", "allow"),
-        ("hs384-utf8-key", lambda: pyjwt(k384, kid="k384", alg="HS384"), "/api", "allow"),
-        ("hs512", lambda: pyjwt(k512, kid="k512", alg="HS512"), "/api", "allow"),
+        ("hs384-utf8-key", lambda: pyjwt(k384, kid=KID_384, alg="HS384"), "/api", "allow"),
+        ("hs512", lambda: pyjwt(k512, kid=KID_512, alg="HS512"), "/api", "allow"),
         ("aud-array", lambda: pyjwt(k256, aud=["x", AUD]), "/api", "allow"),
         ("scp-array", lambda: pyjwt(k256, scp=["orders:read"]), "/orders/1", "allow"),
         ("typ-at+jwt", lambda: pyjwt(k256, headers={"typ": "at+jwt"}), "/api", "allow"),
@@ -320,12 +320,12 @@ def _verify_cases() -> list[tuple[str, Callable[[], str], str, str]]:
         ("nbf-future", lambda: pyjwt(k256, nbf=now + 600, exp=now + 900), "/api", "deny not_yet_valid"),
         ("wrong-key", lambda: pyjwt(b64decode(KEY_OTHER)), "/api", "deny bad_signature"),
         ("unknown-kid", lambda: pyjwt(k256, kid="nope"), "/api", "deny unknown_key"),
-        ("alg-differs-from-key", lambda: pyjwt(k512, kid="k256", alg="HS512"), "/api", "deny unknown_key"),
+        ("alg-differs-from-key", lambda: pyjwt(k512, kid=KID_256, alg="HS512"), "/api", "deny unknown_key"),
         ("wrong-issuer", lambda: pyjwt(k256, iss="https://evil.example"), "/api", "deny wrong_issuer"),
         ("wrong-audience", lambda: pyjwt(k256, aud="billing"), "/api", "deny wrong_audience"),
         ("missing-jti", lambda: pyjwt(k256, jti=None), "/api", "deny malformed"),
         ("crit-header", lambda: pyjwt(k256, headers={"crit": ["exp"]}), "/api", "deny malformed"),
-        ("alg-none", lambda: unsigned({"alg": "none", "kid": "k256"}, {"sub": "a", "exp": now + 600, "jti": "x", "iss": ISS, "aud": AUD}), "/api", "deny malformed"),
+        ("alg-none", lambda: unsigned({"alg": "none", "kid": KID_256}, {"sub": "a", "exp": now + 600, "jti": "x", "iss": ISS, "aud": AUD}), "/api", "deny malformed"),
         ("no-token", lambda: "", "/api", "deny missing"),
     ]
 
@@ -389,22 +389,22 @@ CASES = [
     Case("host-apex-not-wildcard", "GET", "/tenant/1", "reader", "deny no_rule", host="example.com"),
     Case("host-other", "GET", "/tenant/1", "reader", "deny no_rule", host="example.org"),
     # anonymous routes
-    Case("public-no-token", "GET", "/public/docs", None, "anonymous"),
-    Case("public-junk-token", "GET", "/public/docs", "raw:junk.junk.junk", "anonymous"),
-    Case("public-expired-token", "PUT", "/public", "expired", "anonymous"),
+    Case("healthz-no-token", "GET", "/healthz/docs", None, "anonymous"),
+    Case("healthz-junk-token", "GET", "/healthz/docs", "raw:junk.junk.junk", "anonymous"),
+    Case("healthz-expired-token", "PUT", "/healthz", "expired", "anonymous"),
     # path normalization
-    Case("dotdot-public-to-admin-reader", "GET", "/public/../admin", "reader", "deny insufficient_scope"),
-    Case("dotdot-public-to-admin-admin", "GET", "/public/../admin", "admin", "allow"),
-    Case("dotdot-public-to-admin-no-token", "GET", "/public/../admin", None, "deny missing"),
+    Case("dotdot-healthz-to-admin-reader", "GET", "/healthz/../admin", "reader", "deny insufficient_scope"),
+    Case("dotdot-healthz-to-admin-admin", "GET", "/healthz/../admin", "admin", "allow"),
+    Case("dotdot-healthz-to-admin-no-token", "GET", "/healthz/../admin", None, "deny missing"),
     Case("encoded-dotdot", "GET", "/api/%2e%2e/admin", "reader", "deny insufficient_scope"),
-    Case("dot-segments", "GET", "/public/./docs/../x", None, "anonymous"),
+    Case("dot-segments", "GET", "/healthz/./docs/../x", None, "anonymous"),
     Case("merged-slashes", "GET", "//api///x", "reader", "allow"),
     Case("percent-unreserved", "GET", "/%61pi/x", "reader", "allow"),
     Case("query-cut", "GET", "/api/x?next=/admin", "reader", "allow"),
     Case("invalid-escape", "GET", "/api/%zz", "reader", "deny bad_request"),
     # Envoy's own normalize_path/merge_slashes rewrite these before the filter runs
     # (README, "Configuration"): the CLI must give the decision the filter in Envoy gives.
-    Case("envoy-normalizes-public-dslash-dotdot-admin", "GET", "/public//..//admin", "reader", "anonymous"),
+    Case("envoy-normalizes-healthz-dslash-dotdot-admin", "GET", "/healthz//..//admin", "reader", "anonymous"),
     Case("envoy-normalizes-dotdot-above-root", "GET", "/../api/x", "reader", "allow"),
     Case("envoy-normalizes-backslash", "GET", "/api\\x", "reader", "allow"),
     # the token
@@ -435,35 +435,35 @@ def _make_table_tokens(tmp: Path) -> dict[str, str]:
     filter_file = tmp / "filter-for-mint.json"
     filter_file.write_text(json.dumps(FILTER))
 
-    def mint(kid: str = "k256", *args: str) -> str:
+    def mint(kid: str = KID_256, *args: str) -> str:
         ttl = [] if "--ttl" in args else ["--ttl", "10m"]
         return cli_ok("mint", "--key-file", str(filter_file), "--kid", kid, "--iss", ISS, "--aud", AUD, *ttl, *args, env=ENV).strip()
 
     k256 = b64decode(KEY_256)
     now = int(time.time())
-    reader = mint("k256", "--sub", "alice", "--scope", "orders:read")
+    reader = mint(KID_256, "--sub", "alice", "--scope", "orders:read")
     return {
         "reader": reader,
-        "writer": mint("k256", "--sub", "bob", "--scope", "orders:read orders:write"),
-        "manager": mint("k256", "--sub", "carol", "--role", "manager"),
-        "wildcard": mint("k256", "--sub", "dave", "--scope", "orders:*"),
-        "admin": mint("k256", "--sub", "root", "--role", "admin"),
-        "hs384": mint("k384", "--sub", "erin", "--scope", "reports:read"),
-        "hs512": mint("k512", "--sub", "frank"),
-        "refresh": mint("k256", "--sub", "alice", "--typ", "rt+jwt"),
-        "revoked_jti": mint("k256", "--sub", "alice", "--jti", REVOKED_STATIC_JTI),
-        "revoked_sub": mint("k256", "--sub", REVOKED_STATIC_SUB),
-        "long_lived": mint("k256", "--sub", "alice", "--ttl", "2h"),
+        "writer": mint(KID_256, "--sub", "bob", "--scope", "orders:read orders:write"),
+        "manager": mint(KID_256, "--sub", "carol", "--role", "manager"),
+        "wildcard": mint(KID_256, "--sub", "dave", "--scope", "orders:*"),
+        "admin": mint(KID_256, "--sub", "root", "--role", "admin"),
+        "hs384": mint(KID_384, "--sub", "erin", "--scope", "reports:read"),
+        "hs512": mint(KID_512, "--sub", "frank"),
+        "refresh": mint(KID_256, "--sub", "alice", "--typ", "rt+jwt"),
+        "revoked_jti": mint(KID_256, "--sub", "alice", "--jti", REVOKED_STATIC_JTI),
+        "revoked_sub": mint(KID_256, "--sub", REVOKED_STATIC_SUB),
+        "long_lived": mint(KID_256, "--sub", "alice", "--ttl", f"{ORDERS['max_lifetime_s'] // 3600 + 1}h"),
         "pyjwt": pyjwt(k256, scope="orders:read", tenant="t1"),
         "expired": pyjwt(k256, iat=now - 900, exp=now - 300),
         "nbf_future": pyjwt(k256, nbf=now + 900, exp=now + 1200),
         "wrong_key": pyjwt(b64decode(KEY_OTHER)),
         "unknown_kid": pyjwt(k256, kid="k999"),
-        "alg_mismatch": pyjwt(b64decode(KEY_512), kid="k256", alg="HS512"),
+        "alg_mismatch": pyjwt(b64decode(KEY_512), kid=KID_256, alg="HS512"),
         "wrong_iss": pyjwt(k256, iss="https://evil.example"),
         "wrong_aud": pyjwt(k256, aud="billing-api"),
         "bad_sig": flip_signature_bit(reader),
-        "alg_none": unsigned({"alg": "none", "kid": "k256", "typ": "JWT"}, {"sub": "alice", "iss": ISS, "aud": AUD, "iat": now, "exp": now + 600, "jti": "n1"}),
+        "alg_none": unsigned({"alg": "none", "kid": KID_256, "typ": "JWT"}, {"sub": "alice", "iss": ISS, "aud": AUD, "iat": now, "exp": now + 600, "jti": "n1"}),
         "no_jti": pyjwt(k256, jti=None),
     }
 

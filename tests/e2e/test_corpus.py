@@ -409,7 +409,8 @@ def test_attack(corpus: Corpus, case: dict[str, Any]) -> None:
     path, headers = build_request(case["placement"], case.get("headers", []), case["path"], token)
     resp, seen = corpus.send(case["method"], path, headers)
     wrong = judge(resp, seen, expect)
-    assert not wrong, f"case {case['name']}\n  guards: {case['guards']}\n  expected: {expect}\n  token: {excerpt(token)}\n  " + "\n  ".join(wrong)
+    rule = f"\n  rule: {case['rule']}" if "rule" in case else ""
+    assert not wrong, f"case {case['name']}\n  guards: {case['guards']}{rule}\n  expected: {expect}\n  token: {excerpt(token)}\n  " + "\n  ".join(wrong)
 
 
 # ------------------------------------------------------------------ the path corpus

@@ -6,11 +6,13 @@ One Envoy (two workers) serves the whole module. It has four listeners, each
 with its own tokengate filter configuration, all routed to one echo upstream
 on 127.0.0.1:
 
-* ``main``: the configuration ``GATE`` below;
+* ``main``: the configuration ``GATE`` below, the orders-api fixture
+  (``tests/data/orders-api.json``) with the few changes ``_gate`` lists;
 * ``fwd``: ``GATE`` with ``forward_token: true``;
 * ``tls``: ``GATE`` with ``require_tls: true`` (on a plain listener);
-* ``revdeny``: ``GATE`` with a revocation policy that denies while no list
-  has arrived (no revocation service is configured, so none ever does).
+* ``revdeny``: ``GATE`` with the fixture's own revocation policy, which
+  denies while no list has arrived (no revocation service is configured, so
+  none ever does).
 
 The echo server records every request, so each refusal also asserts that
 the upstream never saw it.
@@ -34,64 +36,45 @@ import harness
 from harness import Envoy, RawResponse, free_port, wait_until
 from servers import EchoServer
 
-ISS = "https://auth.example.com"
-AUD = "orders-api"
-REALM = "orders-api"
-REVOKED_JTI = "revoked-01JD3"
-REVOKED_SUB = "mallory"
+# The orders-api fixture (tests/data/orders-api.json) every suite shares.
+ORDERS = harness.orders_api()
+ISS = ORDERS["issuers"][0]
+AUD = ORDERS["audiences"][0]
+REALM = ORDERS["realm"]
+# The fixture's static revocation entries.
+REVOKED_JTI = next(e["jti"] for e in ORDERS["revocation"]["static"] if "jti" in e)
+REVOKED_SUB = next(e["sub"] for e in ORDERS["revocation"]["static"] if "sub" in e)
 
-# Secrets reach the VM through vm_config.environment_variables (secret_env).
-KEYS = {"2026-11": harness.new_key(32), "2026-10": harness.new_key(64)}
-KEY_ENV = {"2026-11": "TG_E2E_GATE_KEY_2026_11", "2026-10": "TG_E2E_GATE_KEY_2026_10"}
-ALGS = {"2026-11": "HS256", "2026-10": "HS512"}
+# The fixture's keys; their secrets reach the VM through
+# vm_config.environment_variables (secret_env) instead of inline.
+KEYS = {k["kid"]: k["secret"] for k in ORDERS["keys"]}
+KEY_ENV = {kid: "TG_E2E_GATE_KEY_" + kid.replace("-", "_") for kid in KEYS}
+ALGS = {k["kid"]: k["alg"] for k in ORDERS["keys"]}
 
-GATE: dict[str, Any] = {
-    "realm": REALM,
-    "keys": [
-        {"kid": "2026-11", "alg": "HS256", "secret_env": KEY_ENV["2026-11"]},
-        {"kid": "2026-10", "alg": "HS512", "secret_env": KEY_ENV["2026-10"]},
-    ],
-    "issuers": [ISS],
-    "audiences": [AUD],
-    "clock_skew_s": 30,
-    "max_lifetime_s": 3600,
-    "require_claims": ["exp", "jti"],
-    "max_token_bytes": 4096,
-    "token_sources": [
-        {"header": "authorization", "scheme": "Bearer"},
-        {"header": "x-api-key"},
-        {"query": "access_token"},
-        {"cookie": "tg_token"},
-    ],
-    "forward_token": False,
-    "claims_to_headers": {
-        "sub": "x-auth-subject",
-        "scope": "x-auth-scopes",
-        "jti": "x-auth-token-id",
-        "tenant": "x-auth-tenant",
-    },
-    "roles": {"manager": ["orders:read", "orders:write", "reports:read"], "admin": ["*"]},
-    "require_tls": False,
-    "rules": [
-        {"match": {"prefix": "/public"}, "anonymous": True},
-        {"match": {"prefix": "/orders", "methods": ["GET", "HEAD"]}, "scopes": ["orders:read"]},
-        {"match": {"prefix": "/orders"}, "scopes": ["orders:write"]},
-        {"match": {"prefix": "/admin"}, "roles": ["admin"]},
-        {"match": {"prefix": "/internal"}, "deny": True},
-        {"match": {"prefix": "/api"}},
-    ],
-    "revocation": {
-        "max_stale_s": 60,
-        "on_unavailable": "allow",
-        "static": [{"jti": REVOKED_JTI}, {"sub": REVOKED_SUB}],
-    },
-}
+
+def _gate() -> dict[str, Any]:
+    """The fixture with what this module needs on top: secrets by
+    ``secret_env``; the ``tenant`` claim forwarded too (a number, an object);
+    ``/api`` instead of the catch-all ``/``, so a path no rule names is
+    ``no_rule``; and ``on_unavailable: allow``, since no revocation service
+    runs (the ``revdeny`` listener keeps the fixture's ``deny``)."""
+    config = harness.orders_api()
+    config["keys"] = [{"kid": k["kid"], "alg": k["alg"], "secret_env": KEY_ENV[k["kid"]]} for k in config["keys"]]
+    config["claims_to_headers"]["tenant"] = "x-auth-tenant"
+    catch_all = config["rules"].pop()
+    assert catch_all == {"match": {"prefix": "/"}}, catch_all
+    config["rules"].append({"match": {"prefix": "/api"}})
+    config["revocation"]["on_unavailable"] = "allow"
+    return config
+
+
+GATE: dict[str, Any] = _gate()
 
 LISTENER_CONFIGS: dict[str, dict[str, Any]] = {
     "main": GATE,
     "fwd": {**GATE, "forward_token": True},
     "tls": {**GATE, "require_tls": True},
-    "revdeny": {**GATE, "revocation": {"max_stale_s": 60, "on_unavailable": "deny"}},
+    "revdeny": {**GATE, "revocation": ORDERS["revocation"]},
 }
 
 CLAIM_HEADERS = sorted(GATE["claims_to_headers"].values())
@@ -349,7 +332,7 @@ def test_claim_headers_carry_verified_claims_and_effective_scopes(gate: Gate) ->
         roles=["manager"],
         tenant=42,
     )
-    spoofed = [("x-auth-subject", "root"), ("x-auth-scopes", "*"), ("x-auth-token-id", "forged"), ("x-auth-tenant", "7")]
+    spoofed = [("x-auth-subject", "root"), ("x-auth-scopes", "*"), ("x-auth-token-id", "forged"), ("x-auth-tenant", "7"), ("x-auth-role", "admin")]
     r = gate.get("/api/claims", bearer(token) + spoofed)
     assert r.status == 200, r.text
     seen = r.json()["headers"]
@@ -358,9 +341,12 @@ def test_claim_headers_carry_verified_claims_and_effective_scopes(gate: Gate) ->
     assert seen["x-auth-tenant"] == "42"
     # scope, then scp, then the roles' scopes, without repeats
     assert seen["x-auth-scopes"] == "orders:read reports:read orders:write"
+    # no role claim (roles is another one): the forged x-auth-role is gone and none is set
+    assert "x-auth-role" not in seen
     # each header exactly once: the forged values are gone, not joined
+    names = [k for k, _ in r.json()["header_list"]]
     for name in CLAIM_HEADERS:
-        assert [k for k, _ in r.json()["header_list"]].count(name) == 1, name
+        assert names.count(name) == (0 if name == "x-auth-role" else 1), name
 
 
 def test_absent_claims_set_no_header_and_forged_ones_are_dropped(gate: Gate) -> None:
@@ -439,16 +425,16 @@ def test_token_cut_from_several_cookie_lines(gate: Gate) -> None:
 
 def test_token_removed_on_anonymous_route_too(gate: Gate) -> None:
     # anonymous: the token is not checked (even a garbage one), but never goes upstream
-    r = gate.get("/public/a", [("authorization", "Bearer not-even-a-jwt")])
+    r = gate.get("/healthz/a", [("authorization", "Bearer not-even-a-jwt")])
     assert r.status == 200, r.text
     assert "authorization" not in r.json()["headers"]
-    r = gate.get("/public/a", [("x-api-key", tok())])
+    r = gate.get("/healthz/a", [("x-api-key", tok())])
     assert r.status == 200, r.text
     assert "x-api-key" not in r.json()["headers"]
-    r = gate.get("/public/b?x=1&access_token=garbage")
+    r = gate.get("/healthz/b?x=1&access_token=garbage")
     assert r.status == 200, r.text
-    assert r.json()["path"] == "/public/b?x=1"
-    r = gate.get("/public/c", [("cookie", "a=1; tg_token=garbage; b=2")])
+    assert r.json()["path"] == "/healthz/b?x=1"
+    r = gate.get("/healthz/c", [("cookie", "a=1; tg_token=garbage; b=2")])
     assert r.status == 200, r.text
     assert r.json()["headers"]["cookie"] == "a=1; b=2"
 
@@ -458,10 +444,10 @@ def test_token_removed_on_anonymous_route_too(gate: Gate) -> None:
 # removed from the request before it goes upstream ... on every route, anonymous ones
 # included" (README, "Configuration"): none of them may reach the upstream.
 ANON_SEVERAL = {
-    "query_and_authorization": (lambda a, b: (f"/public/several?x=1&access_token={a}", bearer(b))),
-    "query_param_twice": (lambda a, b: (f"/public/several?x=1&access_token={a}&access_token={b}", [])),
-    "cookie_twice": (lambda a, b: ("/public/several?x=1", [("cookie", f"tg_token={a}; c=1; tg_token={b}")])),
-    "two_authorization_headers": (lambda a, b: ("/public/several?x=1", [("authorization", f"Bearer {a}"), ("authorization", f"Bearer {b}")])),
+    "query_and_authorization": (lambda a, b: (f"/healthz/several?x=1&access_token={a}", bearer(b))),
+    "query_param_twice": (lambda a, b: (f"/healthz/several?x=1&access_token={a}&access_token={b}", [])),
+    "cookie_twice": (lambda a, b: ("/healthz/several?x=1", [("cookie", f"tg_token={a}; c=1; tg_token={b}")])),
+    "two_authorization_headers": (lambda a, b: ("/healthz/several?x=1", [("authorization", f"Bearer {a}"), ("authorization", f"Bearer {b}")])),
 }
 
 
@@ -473,7 +459,7 @@ def test_every_token_removed_on_anonymous_route_even_several(gate: Gate, case: s
     assert r.status == 200, r.text
     seen = r.json()
     assert "authorization" not in seen["headers"], "an Authorization token reached the upstream"
-    assert seen["path"] == "/public/several?x=1", "a query token reached the upstream"
+    assert seen["path"] == "/healthz/several?x=1", "a query token reached the upstream"
     assert "tg_token" not in seen["headers"].get("cookie", ""), "a cookie token reached the upstream"
     assert t1 not in json.dumps(seen) and t2 not in json.dumps(seen)
 
@@ -481,7 +467,7 @@ def test_every_token_removed_on_anonymous_route_even_several(gate: Gate, case: s
 def test_spoofed_claim_headers_removed_on_every_request(gate: Gate) -> None:
     spoofed = [(h, "forged") for h in CLAIM_HEADERS]
     for listener in ("main", "fwd"):
-        r = gate.get("/public/spoof", spoofed, listener=listener)
+        r = gate.get("/healthz/spoof", spoofed, listener=listener)
         assert r.status == 200, r.text
         seen = r.json()["headers"]
         for h in CLAIM_HEADERS:
@@ -509,7 +495,7 @@ def test_forward_token_true_keeps_the_token(gate: Gate) -> None:
     r = gate.get("/api/f", [("cookie", f"a=1; tg_token={token}; b=2")], listener="fwd")
     assert r.status == 200, r.text
     assert r.json()["headers"]["cookie"] == f"a=1; tg_token={token}; b=2"
-    r = gate.get("/public/f", bearer("anything"), listener="fwd")
+    r = gate.get("/healthz/f", bearer("anything"), listener="fwd")
     assert r.status == 200, r.text
     assert r.json()["headers"]["authorization"] == "Bearer anything"
 
@@ -539,7 +525,7 @@ REFUSALS: dict[str, tuple[str, Case, str | None]] = {
         None,
     ),
     "bad_request-cookie_twice": ("bad_request", lambda: ("main", "GET", "/api/x", [("cookie", f"tg_token={(t := tok())}; tg_token={t}")], t), None),
-    "bad_request-invalid_escape_in_path": ("bad_request", lambda: ("main", "GET", "/public/%zz", [], None), None),
+    "bad_request-invalid_escape_in_path": ("bad_request", lambda: ("main", "GET", "/healthz/%zz", [], None), None),
     "missing": ("missing", lambda: ("main", "GET", "/api/x", [], None), None),
     "missing-basic_scheme_is_no_token": ("missing", lambda: ("main", "GET", "/api/x", [("authorization", "Basic dXNlcjpwYXNz")], None), None),
     "malformed-not_a_jwt": ("malformed", lambda: ("main", "GET", "/api/x", bearer("not-a-jwt"), None), None),
@@ -548,7 +534,7 @@ REFUSALS: dict[str, tuple[str, Case, str | None]] = {
     "malformed-crit_header": ("malformed", lambda: ("main", "GET", "/api/x", bearer(t := tok(headers={"crit": ["exp"]})), t), None),
     "malformed-exp_is_a_string": ("malformed", lambda: ("main", "GET", "/api/x", bearer(t := tok(exp=str(_now() + 600))), t), None),
     "unknown_key-unknown_kid": ("unknown_key", lambda: ("main", "GET", "/api/x", bearer(t := tok("nope", key=KEYS["2026-11"])), t), None),
-    "unknown_key-no_kid_with_two_keys": ("unknown_key", lambda: ("main", "GET", "/api/x", bearer(t := tok(None, key=KEYS["2026-11"])), t), None),
+    "unknown_key-no_kid_with_several_keys": ("unknown_key", lambda: ("main", "GET", "/api/x", bearer(t := tok(None, key=KEYS["2026-11"])), t), None),
     "unknown_key-alg_differs_from_key": (
         "unknown_key",
         lambda: ("main", "GET", "/api/x", bearer(t := tok("2026-10", alg="HS256", key=KEYS["2026-10"])), t),
@@ -563,7 +549,7 @@ REFUSALS: dict[str, tuple[str, Case, str | None]] = {
         lambda: ("main", "GET", "/api/x", bearer(t := tok(iat=_now() + 600, exp=_now() + 900)), t),
         None,
     ),
-    "lifetime_too_long": ("lifetime_too_long", lambda: ("main", "GET", "/api/x", bearer(t := tok(ttl=7200)), t), None),
+    "lifetime_too_long": ("lifetime_too_long", lambda: ("main", "GET", "/api/x", bearer(t := tok(ttl=ORDERS["max_lifetime_s"] + 3600)), t), None),
     "lifetime_too_long-no_iat": ("lifetime_too_long", lambda: ("main", "GET", "/api/x", bearer(t := tok(iat=None)), t), None),
     "wrong_issuer": ("wrong_issuer", lambda: ("main", "GET", "/api/x", bearer(t := tok(iss="https://evil.example.com")), t), None),
     "wrong_issuer-absent": ("wrong_issuer", lambda: ("main", "GET", "/api/x", bearer(t := tok(iss=None)), t), None),
@@ -607,7 +593,7 @@ def test_tls_listener_without_token_is_missing_not_tls_required(gate: Gate) -> N
     # the order of the checks: token present → single token → TLS
     r = gate.get("/api/x", listener="tls")
     assert_refusal(r, "missing")
-    assert gate.get("/public/x", listener="tls").status == 200
+    assert gate.get("/healthz/x", listener="tls").status == 200
 
 
 # -------------------------------------------------------------------- counters
@@ -641,7 +627,7 @@ def test_prometheus_counters_exact_deltas_over_both_workers(gate: Gate) -> None:
     for i in range(9):
         assert gate.get(f"/api/count/{i}", bearer(good)).status == 200
     for i in range(5):
-        assert gate.get(f"/public/count/{i}").status == 200
+        assert gate.get(f"/healthz/count/{i}").status == 200
     for _ in range(4):
         assert gate.get("/api/count", bearer(expired)).status == 401
     for _ in range(3):
@@ -706,7 +692,7 @@ def test_non_utf8_bytes_are_decided_and_never_kill_the_vm(gate: Gate) -> None:
         r = conn.exchange(raw_get(b"/api/raw", [(b"cookie", b"tg_token=\xff\xfe")]))
         assert_refusal(r, "malformed")
         # an anonymous route with non-UTF-8 spoofed claim headers and token: removed, forwarded
-        r = conn.exchange(raw_get(b"/public/raw", [(b"x-auth-subject", b"\xc3\x28"), (b"authorization", b"Bearer \xff")]))
+        r = conn.exchange(raw_get(b"/healthz/raw", [(b"x-auth-subject", b"\xc3\x28"), (b"authorization", b"Bearer \xff")]))
         assert r.status == 200, r.text
         seen = r.json()["headers"]
         assert "x-auth-subject" not in seen and "authorization" not in seen
@@ -744,12 +730,12 @@ def test_cookie_cut_keeps_other_cookies_byte_for_byte(gate: Gate) -> None:
     port = gate.ports["main"]
     good = tok(sub="cookies")
     got = {}
-    for path, token in ((b"/public/cookie-bytes", b"garbage"), (b"/api/cookie-bytes", good.encode())):
+    for path, token in ((b"/healthz/cookie-bytes", b"garbage"), (b"/api/cookie-bytes", good.encode())):
         with KeepAlive(port) as conn:
             r = conn.exchange(raw_get(path, [(b"cookie", b"a=caf\xe9; tg_token=" + token + b"; b=2")]))
         assert r.status == 200, r.text
         got[path.decode()] = r.json()["headers"]["cookie"].encode("latin-1")
-    assert got == {"/public/cookie-bytes": b"a=caf\xe9; b=2", "/api/cookie-bytes": b"a=caf\xe9; b=2"}
+    assert got == {"/healthz/cookie-bytes": b"a=caf\xe9; b=2", "/api/cookie-bytes": b"a=caf\xe9; b=2"}
 
 
 # ---------------------------------------------------------------- path handling
@@ -757,24 +743,24 @@ def test_cookie_cut_keeps_other_cookies_byte_for_byte(gate: Gate) -> None:
 
 def test_paths_are_matched_as_normalized(gate: Gate) -> None:
     before = gate.echo.count
-    # Envoy normalizes first (normalize_path, merge_slashes): /public//..//admin → /public/admin
-    r = gate.get("/public//..//admin")
+    # Envoy normalizes first (normalize_path, merge_slashes): /healthz//..//admin → /healthz/admin
+    r = gate.get("/healthz//..//admin")
     assert r.status == 200, r.text
-    assert r.json()["path"] == "/public/admin"
+    assert r.json()["path"] == "/healthz/admin"
     assert gate.echo.count == before + 1
-    # the rest climb into /admin, /internal: matched there, never as /public
-    assert_refusal(gate.get("/public/../admin"), "missing")
-    assert_refusal(gate.get("/public/%2e%2e/admin"), "missing")
-    assert_refusal(gate.get("/public/./../%61dmin/x"), "missing")
-    assert_refusal(gate.get("/public/..//internal/x"), "denied")
+    # the rest climb into /admin, /internal: matched there, never as /healthz
+    assert_refusal(gate.get("/healthz/../admin"), "missing")
+    assert_refusal(gate.get("/healthz/%2e%2e/admin"), "missing")
+    assert_refusal(gate.get("/healthz/./../%61dmin/x"), "missing")
+    assert_refusal(gate.get("/healthz/..//internal/x"), "denied")
     assert gate.echo.count == before + 1
     # escaped slashes: Envoy's REJECT_REQUEST answers 400 itself; the upstream never sees them
-    for path in ("/public/..%2Fadmin", "/public/%2f..%2fadmin", "/public/a%5Cb"):
+    for path in ("/healthz/..%2Fadmin", "/healthz/%2f..%2fadmin", "/healthz/a%5Cb"):
         r = gate.get(path)
         assert r.status == 400, (path, r.status, r.text)
     assert gate.echo.count == before + 1
     # an admin token reaches the normalized path
-    r = gate.get("/public/../admin/x", bearer(tok(role="admin")))
+    r = gate.get("/healthz/../admin/x", bearer(tok(role="admin")))
     assert r.status == 200, r.text
     assert r.json()["path"] == "/admin/x"
 
@@ -805,7 +791,7 @@ def test_access_log_carries_filter_state_only_verified_values(gate: Gate) -> Non
     assert gate.get(f"/api/log-badsig-{tag}", bearer(forged)).status == 401
     expired = tok("2026-10", sub="frank", jti=f"jti-exp-{tag}", iat=_now() - 1000, exp=_now() - 60)
     assert gate.get(f"/api/log-expired-{tag}", bearer(expired)).status == 401
-    assert gate.get(f"/public/log-anon-{tag}", bearer(good)).status == 200
+    assert gate.get(f"/healthz/log-anon-{tag}", bearer(good)).status == 200
     assert gate.get(f"/api/log-query-{tag}?access_token={tok(sub='gina')}").status == 200
     assert gate.get(f"/api/log-cookie-{tag}", [("cookie", f"tg_token={tok(sub='hank')}")]).status == 200
 
@@ -817,7 +803,7 @@ def test_access_log_carries_filter_state_only_verified_values(gate: Gate) -> Non
     # the signature held: the values are verified, so they are logged
     assert _logged(envoy, f"/api/log-expired-{tag}") == ("401", {"decision": "deny", "reason": "expired", "sub": "frank", "jti": f"jti-exp-{tag}", "kid": "2026-10"})
     # an anonymous route does not check the token: no identity
-    assert _logged(envoy, f"/public/log-anon-{tag}") == ("200", {"decision": "anonymous"})
+    assert _logged(envoy, f"/healthz/log-anon-{tag}") == ("200", {"decision": "anonymous"})
     status, record = _logged(envoy, f"/api/log-query-{tag}")
     assert status == "200" and record is not None and (record["decision"], record["sub"]) == ("allow", "gina"), record
     status, record = _logged(envoy, f"/api/log-cookie-{tag}")
@@ -839,7 +825,7 @@ def test_access_log_carries_filter_state_only_verified_values(gate: Gate) -> Non
 
 def _bad_config(change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     config = copy.deepcopy(GATE)
-    config["keys"] = [{"kid": k["kid"], "alg": k["alg"], "secret": KEYS[k["kid"]]} for k in config["keys"]]
+    config["keys"] = copy.deepcopy(ORDERS["keys"])  # inline: validate runs without the environment
     change(config)
     return harness.bootstrap(listener_port=free_port(), admin_port=free_port(), http_filters=[harness.tokengate_filter(config)])
 

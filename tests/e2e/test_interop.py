@@ -1,7 +1,7 @@
 """Interoperability: tokens minted by a standard JWT library (PyJWT) against
-tokengate in a real Envoy (SPEC section 2: "Tokens minted by any standard JWT
-library with those algorithms must be accepted"), and the same tokens
-tampered with, refused with the exact reason.
+tokengate in a real Envoy (a token minted by any standard JWT library with
+HS256, HS384 or HS512 is accepted), and the same tokens tampered with,
+refused with the exact reason.
 
 One Envoy (two workers) serves the module, with four listeners routed to one
 echo upstream:
@@ -171,7 +171,7 @@ def interop(wasm_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 def assert_refused(r: RawResponse, reason: str) -> None:
-    """401 invalid_token with ``reason`` in the JSON body and the challenge (SPEC 4)."""
+    """401 invalid_token with ``reason`` in the JSON body and the challenge (README, "Responses")."""
     assert r.status == 401, f"want 401 {reason}, got {r.status} {r.text!r}"
     assert (r.header("content-type") or "").split(";")[0] == "application/json"
     body = r.json()

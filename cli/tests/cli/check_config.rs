@@ -25,8 +25,8 @@ pub struct Bootstrap {
     pub services: usize,
 }
 
-/// `filter_config` without its inline secret (the key `py`), as an Envoy
-/// file should hold it.
+/// `filter_config` without its keys with inline secrets (all but the first),
+/// as an Envoy file should hold it.
 pub fn filter_config_from_env() -> serde_json::Value {
     let mut config = filter_config();
     config["keys"]
@@ -197,7 +197,7 @@ fn accepts_a_filter_configuration_without_reading_secrets() {
     let run = check(&dir, "filter.json").ok();
     assert!(
         run.stdout
-            .starts_with("filter.json: ok: tokengate filter: 2 keys, 6 rules\n"),
+            .starts_with("filter.json: ok: tokengate filter: 3 keys, 7 rules\n"),
         "{}",
         run.stdout
     );
@@ -517,6 +517,16 @@ fn says_when_a_file_is_neither_json_nor_yaml() {
     assert_eq!(run.code, 1);
     assert!(
         run.stderr.starts_with("x.yaml: neither JSON nor YAML"),
+        "{}",
+        run.stderr
+    );
+    // Nothing renders ${…} placeholders (envoy/*.yaml run as checked in),
+    // so a broken file that has one gets no hint to render it.
+    dir.write("t.yaml", "port: ${PORT}\na: [b\n");
+    let run = check(&dir, "t.yaml");
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.starts_with("t.yaml: neither JSON nor YAML") && !run.stderr.contains("render"),
         "{}",
         run.stderr
     );

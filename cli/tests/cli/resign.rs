@@ -87,7 +87,7 @@ fn reads_back_with_the_services_parser() {
     let mut config = crate::util::filter_config();
     config["revocation"] = serde_json::json!({"max_stale_s": 60});
     dir.write("filter.json", config.to_string());
-    let token = crate::util::mint(
+    let token = crate::util::mint_orders(
         &dir,
         &[
             "--sub",

@@ -199,11 +199,15 @@ pub fn finish(mut child: Child) -> Run {
 /// Mints a token with the HS256 key `KEY_B64` (kid `demo`) at NOW, in a
 /// directory whose environment has `TG_KEY`.
 pub fn mint(dir: &Dir, extra: &[&str]) -> String {
+    mint_with_kid(dir, "demo", extra)
+}
+
+fn mint_with_kid(dir: &Dir, kid: &str, extra: &[&str]) -> String {
     let now = NOW.to_string();
     let mut args = vec![
         "mint",
         "--kid",
-        "demo",
+        kid,
         "--secret-env",
         "TG_KEY",
         "--now",
@@ -238,29 +242,38 @@ pub fn header_of(token: &str) -> serde_json::Value {
     serde_json::from_slice(&bytes).unwrap()
 }
 
-/// A filter configuration like the one in envoy/edge.yaml, reading its key
-/// from `TG_KEY`.
+/// The orders-api filter configuration every suite shares,
+/// `tests/data/orders-api.json`.
+pub fn orders_api() -> serde_json::Value {
+    serde_json::from_str(include_str!("../../../tests/data/orders-api.json")).unwrap()
+}
+
+/// The orders-api fixture as an Envoy file holds it: its first key,
+/// `ORDERS_KID`, reads its secret from `TG_KEY` (secret_env) instead of
+/// inline; no revocation section (`verify` has no list unless given one) and
+/// no refresh path (it needs `allow_on_headers_stop_iteration`, which
+/// `check_config::Bootstrap` leaves out). Tests add them back where they need
+/// them.
 pub fn filter_config() -> serde_json::Value {
-    serde_json::json!({
-        "realm": "orders-api",
-        "keys": [
-            {"kid": "demo", "alg": "HS256", "secret_env": "TG_KEY"},
-            {"kid": "py", "alg": "HS256", "secret": KEY_B64}
-        ],
-        "issuers": ["https://auth.example.com"],
-        "audiences": ["orders-api"],
-        "require_claims": ["exp", "jti"],
-        "claims_to_headers": {"sub": "x-auth-subject", "scope": "x-auth-scopes"},
-        "roles": {"manager": ["orders:read", "orders:write"], "admin": ["*"]},
-        "rules": [
-            {"match": {"prefix": "/healthz"}, "anonymous": true},
-            {"match": {"prefix": "/orders", "methods": ["GET", "HEAD"]}, "scopes": ["orders:read"]},
-            {"match": {"prefix": "/orders"}, "scopes": ["orders:write"]},
-            {"match": {"prefix": "/admin"}, "roles": ["admin"]},
-            {"match": {"prefix": "/internal"}, "deny": true},
-            {"match": {"prefix": "/"}}
-        ]
-    })
+    let mut config = orders_api();
+    let key = &mut config["keys"][0];
+    assert_eq!(key["kid"], ORDERS_KID);
+    key.as_object_mut().unwrap().remove("secret");
+    key["secret_env"] = serde_json::json!("TG_KEY");
+    let config_map = config.as_object_mut().unwrap();
+    config_map.remove("revocation");
+    config_map.remove("refresh");
+    config
+}
+
+/// The kid of the fixture's first key, HS256, which `filter_config` reads
+/// from `TG_KEY`.
+pub const ORDERS_KID: &str = "2026-11";
+
+/// Mints a token for `filter_config` (kid `ORDERS_KID`, the secret in
+/// `TG_KEY`) at NOW.
+pub fn mint_orders(dir: &Dir, extra: &[&str]) -> String {
+    mint_with_kid(dir, ORDERS_KID, extra)
 }
 
 /// The claims flags every token for `filter_config` needs.

@@ -1,8 +1,8 @@
 //! `tokengate verify`: the filter's own decision from the command line.
 
 use crate::util::{
-    filter_config, keyed_dir, mint, Dir, CLIENT_PEM, GOOD_CLAIMS, KEY384_B64, KEY_B64, NOW,
-    PYJWT_HS256, PYJWT_HS384,
+    filter_config, keyed_dir, mint_orders, orders_api, Dir, CLIENT_PEM, GOOD_CLAIMS, KEY384_B64,
+    KEY_B64, NOW, ORDERS_KID, PYJWT_HS256, PYJWT_HS384,
 };
 
 fn dir_with_config(config: &serde_json::Value) -> Dir {
@@ -15,7 +15,7 @@ fn good_token(dir: &Dir, extra: &[&str]) -> String {
     let mut args = GOOD_CLAIMS.to_vec();
     args.extend_from_slice(&["--sub", "alice"]);
     args.extend_from_slice(extra);
-    mint(dir, &args)
+    mint_orders(dir, &args)
 }
 
 fn verify(dir: &Dir, extra: &[&str]) -> crate::util::Run {
@@ -38,12 +38,12 @@ fn allows_and_shows_the_request_edits() {
         "{lines:?}"
     );
     assert!(
-        lines.contains(&"set-header: x-auth-scopes: orders:read orders:write"),
+        lines.contains(&"set-header: x-auth-scopes: orders:read orders:write reports:read"),
         "{lines:?}"
     );
     assert_eq!(run.field("sub"), Some("alice"));
     assert_eq!(run.field("jti"), Some("j-1"));
-    assert_eq!(run.field("kid"), Some("demo"));
+    assert_eq!(run.field("kid"), Some(ORDERS_KID));
 }
 
 #[test]
@@ -117,16 +117,15 @@ fn reads_the_token_from_stdin() {
 #[test]
 fn accepts_pyjwt_tokens() {
     let mut config = filter_config();
-    config["keys"]
-        .as_array_mut()
-        .unwrap()
-        .push(serde_json::json!({"kid": "k384", "alg": "HS384", "secret": KEY384_B64}));
+    let keys = config["keys"].as_array_mut().unwrap();
+    keys.push(serde_json::json!({"kid": "py", "alg": "HS256", "secret": KEY_B64}));
+    keys.push(serde_json::json!({"kid": "k384", "alg": "HS384", "secret": KEY384_B64}));
     config["require_claims"] = serde_json::json!(["exp"]);
     config["issuers"] = serde_json::json!([]);
     let dir = dir_with_config(&config);
     let run = verify(&dir, &["--path", "/orders", PYJWT_HS256]).ok();
     assert_eq!(run.field("sub"), Some("py-alice"));
-    // No kid, and three keys: the filter cannot choose.
+    // No kid, and several keys: the filter cannot choose.
     let run = verify(&dir, &["--path", "/orders", PYJWT_HS384]);
     assert_eq!(run.stdout.lines().next(), Some("deny unknown_key"));
     // With its key alone, it passes: scp and roles grant orders:write.
@@ -439,7 +438,8 @@ fn says_when_a_list_is_given_to_a_configuration_without_revocation() {
 #[test]
 fn answers_the_refresh_path_as_the_filter_does() {
     let mut config = filter_config();
-    config["refresh"] = serde_json::json!({"path": "/oauth/token", "kid": "demo"});
+    config["refresh"] = orders_api()["refresh"].clone();
+    assert_eq!(config["refresh"]["path"], "/oauth/token");
     let dir = dir_with_config(&config);
     let refresh = good_token(&dir, &["--typ", "rt+jwt", "--scope", "orders:read"]);
     let run = verify(
