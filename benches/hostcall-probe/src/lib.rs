@@ -121,7 +121,9 @@ fn parse_config(text: &str) -> Result<(Kind, usize), String> {
     let n = match after(text, "n") {
         Some(rest) => {
             let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            digits.parse::<usize>().map_err(|_| "\"n\" is not a count".to_string())?
+            digits
+                .parse::<usize>()
+                .map_err(|_| "\"n\" is not a count".to_string())?
         }
         None if matches!(kind, Kind::None | Kind::Reply) => 0,
         None => return Err("no \"n\"".into()),
@@ -148,7 +150,10 @@ impl RootContext for ProbeRoot {
             match parse_config(&text) {
                 Ok(v) => v,
                 Err(e) => {
-                    let _ = hostcalls::log(LogLevel::Error, &format!("hostcall-probe: {e} in {text:?}"));
+                    let _ = hostcalls::log(
+                        LogLevel::Error,
+                        &format!("hostcall-probe: {e} in {text:?}"),
+                    );
                     return false;
                 }
             }
@@ -160,7 +165,12 @@ impl RootContext for ProbeRoot {
             Kind::SetProperty => (0..n).map(|i| format!("bench.p{i}")).collect(),
             _ => Vec::new(),
         };
-        self.plan = Some(Rc::new(Plan { kind, n, metric, property_names }));
+        self.plan = Some(Rc::new(Plan {
+            kind,
+            n,
+            metric,
+            property_names,
+        }));
         true
     }
 
@@ -169,7 +179,9 @@ impl RootContext for ProbeRoot {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Probe { plan: Rc::clone(self.plan.as_ref()?) }))
+        Some(Box::new(Probe {
+            plan: Rc::clone(self.plan.as_ref()?),
+        }))
     }
 }
 
@@ -193,28 +205,51 @@ impl HttpContext for Probe {
             }
             Kind::Headers => {
                 for _ in 0..plan.n {
-                    count(std::hint::black_box(hostcalls::get_map_bytes(MapType::HttpRequestHeaders)).is_ok());
+                    count(
+                        std::hint::black_box(hostcalls::get_map_bytes(MapType::HttpRequestHeaders))
+                            .is_ok(),
+                    );
                 }
             }
             Kind::Header => {
                 for _ in 0..plan.n {
-                    let v = hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, "authorization");
+                    let v = hostcalls::get_map_value_bytes(
+                        MapType::HttpRequestHeaders,
+                        "authorization",
+                    );
                     count(std::hint::black_box(v).is_ok());
                 }
             }
             Kind::SetHeaders => {
                 for _ in 0..plan.n {
-                    count(hostcalls::set_map_bytes(MapType::HttpRequestHeaders, EDITED_MAP.to_vec()).is_ok());
+                    count(
+                        hostcalls::set_map_bytes(MapType::HttpRequestHeaders, EDITED_MAP.to_vec())
+                            .is_ok(),
+                    );
                 }
             }
             Kind::ReplaceHeader => {
                 for _ in 0..plan.n {
-                    count(hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, "x-auth-subject", Some(b"user-00000")).is_ok());
+                    count(
+                        hostcalls::set_map_value_bytes(
+                            MapType::HttpRequestHeaders,
+                            "x-auth-subject",
+                            Some(b"user-00000"),
+                        )
+                        .is_ok(),
+                    );
                 }
             }
             Kind::RemoveHeader => {
                 for _ in 0..plan.n {
-                    count(hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, "x-auth-subject", None).is_ok());
+                    count(
+                        hostcalls::set_map_value_bytes(
+                            MapType::HttpRequestHeaders,
+                            "x-auth-subject",
+                            None,
+                        )
+                        .is_ok(),
+                    );
                 }
             }
             Kind::SetProperty => {
@@ -236,7 +271,10 @@ impl HttpContext for Probe {
             Kind::Reply => {
                 let sent = hostcalls::send_http_response(
                     200,
-                    vec![("content-type", "application/json"), ("www-authenticate", "Bearer realm=\"orders-api\"")],
+                    vec![
+                        ("content-type", "application/json"),
+                        ("www-authenticate", "Bearer realm=\"orders-api\""),
+                    ],
                     Some(REPLY_BODY),
                 );
                 if sent.is_ok() {
@@ -248,7 +286,11 @@ impl HttpContext for Probe {
         if failed > 0 {
             // The benchmark counts 2xx only: a failing call must not pass
             // unseen. A 500 makes the measurement invalid.
-            let _ = hostcalls::send_http_response(500, vec![], Some(b"hostcall-probe: a host call failed\n"));
+            let _ = hostcalls::send_http_response(
+                500,
+                vec![],
+                Some(b"hostcall-probe: a host call failed\n"),
+            );
             return Action::Pause;
         }
         Action::Continue
