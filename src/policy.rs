@@ -26,6 +26,9 @@ pub enum PathError {
     EncodedBackslash,
     /// `%00`: C upstreams cut the path there.
     EncodedNul,
+    /// `%C0` or `%C1`: never UTF-8; an overlong encoding (`%C0%AE` for `.`)
+    /// that a lenient decoder reads as another character.
+    Overlong,
     /// A literal `\`, which some upstreams treat as `/`.
     Backslash,
     /// A `%` not followed by two hex digits.
@@ -47,6 +50,7 @@ impl fmt::Display for PathError {
             PathError::EncodedSlash => "holds an encoded slash (%2F)",
             PathError::EncodedBackslash => "holds an encoded backslash (%5C)",
             PathError::EncodedNul => "holds an encoded NUL (%00)",
+            PathError::Overlong => "holds an overlong UTF-8 escape (%C0 or %C1)",
             PathError::Backslash => "holds a backslash",
             PathError::InvalidEscape => "holds a '%' not followed by two hex digits",
             PathError::AboveRoot => "climbs above the root with '..'",
@@ -166,6 +170,7 @@ fn push_segment(out: &mut Vec<u8>, segment: &[u8]) -> Result<(), PathError> {
                     b'/' => return Err(PathError::EncodedSlash),
                     b'\\' => return Err(PathError::EncodedBackslash),
                     0 => return Err(PathError::EncodedNul),
+                    0xc0 | 0xc1 => return Err(PathError::Overlong),
                     _ if in_params => {}
                     _ if is_unreserved(decoded) => out.push(decoded),
                     _ => out.extend_from_slice(&[
@@ -708,6 +713,8 @@ mod tests {
     fn rejects_encoded_nul() {
         assert_eq!(norm("/a%00b"), Err(PathError::EncodedNul));
         assert_eq!(norm("/admin%00.txt"), Err(PathError::EncodedNul));
+        assert_eq!(norm("/%c0%ae%c0%ae/admin"), Err(PathError::Overlong));
+        assert_eq!(norm("/a/%C1%81"), Err(PathError::Overlong));
     }
 
     #[test]

@@ -961,3 +961,28 @@ fn a_path_override_header_is_read_as_another_path() {
         assert_eq!(reason(&v), Some(Reason::BadRequest), "{name}");
     }
 }
+
+#[test]
+fn other_host_headers_and_overlong_escapes_are_read() {
+    let c = config();
+    let t = bearer(&token_with(|_| {}));
+    for name in ["x-original-host", "X-Host", "x_original_host"] {
+        let v = decide_on(
+            &c,
+            "GET",
+            "/x",
+            "a.com",
+            &[("authorization", &t), (name, "admin.example.com")],
+        );
+        assert_eq!(reason(&v), Some(Reason::BadRequest), "{name}");
+    }
+    // %C0%AE is '.' to a lenient UTF-8 decoder.
+    let v = decide_on(
+        &c,
+        "GET",
+        "/orders/%c0%ae%c0%ae/admin",
+        "a.com",
+        &[("authorization", &t)],
+    );
+    assert_eq!(reason(&v), Some(Reason::BadRequest));
+}

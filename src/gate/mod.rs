@@ -78,6 +78,12 @@ fn method_readings(req: &Request<'_>) -> Result<Vec<String>, Reason> {
     Ok(out)
 }
 
+/// Headers naming the host a proxy in front saw, read by some upstream as
+/// the request's host: `X-Forwarded-Host` (Express with `trust proxy`,
+/// Spring, Rails, Django), `X-Original-Host` (IIS ARR, Azure), `X-Host`.
+/// Each may hold a comma-separated list.
+const OTHER_HOST_HEADERS: [&str; 3] = ["x-forwarded-host", "x-original-host", "x-host"];
+
 /// At most this many method-override values (all headers and `_method`
 /// parameters together); more is a bad request.
 const MAX_METHOD_VALUES: usize = 8;
@@ -307,10 +313,9 @@ impl Config {
     }
 
     /// The request's host, and every other host an upstream may take for
-    /// it: an HTTP/2 `host` header beside `:authority`, `x-forwarded-host`
-    /// (Express with `trust proxy`, Spring's forwarded-header filter), and
-    /// `forwarded`'s `host=`. Each must be a host; the first is the
-    /// `:authority`.
+    /// it: an HTTP/2 `host` header beside `:authority`, the headers of
+    /// `OTHER_HOST_HEADERS`, and `forwarded`'s `host=`. Each must be a host;
+    /// the first is the `:authority`.
     fn host_readings(&self, req: &Request<'_>) -> Result<Vec<String>, Reason> {
         let parse = |raw: &[u8]| policy::parse_authority(raw).map_err(|_| Reason::BadRequest);
         let mut hosts = vec![parse(req.authority)?];
@@ -329,7 +334,10 @@ impl Config {
             // (`x_forwarded_host` is X-Forwarded-Host to WSGI and Rack).
             let folded = if name == "host" {
                 "host"
-            } else if wire::same_header_name(name.as_bytes(), b"x-forwarded-host") {
+            } else if OTHER_HOST_HEADERS
+                .iter()
+                .any(|h| wire::same_header_name(name.as_bytes(), h.as_bytes()))
+            {
                 "x-forwarded-host"
             } else if wire::same_header_name(name.as_bytes(), b"forwarded") {
                 "forwarded"
