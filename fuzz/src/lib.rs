@@ -261,29 +261,367 @@ pub fn has_repeats(names: &[String]) -> bool {
     names.iter().any(|n| !seen.insert(n.as_str()))
 }
 
-/// Whether text holds a character the spec calls a control (U+0000–U+001F,
-/// U+007F).
+/// Whether text holds a character no claim tokengate reads may hold: a C0
+/// control (U+0000–U+001F), DEL, a C1 control (U+0080–U+009F), or the line
+/// and paragraph separators U+2028 and U+2029.
 pub fn has_controls(s: &str) -> bool {
-    s.chars().any(|c| c < ' ' || c == '\u{7f}')
+    s.chars().any(|c| {
+        c < ' ' || ('\u{7f}'..='\u{9f}').contains(&c) || c == '\u{2028}' || c == '\u{2029}'
+    })
 }
 
-/// The `typ` values SPEC §2 accepts, with their kind (true: refresh).
+/// The Unicode `White_Space` characters (PropList.txt), listed here rather
+/// than taken from `char::is_whitespace`, which tokengate uses.
+const WHITE_SPACE: [char; 25] = [
+    '\u{9}', '\u{a}', '\u{b}', '\u{c}', '\u{d}', ' ', '\u{85}', '\u{a0}', '\u{1680}', '\u{2000}',
+    '\u{2001}', '\u{2002}', '\u{2003}', '\u{2004}', '\u{2005}', '\u{2006}', '\u{2007}',
+    '\u{2008}', '\u{2009}', '\u{200a}', '\u{2028}', '\u{2029}', '\u{202f}', '\u{205f}',
+    '\u{3000}',
+];
+
+/// Whether text starts or ends with a Unicode `White_Space` character
+/// (U+00A0 and U+3000 included): refused in the claims tokengate forwards
+/// or logs (`sub`, `jti`, `iss`, and `kid` in the header).
+pub fn has_edge_whitespace(s: &str) -> bool {
+    let edge = |c: Option<char>| c.is_some_and(|c| WHITE_SPACE.contains(&c));
+    edge(s.chars().next()) || edge(s.chars().next_back())
+}
+
+/// Whether text is an RFC 6749 §3.3 scope-token: one or more printable
+/// ASCII characters other than space, `"` and `\`.
+pub fn scope_token(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| ('!'..='~').contains(&c) && c != '"' && c != '\\')
+}
+
+/// The `typ` values a token may declare, with their kind (true: refresh):
+/// `JWT`, `at+jwt`, `rt+jwt`, case-insensitive, an `application/` prefix
+/// allowed, nothing else (no white space either).
 pub fn typ_kind(typ: &str) -> Option<bool> {
-    let t = typ.trim();
-    let t = if t.len() >= 12
-        && t.is_char_boundary(12)
-        && t[..12].eq_ignore_ascii_case("application/")
-    {
-        &t[12..]
-    } else {
-        t
+    let lower = typ.to_ascii_lowercase();
+    let t = lower.strip_prefix("application/").unwrap_or(&lower);
+    match t {
+        "jwt" | "at+jwt" => Some(false),
+        "rt+jwt" => Some(true),
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Header and claims models
+// ---------------------------------------------------------------------------
+
+/// A model's verdict on a document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Judged<T> {
+    /// Every rule holds: the parser must accept, and read back this.
+    Accept(T),
+    /// A rule is broken (named): the parser must refuse.
+    Refuse(String),
+    /// The rules do not say (a repeated name inside a member nobody reads).
+    Open,
+}
+
+/// Every repeated member name of a JSON text, at any depth, in the order a
+/// reader meets the second occurrence, as (path of the object, name); the
+/// path is written as configuration errors write it (`roles`,
+/// `revocation.static[1]`, empty for the top level). `None`: not JSON.
+pub fn repeated_members(json: &[u8]) -> Option<Vec<(String, String)>> {
+    use serde::de::{DeserializeSeed, SeqAccess};
+    use std::cell::RefCell;
+
+    struct At<'r> {
+        path: String,
+        found: &'r RefCell<Vec<(String, String)>>,
+    }
+    impl At<'_> {
+        fn child(&self, step: String) -> At<'_> {
+            let path = if self.path.is_empty() {
+                step.trim_start_matches('.').to_owned()
+            } else {
+                format!("{}{step}", self.path)
+            };
+            At {
+                path,
+                found: self.found,
+            }
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for At<'_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for At<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut i = 0usize;
+            while seq.next_element_seed(self.child(format!("[{i}]")))?.is_some() {
+                i += 1;
+            }
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = HashSet::new();
+            while let Some(name) = map.next_key::<String>()? {
+                if !seen.insert(name.clone()) {
+                    self.found.borrow_mut().push((self.path.clone(), name.clone()));
+                }
+                map.next_value_seed(self.child(format!(".{name}")))?;
+            }
+            Ok(())
+        }
+    }
+
+    let found = RefCell::new(Vec::new());
+    let mut de = serde_json::Deserializer::from_slice(json);
+    At {
+        path: String::new(),
+        found: &found,
+    }
+    .deserialize(&mut de)
+    .ok()?;
+    de.end().ok()?;
+    Some(found.into_inner())
+}
+
+/// What a header parse must read back: `alg`, `kid`, `typ` kind.
+pub type HeaderReading = (String, Option<String>, Option<bool>);
+
+/// The token profile's rules for a protected header, on the document: one
+/// JSON object, no repeated member name, `alg` one of HS256/HS384/HS512, no
+/// `crit`, `kid` a string without control characters or white space at an
+/// end, `typ` one of the accepted types; other members anything.
+pub fn header_model(json: &[u8]) -> Judged<HeaderReading> {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(json) else {
+        return Judged::Refuse("not JSON".into());
     };
-    if t.eq_ignore_ascii_case("jwt") || t.eq_ignore_ascii_case("at+jwt") {
-        Some(false)
-    } else if t.eq_ignore_ascii_case("rt+jwt") {
-        Some(true)
+    let Some(map) = value.as_object() else {
+        return Judged::Refuse("not an object".into());
+    };
+    let Some(repeats) = repeated_members(json) else {
+        return Judged::Refuse("not JSON".into());
+    };
+    if repeats.iter().any(|(path, _)| path.is_empty()) {
+        return Judged::Refuse("a repeated member".into());
+    }
+    let alg = match map.get("alg").map(|a| a.as_str()) {
+        Some(Some(a @ ("HS256" | "HS384" | "HS512"))) => a.to_owned(),
+        _ => return Judged::Refuse("alg".into()),
+    };
+    if map.contains_key("crit") {
+        return Judged::Refuse("crit".into());
+    }
+    let kid = match map.get("kid") {
+        None => None,
+        Some(serde_json::Value::String(k)) if !has_controls(k) && !has_edge_whitespace(k) => {
+            Some(k.clone())
+        }
+        Some(_) => return Judged::Refuse("kid".into()),
+    };
+    let typ = match map.get("typ") {
+        None => None,
+        Some(t) => match t.as_str().and_then(typ_kind) {
+            Some(kind) => Some(kind),
+            None => return Judged::Refuse("typ".into()),
+        },
+    };
+    if repeats.is_empty() {
+        Judged::Accept((alg, kid, typ))
     } else {
-        None
+        Judged::Open
+    }
+}
+
+/// The `cnf` a claims parse must read back: `Some(thumbprint)` for exactly
+/// `{"x5t#S256": …}`, `None` for any other object.
+pub type CnfReading = Option<String>;
+
+/// What a claims parse must read back, member by member.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ClaimsReading {
+    pub dates: [Option<f64>; 3],
+    pub iss: Option<String>,
+    pub sub: Option<String>,
+    pub jti: Option<String>,
+    pub aud: Option<Vec<String>>,
+    pub scope: Option<Vec<String>>,
+    pub scp: Option<Vec<String>>,
+    pub role: Option<String>,
+    pub roles: Option<Vec<String>>,
+    pub token_use: Option<String>,
+    pub cnf: Option<CnfReading>,
+}
+
+/// The largest NumericDate, 2^53.
+pub const MAX_DATE: f64 = 9_007_199_254_740_992.0;
+
+/// The claim rules of the token profile (see `fuzz/README.md`), on the
+/// document: one JSON object without repeated names; `exp`, `nbf`, `iat`
+/// numbers within 0..=2^53; `iss`, `sub`, `jti` strings without control
+/// characters or white space at an end; `token_use` a string without
+/// control characters; `aud` a string or an array of strings without
+/// control characters (and, when `aud` is forwarded joined, none empty or
+/// holding a space); `scope` scope-tokens separated by single spaces; `scp`
+/// and `roles` arrays of scope-tokens, `role` one; `cnf` an object (a
+/// member `x5t#S256` a string without controls; its names not repeated);
+/// each `extra` claim: a string without controls, an array of them (not
+/// empty and without a space when joined), or anything else. Unknown
+/// claims are anything.
+pub fn claims_model(json: &[u8], extra: &[&str], joined: &[&str]) -> Judged<ClaimsReading> {
+    use serde_json::Value;
+    let Ok(value) = serde_json::from_slice::<Value>(json) else {
+        return Judged::Refuse("not JSON".into());
+    };
+    let Some(map) = value.as_object() else {
+        return Judged::Refuse("not an object".into());
+    };
+    let Some(repeats) = repeated_members(json) else {
+        return Judged::Refuse("not JSON".into());
+    };
+    if let Some((path, name)) = repeats
+        .iter()
+        .find(|(path, _)| path.is_empty() || path == "cnf")
+    {
+        return Judged::Refuse(format!("{path}: {name} repeated"));
+    }
+    let refuse = |name: &str| Judged::Refuse(format!("{name}: breaks its rule"));
+    let date = |v: &Value| -> Option<f64> {
+        let n = v.as_number()?;
+        if let Some(u) = n.as_u64() {
+            return (u <= 1 << 53).then_some(u as f64);
+        }
+        if n.is_i64() {
+            return None; // negative
+        }
+        let f = n.as_f64()?;
+        (f.is_finite() && (0.0..=MAX_DATE).contains(&f)).then_some(f)
+    };
+    let logged = |v: &Value| -> Option<String> {
+        let s = v.as_str()?;
+        (!has_controls(s) && !has_edge_whitespace(s)).then(|| s.to_owned())
+    };
+    let strings = |v: &Value| -> Option<Vec<String>> {
+        v.as_array()?
+            .iter()
+            .map(|i| i.as_str().filter(|s| !has_controls(s)).map(str::to_owned))
+            .collect()
+    };
+    let scope_tokens = |v: &Value| -> Option<Vec<String>> {
+        v.as_array()?
+            .iter()
+            .map(|i| i.as_str().filter(|s| scope_token(s)).map(str::to_owned))
+            .collect()
+    };
+    let joinable = |list: &[String]| list.iter().all(|s| !s.is_empty() && !s.contains(' '));
+
+    let mut r = ClaimsReading::default();
+    for (name, v) in map {
+        let ok = match name.as_str() {
+            "exp" | "nbf" | "iat" => {
+                let i = ["exp", "nbf", "iat"]
+                    .iter()
+                    .position(|n| n == name)
+                    .unwrap_or(0);
+                r.dates[i] = date(v);
+                r.dates[i].is_some()
+            }
+            "iss" => {
+                r.iss = logged(v);
+                r.iss.is_some()
+            }
+            "sub" => {
+                r.sub = logged(v);
+                r.sub.is_some()
+            }
+            "jti" => {
+                r.jti = logged(v);
+                r.jti.is_some()
+            }
+            "token_use" => {
+                r.token_use = v.as_str().filter(|s| !has_controls(s)).map(str::to_owned);
+                r.token_use.is_some()
+            }
+            "role" => {
+                r.role = v.as_str().filter(|s| scope_token(s)).map(str::to_owned);
+                r.role.is_some()
+            }
+            "aud" => {
+                r.aud = match v {
+                    Value::String(s) if !has_controls(s) => Some(vec![s.clone()]),
+                    other => strings(other),
+                }
+                .filter(|list| !joined.contains(&"aud") || joinable(list));
+                r.aud.is_some()
+            }
+            "scope" => {
+                r.scope = v.as_str().and_then(|s| {
+                    s.split(' ')
+                        .map(|t| scope_token(t).then(|| t.to_owned()))
+                        .collect()
+                });
+                r.scope.is_some()
+            }
+            "scp" => {
+                r.scp = scope_tokens(v);
+                r.scp.is_some()
+            }
+            "roles" => {
+                r.roles = scope_tokens(v);
+                r.roles.is_some()
+            }
+            "cnf" => match v.as_object() {
+                None => false,
+                Some(cnf) => match cnf.get("x5t#S256") {
+                    None => {
+                        r.cnf = Some(None);
+                        true
+                    }
+                    Some(Value::String(t)) if !has_controls(t) => {
+                        r.cnf = Some((cnf.len() == 1).then(|| t.clone()));
+                        true
+                    }
+                    Some(_) => false,
+                },
+            },
+            other if extra.contains(&other) => match v {
+                Value::String(s) => !has_controls(s),
+                Value::Array(items) if items.iter().all(Value::is_string) => {
+                    strings(v).is_some_and(|list| !joined.contains(&other) || joinable(&list))
+                }
+                _ => true,
+            },
+            _ => true,
+        };
+        if !ok {
+            return refuse(name);
+        }
+    }
+    if repeats.is_empty() {
+        Judged::Accept(r)
+    } else {
+        Judged::Open
     }
 }
 
@@ -291,13 +629,16 @@ pub fn typ_kind(typ: &str) -> Option<bool> {
 // Path normalization model
 // ---------------------------------------------------------------------------
 
-/// SPEC §3's path normalization written as a segment stack, independently of
-/// `policy::normalize_path` (which edits one output buffer in place): cut at
-/// `?`/`#`; must start with `/`; per segment, escapes checked and unreserved
-/// ones decoded (others kept, hex upper-cased), `;` parameters cut; empty and
-/// `.` segments dropped, `..` pops (above the root is an error); a trailing
-/// slash kept when the last segment was empty, `.` or `..`. The first error
-/// in left-to-right order wins, as in the library.
+/// The path normalization of `fuzz/README.md` written as a segment stack,
+/// independently of `policy::normalize_path` (which edits one output buffer
+/// in place): cut at `?`/`#`; must start with `/`; per segment, escapes
+/// checked and unreserved ones decoded (others kept, hex upper-cased), `;`
+/// parameters cut, and a segment that is `.` or `..` once they are cut
+/// refused (`..;`, `%2e%2e;x`, `.;`: an upstream may resolve it or take it
+/// literally); empty and `.` segments dropped, `..` pops (above the root is
+/// an error); a trailing slash kept when the last segment was empty, `.` or
+/// `..`. The first error in left-to-right order wins (a dot segment's at
+/// its `;`), as in the library.
 pub fn reference_normalize(raw: &[u8]) -> Result<String, PathError> {
     let end = raw
         .iter()
@@ -361,7 +702,12 @@ fn reference_segment(segment: &[u8]) -> Result<Vec<u8>, PathError> {
         }
         match b {
             b'\\' => return Err(PathError::Backslash),
-            b';' => params = true,
+            b';' if !params => {
+                if out == b"." || out == b".." {
+                    return Err(PathError::DotParameters);
+                }
+                params = true;
+            }
             _ if params => {}
             _ => out.push(b),
         }
@@ -448,7 +794,7 @@ impl RevocationModel {
         self.len() == 0
     }
 
-    /// SPEC §5: by jti, by kid, by sub (before B: `iat` < B, or no `iat`; a
+    /// By jti, by kid, by sub (before B: `iat` < B, or no `iat`; a
     /// negative or NaN `iat` counts as issued before, a fault never
     /// un-revokes).
     pub fn is_revoked(&self, t: &TokenRef<'_>) -> bool {
@@ -498,7 +844,7 @@ fn issued_before_exact(iat: f64, before: u64) -> bool {
 // Configuration error oracle
 // ---------------------------------------------------------------------------
 
-/// Top-level fields of the filter configuration (SPEC §3, §10.2).
+/// Top-level fields of the filter configuration (`config::RawConfig`).
 pub const FILTER_FIELDS: [&str; 16] = [
     "realm",
     "keys",
@@ -518,7 +864,8 @@ pub const FILTER_FIELDS: [&str; 16] = [
     "refresh",
 ];
 
-/// Top-level fields of the revocation service configuration (SPEC §5).
+/// Top-level fields of the revocation service configuration
+/// (`config::RawService`).
 pub const SERVICE_FIELDS: [&str; 7] = [
     "cluster",
     "authority",
@@ -622,3 +969,4 @@ pub fn rotate_secrets(value: &serde_json::Value) -> serde_json::Value {
     }
     value
 }
+
