@@ -744,9 +744,11 @@ pub fn normalized_shape(input_len: usize, normalized: &str) -> Result<(), String
 // Revocation model
 // ---------------------------------------------------------------------------
 
-/// The revocation set as plain collections: what a snapshot (entries
-/// unexpired at `fetched_at`) or a static list (every entry) must answer.
-#[derive(Default, Debug)]
+/// The revocation set as plain collections: what a snapshot or a static
+/// list must answer. Both keep every entry, whatever its `exp`: a token
+/// stays valid until its `exp` plus the filter's clock skew, which the
+/// service cannot know, so dropping entries is the publisher's job.
+#[derive(Default, Debug, PartialEq, Eq)]
 pub struct RevocationModel {
     pub jti: HashSet<String>,
     pub kid: HashSet<String>,
@@ -755,16 +757,10 @@ pub struct RevocationModel {
 }
 
 impl RevocationModel {
-    /// The model of `entries`, leaving out those expired at `now` (`exp` <
-    /// `now`) when `now` is given.
-    pub fn new(entries: &[Entry], now: Option<u64>) -> RevocationModel {
+    /// The model of `entries`: all of them, expired or not.
+    pub fn new(entries: &[Entry]) -> RevocationModel {
         let mut m = RevocationModel::default();
         for e in entries {
-            if let (Some(now), Some(exp)) = (now, e.exp()) {
-                if exp < now {
-                    continue;
-                }
-            }
             match e {
                 Entry::Jti { jti, .. } => {
                     m.jti.insert(jti.clone());
