@@ -24,7 +24,7 @@ use sha2::{Sha256, Sha384, Sha512};
 
 use tokengate::config::{Config, Secrets};
 use tokengate::keys::Alg;
-use tokengate::policy::PathError;
+use tokengate::policy::{AuthorityError, PathError};
 use tokengate::revocation::{fingerprint, Entry, Kind, TokenRef};
 
 // ---------------------------------------------------------------------------
@@ -964,5 +964,106 @@ pub fn rotate_secrets(value: &serde_json::Value) -> serde_json::Value {
         *secret = secret.chars().map(rotate).collect();
     }
     value
+}
+
+// ---------------------------------------------------------------------------
+// `:authority` model and lenient upstream readings
+// ---------------------------------------------------------------------------
+
+/// The strict `:authority` grammar, written from its rules: a host — a
+/// name of labels of ASCII letters, digits, `-` and `_`, each 1 to 63
+/// bytes, 253 bytes in all, no empty label (so no trailing dot), which
+/// covers IPv4; or `[` an IPv6 address (as `std` reads one) `]` — then
+/// optionally `:` and a port of 1 to 5 digits up to 65535; nothing else
+/// (no userinfo). `Ok`: the host lower-cased and the port text. `Err`:
+/// every reason that applies (the library reports one of them).
+pub fn authority_model(raw: &[u8]) -> Result<(String, Option<String>), Vec<AuthorityError>> {
+    use std::net::Ipv6Addr;
+    if raw.is_empty() {
+        return Err(vec![AuthorityError::Empty]);
+    }
+    let mut why = Vec::new();
+    if raw.contains(&b'@') {
+        why.push(AuthorityError::Userinfo);
+    }
+    let (host, port): (&[u8], Option<&[u8]>) = if raw[0] == b'[' {
+        match raw.iter().position(|&b| b == b']') {
+            None => {
+                why.push(AuthorityError::BadIpv6);
+                (raw, None)
+            }
+            Some(close) => {
+                let v6 = std::str::from_utf8(&raw[1..close])
+                    .ok()
+                    .and_then(|t| t.parse::<Ipv6Addr>().ok());
+                if v6.is_none() {
+                    why.push(AuthorityError::BadIpv6);
+                }
+                let (host, rest) = raw.split_at(close + 1);
+                match rest {
+                    [] => (host, None),
+                    [b':', port @ ..] => (host, Some(port)),
+                    _ => {
+                        why.push(AuthorityError::BadPort);
+                        (host, None)
+                    }
+                }
+            }
+        }
+    } else {
+        let mut parts = raw.splitn(2, |&b| b == b':');
+        (parts.next().unwrap_or_default(), parts.next())
+    };
+    if let Some(port) = port {
+        let digits = port.iter().all(u8::is_ascii_digit) && (1..=5).contains(&port.len());
+        // At most five digits: no overflow.
+        let value = || port.iter().fold(0u32, |v, d| v * 10 + u32::from(d - b'0'));
+        if !digits || value() > 65_535 {
+            why.push(AuthorityError::BadPort);
+        }
+    }
+    if host.first() != Some(&b'[') {
+        let label = |l: &[u8]| {
+            (1..=63).contains(&l.len())
+                && l.iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if host.is_empty() || host.len() > 253 || !host.split(|&b| b == b'.').all(label) {
+            why.push(AuthorityError::BadHostName);
+        }
+    }
+    if !why.is_empty() {
+        return Err(why);
+    }
+    let host = String::from_utf8_lossy(host).to_ascii_lowercase();
+    let port = port.map(|p| String::from_utf8_lossy(p).into_owned());
+    Ok((host, port))
+}
+
+/// How a lenient upstream (nginx, Express and the like) reads the host of
+/// an `:authority` or `Host`: userinfo before the last `@` dropped; cut at
+/// the first `:` (or, with `last_colon`, the last, as a `rsplit` on the
+/// port does), unless the host is bracketed, then after the `]`; one
+/// trailing dot dropped; ASCII lower-cased.
+pub fn lenient_host(raw: &[u8], last_colon: bool) -> Vec<u8> {
+    let rest = match raw.iter().rposition(|&b| b == b'@') {
+        Some(at) => &raw[at + 1..],
+        None => raw,
+    };
+    let host = if rest.first() == Some(&b'[') {
+        match rest.iter().position(|&b| b == b']') {
+            Some(close) => &rest[..=close],
+            None => rest,
+        }
+    } else {
+        let colon = if last_colon {
+            rest.iter().rposition(|&b| b == b':')
+        } else {
+            rest.iter().position(|&b| b == b':')
+        };
+        colon.map_or(rest, |c| &rest[..c])
+    };
+    let host = host.strip_suffix(b".").unwrap_or(host);
+    host.to_ascii_lowercase()
 }
 
