@@ -25,6 +25,7 @@ use sha2::{Sha256, Sha384, Sha512};
 use tokengate::config::{Config, Secrets};
 use tokengate::keys::Alg;
 use tokengate::policy::{AuthorityError, PathError};
+use tokengate::refresh::FormError;
 use tokengate::revocation::{fingerprint, Entry, Kind, TokenRef};
 
 // ---------------------------------------------------------------------------
@@ -1065,5 +1066,98 @@ pub fn lenient_host(raw: &[u8], last_colon: bool) -> Vec<u8> {
     };
     let host = host.strip_suffix(b".").unwrap_or(host);
     host.to_ascii_lowercase()
+}
+
+// ---------------------------------------------------------------------------
+// Refresh form model
+// ---------------------------------------------------------------------------
+
+/// The most bytes a refresh form may hold (8 KiB).
+pub const FORM_MAX_BYTES: usize = 8 * 1024;
+/// The most parameters a refresh form may hold.
+pub const FORM_MAX_PARAMS: usize = 16;
+
+/// The refresh form's rules, written from them: at most 8 KiB; pairs
+/// separated by `&`, empty ones skipped; each `name=value` split at its
+/// first `=` (none: an empty value); `+` a space and `%` two hex digits a
+/// byte, decoded once; name and value UTF-8; at most 16 pairs; no name
+/// twice. Read left to right: the first broken rule is the answer.
+pub fn form_model(body: &[u8]) -> Result<Vec<(String, String)>, FormError> {
+    if body.len() > FORM_MAX_BYTES {
+        return Err(FormError::TooLarge);
+    }
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for raw in body.split(|&b| b == b'&') {
+        if raw.is_empty() {
+            continue;
+        }
+        if pairs.len() >= FORM_MAX_PARAMS {
+            return Err(FormError::TooManyParameters);
+        }
+        let (name, value) = match raw.iter().position(|&b| b == b'=') {
+            Some(eq) => (&raw[..eq], &raw[eq + 1..]),
+            None => (raw, &raw[raw.len()..]),
+        };
+        let name = form_component(name).ok_or(FormError::BadEncoding)?;
+        let value = form_component(value).ok_or(FormError::BadEncoding)?;
+        if pairs.iter().any(|(n, _)| *n == name) {
+            return Err(FormError::Repeated);
+        }
+        pairs.push((name, value));
+    }
+    Ok(pairs)
+}
+
+/// One form component decoded: `+` is a space, `%` and two hex digits a
+/// byte; the bytes must be UTF-8.
+pub fn form_component(raw: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'%' => {
+                let hex = raw.get(i + 1..i + 3)?;
+                // `from_str_radix` alone would take "+1".
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
+                out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Pairs written back as a form: unreserved bytes as they are, a space as
+/// `+` (or `%20` when `plus` is false), everything else `%XX`.
+pub fn form_encode(pairs: &[(String, String)], plus: bool) -> String {
+    fn push(out: &mut String, text: &str, plus: bool) {
+        for b in text.bytes() {
+            match b {
+                b' ' if plus => out.push('+'),
+                b if b.is_ascii_alphanumeric() || b"-._~".contains(&b) => out.push(char::from(b)),
+                b => out.push_str(&format!("%{b:02X}")),
+            }
+        }
+    }
+    let mut out = String::new();
+    for (i, (name, value)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        push(&mut out, name, plus);
+        out.push('=');
+        push(&mut out, value, plus);
+    }
+    out
 }
 
