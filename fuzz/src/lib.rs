@@ -12,7 +12,7 @@
 //! modules (rustls `internal::fuzzing`, like `revocation::fuzzing`) once the
 //! owners of `src/` take them; until then they live here.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -24,7 +24,7 @@ use sha2::{Sha256, Sha384, Sha512};
 
 use tokengate::config::{Config, Secrets};
 use tokengate::keys::Alg;
-use tokengate::policy::{AuthorityError, PathError};
+use tokengate::policy::{AuthorityError, HostPattern, Match, PathError, PathMatch, Rule};
 use tokengate::refresh::FormError;
 use tokengate::revocation::{fingerprint, Entry, Kind, TokenRef};
 
@@ -1161,3 +1161,91 @@ pub fn form_encode(pairs: &[(String, String)], plus: bool) -> String {
     out
 }
 
+// ---------------------------------------------------------------------------
+// Path readings and rule matching model
+// ---------------------------------------------------------------------------
+
+/// The other paths common upstream frameworks route a normalized path to,
+/// written from their rules: ASCII letters lower-cased (the hex digits of
+/// `%XX` escapes kept), one trailing slash dropped (not from `/`), the
+/// extension of the last segment dropped (from its first `.` that is not
+/// its first character), and every combination; the path itself left out.
+pub fn readings_model(path: &str) -> BTreeSet<String> {
+    fn lower(path: &str) -> String {
+        let b = path.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%' {
+                let end = (i + 3).min(b.len());
+                out.extend_from_slice(&b[i..end]);
+                i = end;
+            } else {
+                out.push(b[i].to_ascii_lowercase());
+                i += 1;
+            }
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+    fn unslash(path: &str) -> String {
+        match path.strip_suffix('/') {
+            Some(p) if !p.is_empty() => p.to_owned(),
+            _ => path.to_owned(),
+        }
+    }
+    fn bare(path: &str) -> String {
+        let (dir, last) = path.rsplit_once('/').unwrap_or(("", path));
+        match last.char_indices().skip(1).find(|(_, c)| *c == '.') {
+            Some((dot, _)) => format!("{dir}/{}", &last[..dot]),
+            None => path.to_owned(),
+        }
+    }
+    let mut out = BTreeSet::new();
+    for a in [path.to_owned(), lower(path)] {
+        for b in [a.clone(), unslash(&a)] {
+            out.insert(bare(&b));
+            out.insert(b);
+        }
+    }
+    out.remove(path);
+    out
+}
+
+/// A rule's `match` on its own, written from the rules: `Exact` equal;
+/// `Prefix` the prefix itself or below it on a segment boundary (a prefix
+/// ending in `/` fits what starts with it); methods listed (exactly);
+/// hosts: one pattern fits, exactly or as `*.` suffix (the host longer than
+/// the suffix).
+pub fn fits_model(m: &Match, path: &str, method: &str, host: &str) -> bool {
+    let path_fits = match &m.path {
+        PathMatch::Any => true,
+        PathMatch::Exact(p) => p == path,
+        PathMatch::Prefix(p) => {
+            path == p
+                || (path.len() > p.len()
+                    && path.starts_with(p.as_str())
+                    && (p.ends_with('/') || path.as_bytes()[p.len()] == b'/'))
+        }
+    };
+    let method_fits = m
+        .methods
+        .as_ref()
+        .is_none_or(|ms| ms.iter().any(|x| x == method));
+    let host_fits = m.hosts.as_ref().is_none_or(|hs| {
+        hs.iter().any(|h| match h {
+            HostPattern::Exact(name) => name == host,
+            HostPattern::Suffix(suffix) => host.len() > suffix.len() && host.ends_with(suffix),
+        })
+    });
+    path_fits && method_fits && host_fits
+}
+
+/// The first rule whose `match` fits, by [`fits_model`].
+pub fn first_match_model<'r>(
+    rules: &'r [Rule],
+    path: &str,
+    method: &str,
+    host: &str,
+) -> Option<&'r Rule> {
+    rules.iter().find(|r| fits_model(&r.matcher, path, method, host))
+}
