@@ -73,7 +73,12 @@ fn as_authority(raw: &[u8]) {
     let model = authority_model(raw);
     let port = match (&got, &model) {
         (Ok(host), Ok((want, port))) => {
-            assert_eq!(host, want, "parse_authority reads another host in {}", show(raw));
+            assert_eq!(
+                host,
+                want,
+                "parse_authority reads another host in {}",
+                show(raw)
+            );
             port.clone()
         }
         (Err(e), Err(reasons)) => {
@@ -179,13 +184,20 @@ fn as_pattern(data: &[u8]) {
         }
         Ok(HostPattern::Suffix(suffix)) => {
             assert!(wildcard, "{text:?} parsed as a wildcard");
-            assert_eq!(suffix, format!(".{name}"), "{text:?} parsed as another suffix");
+            assert_eq!(
+                suffix,
+                format!(".{name}"),
+                "{text:?} parsed as another suffix"
+            );
             assert!(
                 is_host,
                 "HostPattern::parse accepts {text:?}, parse_authority refuses {name:?}"
             );
             let pattern = HostPattern::Suffix(suffix);
-            assert!(pattern.fits(&format!("a.{name}")), "{text:?} does not fit a.{name}");
+            assert!(
+                pattern.fits(&format!("a.{name}")),
+                "{text:?} does not fit a.{name}"
+            );
             assert!(!pattern.fits(name), "{text:?} fits {name:?} itself");
         }
         Err(e) => assert!(
@@ -240,8 +252,14 @@ impl Around {
                 out.push(b);
             }
         }
-        out.extend(std::iter::repeat_n(b'.', usize::from(self.trailing_dots % 4)));
-        for part in [&self.after_colon, &self.second_colon].into_iter().flatten() {
+        out.extend(std::iter::repeat_n(
+            b'.',
+            usize::from(self.trailing_dots % 4),
+        ));
+        for part in [&self.after_colon, &self.second_colon]
+            .into_iter()
+            .flatten()
+        {
             out.push(b':');
             out.extend_from_slice(part);
         }
@@ -267,7 +285,12 @@ fn through_the_gate(raw: &[u8]) {
             headers,
         };
         config()
-            .decide(&req, &FixedConnection::default(), Revocations::default(), NOW)
+            .decide(
+                &req,
+                &FixedConnection::default(),
+                Revocations::default(),
+                NOW,
+            )
             .decision
     };
     if decide(raw, &[]) == Decision::Anonymous {

@@ -82,7 +82,10 @@ fn measured(body: &[u8]) -> (Parsed, (usize, usize)) {
     COUNTING.store(true, Ordering::Relaxed);
     let parsed = parse_form(body);
     COUNTING.store(false, Ordering::Relaxed);
-    let work = (ALLOCS.load(Ordering::Relaxed), BYTES.load(Ordering::Relaxed));
+    let work = (
+        ALLOCS.load(Ordering::Relaxed),
+        BYTES.load(Ordering::Relaxed),
+    );
     (parsed, work)
 }
 
@@ -110,7 +113,12 @@ fn show(body: &[u8]) -> String {
 fn check(body: &[u8]) {
     let (got, (allocs, bytes)) = measured(body);
     let model = form_model(body);
-    assert_eq!(got, model, "parse_form disagrees with the model on {}", show(body));
+    assert_eq!(
+        got,
+        model,
+        "parse_form disagrees with the model on {}",
+        show(body)
+    );
 
     // Work: bounded by the body's length, nothing at all past the limit.
     if body.len() > FORM_MAX_BYTES {
@@ -132,8 +140,16 @@ fn check(body: &[u8]) {
     }
 
     let Ok(pairs) = got else { return };
-    assert!(body.len() <= FORM_MAX_BYTES, "accepted a {}-byte body", body.len());
-    assert!(pairs.len() <= FORM_MAX_PARAMS, "accepted {} pairs", pairs.len());
+    assert!(
+        body.len() <= FORM_MAX_BYTES,
+        "accepted a {}-byte body",
+        body.len()
+    );
+    assert!(
+        pairs.len() <= FORM_MAX_PARAMS,
+        "accepted {} pairs",
+        pairs.len()
+    );
     for (i, (name, _)) in pairs.iter().enumerate() {
         assert!(
             !pairs[..i].iter().any(|(n, _)| n == name),
@@ -176,7 +192,11 @@ fn stops_at_the_17th(body: &[u8], work: (usize, usize)) {
             start = i + 1;
         }
     }
-    assert_eq!(seen, FORM_MAX_PARAMS + 1, "refused for too many parameters with {seen}");
+    assert_eq!(
+        seen,
+        FORM_MAX_PARAMS + 1,
+        "refused for too many parameters with {seen}"
+    );
     let cut = &body[..end];
     let mut junk = cut.to_vec();
     junk.extend_from_slice(b"&%zz&=&a=1&a=2&\xff%%");
@@ -194,7 +214,8 @@ fn stops_at_the_17th(body: &[u8], work: (usize, usize)) {
             "{name}: another answer"
         );
         assert_eq!(
-            other_work, work,
+            other_work,
+            work,
             "{name}: other work (allocations, bytes) for the same 17 parameters of {}",
             show(body)
         );
@@ -277,7 +298,10 @@ impl Shape {
             }
             if i > 0 {
                 out.push(b'&');
-                out.extend(std::iter::repeat_n(b'&', usize::from(self.extra_ampersands % 8)));
+                out.extend(std::iter::repeat_n(
+                    b'&',
+                    usize::from(self.extra_ampersands % 8),
+                ));
             }
             out.extend_from_slice(&stem);
             if !self.same_name {

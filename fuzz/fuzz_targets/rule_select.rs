@@ -27,8 +27,7 @@ use libfuzzer_sys::fuzz_target;
 use tokengate::config::{Config, Secrets};
 use tokengate::gate::{Decision, FixedConnection, Request, Revocations};
 use tokengate::policy::{
-    first_match, normalize_path, path_readings, select, Action, HostPattern, Match, PathMatch,
-    Rule,
+    first_match, normalize_path, path_readings, select, Action, HostPattern, Match, PathMatch, Rule,
 };
 use tokengate_fuzz::{first_match_model, fits_model, readings_model, NOW};
 
@@ -154,10 +153,12 @@ impl RawRule {
             RawPathMatch::Exact(p) => PathMatch::Exact(normal(p)?),
             RawPathMatch::Prefix(p) => PathMatch::Prefix(normal(p)?),
         };
-        let methods = self
-            .methods
-            .as_ref()
-            .map(|m| pick(&METHODS[..4], m, false).iter().map(|s| s.to_string()).collect());
+        let methods = self.methods.as_ref().map(|m| {
+            pick(&METHODS[..4], m, false)
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        });
         let hosts = match &self.hosts {
             None => None,
             Some(h) => Some(
@@ -217,7 +218,12 @@ fuzz_target!(|data: &[u8]| {
 });
 
 fn structured(input: &Input) {
-    let rules: Vec<Rule> = input.rules.iter().take(8).filter_map(RawRule::rule).collect();
+    let rules: Vec<Rule> = input
+        .rules
+        .iter()
+        .take(8)
+        .filter_map(RawRule::rule)
+        .collect();
     let Ok(path) = normalize_path(input.path.text().as_bytes()) else {
         return;
     };
@@ -228,7 +234,10 @@ fn structured(input: &Input) {
     let readings = path_readings(&path);
     for (i, r) in readings.iter().enumerate() {
         assert_ne!(r, &path, "{path:?} is one of its own readings");
-        assert!(!readings[..i].contains(r), "reading {r:?} of {path:?} twice");
+        assert!(
+            !readings[..i].contains(r),
+            "reading {r:?} of {path:?} twice"
+        );
     }
     let mut model = readings_model(&path);
     let got: BTreeSet<String> = readings.iter().cloned().collect();
@@ -323,7 +332,12 @@ fn through_the_gate(raw: &[u8]) {
         headers: &[],
     };
     let decision = guarded()
-        .decide(&req, &FixedConnection::default(), Revocations::default(), NOW)
+        .decide(
+            &req,
+            &FixedConnection::default(),
+            Revocations::default(),
+            NOW,
+        )
         .decision;
     if decision != Decision::Anonymous {
         return;

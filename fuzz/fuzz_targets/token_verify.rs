@@ -254,7 +254,10 @@ fn check_claim_syntax(claims: &Claims) {
 /// The claims read back are the document's.
 fn read_back(want: &ClaimsReading, c: &Claims, extra: &[&str]) {
     let dates = [c.exp, c.nbf, c.iat].map(|d| d.map(|d| d.get()));
-    assert_eq!(dates, want.dates, "exp, nbf, iat differ from the document's");
+    assert_eq!(
+        dates, want.dates,
+        "exp, nbf, iat differ from the document's"
+    );
     assert_eq!(c.iss, want.iss, "iss differs from the document's");
     assert_eq!(c.sub, want.sub, "sub differs from the document's");
     assert_eq!(c.jti, want.jti, "jti differs from the document's");

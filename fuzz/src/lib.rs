@@ -275,9 +275,8 @@ pub fn has_controls(s: &str) -> bool {
 /// than taken from `char::is_whitespace`, which tokengate uses.
 const WHITE_SPACE: [char; 25] = [
     '\u{9}', '\u{a}', '\u{b}', '\u{c}', '\u{d}', ' ', '\u{85}', '\u{a0}', '\u{1680}', '\u{2000}',
-    '\u{2001}', '\u{2002}', '\u{2003}', '\u{2004}', '\u{2005}', '\u{2006}', '\u{2007}',
-    '\u{2008}', '\u{2009}', '\u{200a}', '\u{2028}', '\u{2029}', '\u{202f}', '\u{205f}',
-    '\u{3000}',
+    '\u{2001}', '\u{2002}', '\u{2003}', '\u{2004}', '\u{2005}', '\u{2006}', '\u{2007}', '\u{2008}',
+    '\u{2009}', '\u{200a}', '\u{2028}', '\u{2029}', '\u{202f}', '\u{205f}', '\u{3000}',
 ];
 
 /// Whether text starts or ends with a Unicode `White_Space` character
@@ -291,7 +290,9 @@ pub fn has_edge_whitespace(s: &str) -> bool {
 /// Whether text is an RFC 6749 §3.3 scope-token: one or more printable
 /// ASCII characters other than space, `"` and `\`.
 pub fn scope_token(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| ('!'..='~').contains(&c) && c != '"' && c != '\\')
+    !s.is_empty()
+        && s.chars()
+            .all(|c| ('!'..='~').contains(&c) && c != '"' && c != '\\')
 }
 
 /// The `typ` values a token may declare, with their kind (true: refresh):
@@ -378,7 +379,10 @@ pub fn repeated_members(json: &[u8]) -> Option<Vec<(String, String)>> {
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
             let mut i = 0usize;
-            while seq.next_element_seed(self.child(format!("[{i}]")))?.is_some() {
+            while seq
+                .next_element_seed(self.child(format!("[{i}]")))?
+                .is_some()
+            {
                 i += 1;
             }
             Ok(())
@@ -387,7 +391,9 @@ pub fn repeated_members(json: &[u8]) -> Option<Vec<(String, String)>> {
             let mut seen = HashSet::new();
             while let Some(name) = map.next_key::<String>()? {
                 if !seen.insert(name.clone()) {
-                    self.found.borrow_mut().push((self.path.clone(), name.clone()));
+                    self.found
+                        .borrow_mut()
+                        .push((self.path.clone(), name.clone()));
                 }
                 map.next_value_seed(self.child(format!(".{name}")))?;
             }
@@ -1247,5 +1253,7 @@ pub fn first_match_model<'r>(
     method: &str,
     host: &str,
 ) -> Option<&'r Rule> {
-    rules.iter().find(|r| fits_model(&r.matcher, path, method, host))
+    rules
+        .iter()
+        .find(|r| fits_model(&r.matcher, path, method, host))
 }
