@@ -93,3 +93,35 @@ fn refuses_configurations_written_as_arrays() {
         "rules[0].match: invalid type: array, expected a JSON object"
     );
 }
+
+/// F3 (fuzz target rule_select): the extension reading of a last segment
+/// that starts with a character of more than one byte. `path_readings`
+/// looks for the extension's dot from byte 1 of the segment, which is not
+/// a character boundary after `ü`, and so gives no reading at all: a rule
+/// on `/ü` is slipped past with `/ü.json` to an upstream that drops
+/// extensions (Rails' `(.:format)`, Spring's suffix patterns), while
+/// `/x.json` is refused as ambiguous. Fails until `src/policy.rs` is fixed.
+#[test]
+fn reads_the_extension_of_a_segment_that_starts_with_a_wide_character() {
+    use tokengate::gate::{Decision, FixedConnection, Request, Revocations};
+    use tokengate::policy::path_readings;
+
+    assert_eq!(path_readings("/x.json"), vec!["/x".to_owned()]);
+    assert_eq!(path_readings("/ü.json"), vec!["/ü".to_owned()]);
+    // The fuzzer's input, minimized by hand: the last segment is "بmin.J".
+    assert!(path_readings("/ADMIN/بmin.J/").contains(&"/admin/بmin".to_owned()));
+
+    let json = r#"{"keys":[{"kid":"k","alg":"HS256","secret":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","encoding":"utf8"}],
+        "rules":[{"match":{"prefix":"/ü"},"deny":true},{"match":{"prefix":"/"},"anonymous":true}]}"#;
+    let config = Config::from_json(json.as_bytes(), &Secrets::Placeholder).unwrap();
+    let req = Request {
+        method: "GET",
+        path: "/ü.json".as_bytes(),
+        authority: b"api.example.com",
+        headers: &[],
+    };
+    let decision = config
+        .decide(&req, &FixedConnection::default(), Revocations::default(), 0)
+        .decision;
+    assert_eq!(decision, Decision::Deny(Reason::BadRequest));
+}

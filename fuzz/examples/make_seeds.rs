@@ -1,7 +1,8 @@
 //! Writes the committed seed corpora, `fuzz/seeds/<target>/`, from the
 //! hand-picked inputs below (valid tokens signed with the fuzzing keys,
 //! RFC 7515 A.1, attack shapes, sample configurations, tricky paths, sample
-//! revocation lists and their snapshots).
+//! revocation lists and their snapshots, authorities, refresh forms, paths
+//! for the rule readings).
 //!
 //!     cd fuzz && cargo +nightly run --example make_seeds
 //!
@@ -26,6 +27,9 @@ fn main() {
     write(&root, "config_parse", config_seeds());
     write(&root, "path_normalize", path_seeds());
     write(&root, "revocation", revocation_seeds());
+    write(&root, "authority", authority_seeds());
+    write(&root, "refresh_form", form_seeds());
+    write(&root, "rule_select", select_seeds());
 }
 
 fn write(root: &Path, target: &str, seeds: Vec<(&str, Vec<u8>)>) {
@@ -307,6 +311,134 @@ fn token_seeds() -> Vec<(&'static str, Vec<u8>)> {
             "claims_json_bad_dates",
             s(r#"{"exp":9007199254740993,"nbf":1e300,"iat":-0.5}"#),
         ),
+        // The claim syntax rules: controls (C1, U+2028), white space at an
+        // end (U+00A0, U+3000, a plain space), scope-tokens, cnf shapes.
+        (
+            "signed_c1_in_sub",
+            raw_signed(
+                r#"{"alg":"HS256","kid":"k1"}"#,
+                r#"{"sub":"user\u0085x"}"#,
+                Alg::Hs256,
+                K1_SECRET,
+            ),
+        ),
+        (
+            "signed_line_separator_in_jti",
+            raw_signed(
+                r#"{"alg":"HS256","kid":"k1"}"#,
+                r#"{"jti":"a\u2028b"}"#,
+                Alg::Hs256,
+                K1_SECRET,
+            ),
+        ),
+        (
+            "signed_nbsp_before_sub",
+            raw_signed(
+                r#"{"alg":"HS256","kid":"k1"}"#,
+                r#"{"sub":"\u00a0admin"}"#,
+                Alg::Hs256,
+                K1_SECRET,
+            ),
+        ),
+        (
+            "signed_ideographic_space_after_iss",
+            raw_signed(
+                r#"{"alg":"HS256","kid":"k1"}"#,
+                r#"{"iss":"https://auth.example.com\u3000"}"#,
+                Alg::Hs256,
+                K1_SECRET,
+            ),
+        ),
+        (
+            "signed_kid_trailing_space",
+            raw_signed(
+                r#"{"alg":"HS256","kid":"k1 "}"#,
+                "{}",
+                Alg::Hs256,
+                K1_SECRET,
+            ),
+        ),
+        (
+            "signed_scope_double_space",
+            raw_signed(
+                r#"{"alg":"HS256","kid":"k1"}"#,
+                r#"{"scope":"orders:read  admin"}"#,
+                Alg::Hs256,
+                K1_SECRET,
+            ),
+        ),
+        (
+            "signed_scope_not_ascii",
+            raw_signed(
+                r#"{"alg":"HS256","kid":"k1"}"#,
+                r#"{"scope":"orders:read \u00fc"}"#,
+                Alg::Hs256,
+                K1_SECRET,
+            ),
+        ),
+        (
+            "signed_roles_with_space",
+            raw_signed(
+                r#"{"alg":"HS256","kid":"k1"}"#,
+                r#"{"roles":["read admin"],"role":"a\"b"}"#,
+                Alg::Hs256,
+                K1_SECRET,
+            ),
+        ),
+        (
+            "signed_cnf_jkt",
+            raw_signed(
+                r#"{"alg":"HS256","kid":"k1"}"#,
+                r#"{"sub":"u","cnf":{"jkt":"0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}"#,
+                Alg::Hs256,
+                K1_SECRET,
+            ),
+        ),
+        (
+            "signed_cnf_empty",
+            raw_signed(
+                r#"{"alg":"HS256","kid":"k1"}"#,
+                r#"{"sub":"u","cnf":{}}"#,
+                Alg::Hs256,
+                K1_SECRET,
+            ),
+        ),
+        (
+            "signed_cnf_x5t_and_jwk",
+            raw_signed(
+                r#"{"alg":"HS256","kid":"k1"}"#,
+                r#"{"sub":"u","cnf":{"x5t#S256":"t","jwk":{"kty":"oct"}}}"#,
+                Alg::Hs256,
+                K1_SECRET,
+            ),
+        ),
+        (
+            "signed_cnf_string",
+            raw_signed(
+                r#"{"alg":"HS256","kid":"k1"}"#,
+                r#"{"sub":"u","cnf":"x5t"}"#,
+                Alg::Hs256,
+                K1_SECRET,
+            ),
+        ),
+        (
+            "claims_json_syntax_rules",
+            s(
+                r#"{"sub":"\u0085","jti":" j","iss":"i\u2029","aud":["a b"],"scope":"a\tb","scp":[""],"role":"\\","roles":["\u00a0"],"tenant":["x y"]}"#,
+            ),
+        ),
+        (
+            "claims_json_cnf_repeated",
+            s(r#"{"cnf":{"x5t#S256":"a","x5t#S256":"b"}}"#),
+        ),
+        (
+            "claims_json_nested_repeat",
+            s(r#"{"sub":"u","ext":{"a":1,"a":2}}"#),
+        ),
+        (
+            "header_json_kid_edge_space",
+            s(r#"{"alg":"HS256","kid":"\u3000k1","typ":" JWT"}"#),
+        ),
         // Finding F1: not UTF-8 / a lone surrogate in a member not read.
         (
             "f1_signed_payload_not_utf8",
@@ -515,6 +647,38 @@ fn config_seeds() -> Vec<(&'static str, Vec<u8>)> {
         ),
         ("max_token_bytes_zero", with(r#""max_token_bytes":0"#)),
         ("wrong_type", with(r#""clock_skew_s":"30""#)),
+        // Repeated member names, at any depth: the last value never wins.
+        ("repeat_top_level", with(r#""realm":"a","realm":"b""#)),
+        (
+            "repeat_roles",
+            with(r#""roles":{"reader":["orders:read"],"reader":["*"]}"#),
+        ),
+        (
+            "repeat_claims_to_headers",
+            with(r#""claims_to_headers":{"sub":"x-a","sub":"x-b"}"#),
+        ),
+        (
+            "repeat_in_key",
+            s(format!(
+                r#"{{"keys":[{{"kid":"k","alg":"HS256","secret":"{key32}","kid":"j"}}]}}"#
+            )),
+        ),
+        (
+            "repeat_in_match",
+            with(r#""rules":[{"match":{"prefix":"/admin","prefix":"/"},"deny":true}]"#),
+        ),
+        (
+            "repeat_in_static_entry",
+            with(r#""revocation":{"static":[{"jti":"a"},{"jti":"a","jti":"b"}]}"#),
+        ),
+        (
+            "repeat_escaped_name",
+            with(r#""\u0072ealm":"a","realm":"b""#),
+        ),
+        (
+            "repeat_service",
+            s(r#"{"cluster":"c","authority":"a","path":"/","path":"/v2"}"#),
+        ),
         // Finding F2: structs read from arrays, positionally.
         (
             "f2_service_positional",
@@ -526,11 +690,13 @@ fn config_seeds() -> Vec<(&'static str, Vec<u8>)> {
                 r#"["realm",[["k","HS256","{key32}",null,null]],null,null,null,null,null,null,null,null,null,null,null,null,null,null]"#
             )),
         ),
+        // Its error once kept serde's "expected struct RawConfig".
+        ("f2_root_array_whitespace", s("[\t]")),
     ]
 }
 
 fn path_seeds() -> Vec<(&'static str, Vec<u8>)> {
-    let paths: [(&str, &[u8]); 34] = [
+    let paths: [(&str, &[u8]); 41] = [
         ("root", b"/"),
         ("plain", b"/orders/7"),
         ("spec_example", b"/public//..//admin"),
@@ -564,6 +730,13 @@ fn path_seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("utf8", "/caf\u{e9}/\u{1f600}".as_bytes()),
         ("three_dots", b"/a/.../b/..c/.d"),
         ("dot_params", b"/a/.;x/..;y/b"),
+        ("dot_params_dotdot", b"/public/..;/admin"),
+        ("dot_params_encoded", b"/a/%2e%2e;x/admin"),
+        ("dot_params_single", b"/a/.;/b"),
+        ("dot_params_last", b"/admin/..;"),
+        ("dot_params_escape_after", b"/a/..;%2f/b"),
+        ("params_only_segment", b"/a/;x/../b"),
+        ("three_dots_params", b"/a/...;x/b"),
         ("deep", b"/a/b/c/d/e/f/g/../../../../../../../admin"),
     ];
     paths.iter().map(|(n, p)| (*n, p.to_vec())).collect()
@@ -651,7 +824,18 @@ fn revocation_seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("many_list", s(many.to_json())),
         ("empty_list", s(empty.to_json())),
         ("spec_signed", s(spec.to_signed(&key) + "\n")),
-        ("repeats_signed", s(repeats.to_signed(&key))),
+        (
+            "repeats_signed_without_generated_at",
+            s(repeats.to_signed(&key)),
+        ),
+        (
+            "repeats_signed",
+            s(Document {
+                generated_at: Some(1_764_259_200),
+                ..repeats.clone()
+            }
+            .to_signed(&key)),
+        ),
         ("spec_snapshot", snapshot(&spec)),
         ("repeats_snapshot", snapshot(&repeats)),
         ("many_snapshot", snapshot(&many)),
@@ -725,5 +909,162 @@ fn revocation_seeds() -> Vec<(&'static str, Vec<u8>)> {
                 K1_SECRET,
             )),
         ),
+    ]
+}
+
+fn authority_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let long_label = format!("{}.example.com", "a".repeat(63));
+    let too_long_label = format!("{}.example.com", "a".repeat(64));
+    let name_253 = format!("{}.{}", vec!["a".repeat(63); 3].join("."), "a".repeat(61));
+    let name_254 = format!("{name_253}a");
+    let authorities: Vec<(&str, Vec<u8>)> = vec![
+        ("admin", s("admin.example.com")),
+        ("admin_mixed_case", s("Admin.Example.COM")),
+        ("admin_port", s("admin.example.com:8443")),
+        ("admin_port_max", s("admin.example.com:65535")),
+        ("admin_port_too_big", s("admin.example.com:65536")),
+        ("admin_port_six_digits", s("admin.example.com:000080")),
+        ("admin_port_empty", s("admin.example.com:")),
+        ("admin_second_colon", s("admin.example.com:80:")),
+        ("admin_port_sign", s("admin.example.com:+80")),
+        ("admin_trailing_dot", s("admin.example.com.")),
+        ("admin_trailing_dots", s("ADMIN.example.com..:80")),
+        ("admin_empty_label", s("admin..example.com")),
+        ("admin_leading_dot", s(".admin.example.com")),
+        ("userinfo", s("a@admin.example.com")),
+        (
+            "userinfo_password_port",
+            s("user:pass@admin.example.com:443"),
+        ),
+        (
+            "userinfo_names_admin",
+            s("admin.example.com@public.example.com"),
+        ),
+        ("userinfo_empty", s("@admin.example.com")),
+        ("percent_dot", s("admin%2eexample.com")),
+        ("slash", s("admin.example.com/x")),
+        ("space", s("admin example.com")),
+        ("tab_after", s("admin.example.com\t")),
+        ("non_ascii", s("adm\u{ef}n.example.com")),
+        ("underscore", s("my_host.internal:0")),
+        ("punycode", s("xn--bcher-kva.example")),
+        ("ipv4", s("127.0.0.1:8080")),
+        ("ipv4_like_name", s("999.1.1.1")),
+        ("ipv6", s("[::1]")),
+        ("ipv6_port", s("[::1]:8080")),
+        ("ipv6_upper", s("[FE80::1]:80")),
+        ("ipv6_v4_mapped", s("[::ffff:1.2.3.4]")),
+        ("ipv6_zone", s("[fe80::1%25eth0]")),
+        ("ipv6_unclosed", s("[::1")),
+        ("ipv6_junk_after", s("[::1]x")),
+        ("ipv6_port_empty", s("[::1]:")),
+        ("ipv6_bracketed_name", s("[admin.example.com]")),
+        ("ipv6_bare", s("::1")),
+        ("label_63", s(long_label)),
+        ("label_64", s(too_long_label)),
+        ("name_253", s(name_253)),
+        ("name_254", s(name_254)),
+        ("empty", Vec::new()),
+        ("pattern_wildcard", s("*.example.com")),
+        ("pattern_wildcard_upper", s("*.Example.COM")),
+        ("pattern_star_dot", s("*.")),
+        ("pattern_star", s("*")),
+        ("pattern_inner_star", s("a.*.com")),
+        ("forwarded_list", s("public.example.com, admin.example.com")),
+        (
+            "forwarded_trailing_dot",
+            s("public.example.com,admin.example.com."),
+        ),
+    ];
+    authorities
+}
+
+fn form_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let token = String::from_utf8(token_seeds().swap_remove(0).1).unwrap_or_default();
+    let params = |n: usize| {
+        (0..n)
+            .map(|i| format!("p{i}=%41"))
+            .collect::<Vec<_>>()
+            .join("&")
+    };
+    let padded = |len: usize| {
+        let mut body = b"grant_type=refresh_token&refresh_token=".to_vec();
+        while body.len() + 3 <= len {
+            body.extend_from_slice(b"%41");
+        }
+        body.resize(len, b'a');
+        body
+    };
+    let long_names = (0..16)
+        .map(|i| format!("{}{}=1", "n".repeat(400), i % 10))
+        .collect::<Vec<_>>()
+        .join("&");
+    vec![
+        (
+            "refresh",
+            s(format!(
+                "grant_type=refresh_token&refresh_token={token}&scope=orders%3Aread+orders%3Awrite"
+            )),
+        ),
+        ("sixteen_params", s(params(16))),
+        ("seventeen_params", s(params(17))),
+        (
+            "seventeen_params_then_junk",
+            s(format!("{}&%zz&a=1&a=1", params(17))),
+        ),
+        ("empty_pairs", s("&&&grant_type=refresh_token&&")),
+        ("repeated", s("scope=a&scope=b")),
+        ("repeated_after_decoding", s("%73cope=a&scope=b")),
+        ("case_differs", s("scope=a&SCOPE=b")),
+        ("bad_escape", s("a=%zz")),
+        ("short_escape", s("a=%2")),
+        ("plus_in_escape", s("a=%+1")),
+        ("not_utf8", s("a=%ff")),
+        ("utf8_escaped", s("a=%C3%A9")),
+        ("utf8_raw", s("a=\u{e9}")),
+        ("decoded_once", s("a=%2541")),
+        ("plus_spaces", s("a+b=c+d")),
+        ("no_equals", s("grant_type")),
+        ("empty_name", s("=x")),
+        ("equals_in_value", s("a=b=c")),
+        ("exactly_8192", padded(8192)),
+        ("over_8192", padded(8193)),
+        ("long_similar_names", s(long_names)),
+        ("ampersands", vec![b'&'; 8192]),
+    ]
+}
+
+fn select_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut prng = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    };
+    vec![
+        ("admin", s("/admin")),
+        ("admin_upper", s("/ADMIN")),
+        ("admin_slash", s("/admin/")),
+        ("admin_extension", s("/admin.json")),
+        ("admin_all_readings", s("/Admin.JSON/")),
+        ("admin_below", s("/Admin/users.json")),
+        ("admin_dot_params", s("/public/..;/admin")),
+        ("admin_escaped_letter", s("/%41dmin")),
+        ("well_known", s("/.well-known/x")),
+        ("escape_case", s("/A%3AB")),
+        // Finding F3: no extension reading after a wide first character.
+        ("f3_wide_segment", s("/\u{fc}.json")),
+        (
+            "f3_fuzzer_input",
+            b"+\xecV\xefrdmin.J\xc2\xf1/\xef\xef\xef\xef\xef/pu\xe2lw\x00\xff\xff/\x1e$\xff\xff/..;/adm?innreal|\xbd\xd8\xa8\x17min.J\xc2\xf1/\xef\xef\xef\xef\xef/pu\xe2lw\x00\xff\xff/\x1e$\xff\xff/..;/adm?innreal|\xbd\xd8\xa8\x17\x8d\xae\x1e$g\xf1\x13/w\x0e\x17;?\xffN.|\xbd=\xb1\x02\xb6S\xfa\x88\xa3\xc2\xb7\xb7\xb7\xb7\xb7\xb7\xb7\xb7\xb7\xb7\xb7S\xff\x8d\xae\x1e$g\xf1\x13/w\x0e\x17;?\xffN.|\xbd=\xb1\x02\xb6S\xfa\x88\xa3\xc2\xb7\xb7\xb7\xb7\xb7\xb7\xb7\xb7\xb7\xb7\xb7S\xff".to_vec(),
+        ),
+        ("prng_64", prng(64)),
+        ("prng_256", prng(256)),
+        ("prng_1024", prng(1024)),
     ]
 }

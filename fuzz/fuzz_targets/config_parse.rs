@@ -4,12 +4,19 @@
 //!
 //! Properties:
 //! * no panic;
-//! * (once F2 is fixed) what is accepted is written as JSON objects;
+//! * what is accepted is written as JSON objects (finding F2, fixed);
+//! * a document with a repeated member name in any object, at any depth
+//!   (the top level, `roles`, `claims_to_headers`, a key, a rule, a list
+//!   entry, or anywhere else), is refused — the last value never silently
+//!   wins — and the error names the first repeat a reader meets: the path
+//!   of its object and the name, quoted and cut to 40 characters, as found
+//!   by an independent walk (`tokengate_fuzz::repeated_members`);
 //! * an error names a JSON path whose first segment is a top-level field of
 //!   that configuration (or is the unknown top-level field the message
 //!   names), or, with no path, is serde's or serde_json's own
-//!   message (or a `revocation.static…` path in the message); never a
-//!   serde_json " at line L column C" suffix;
+//!   message (or a `revocation.static…` path in the message, or a repeated
+//!   member of the top level); never a serde_json " at line L column C"
+//!   suffix;
 //! * an error never holds a configured secret: the outcome and every error
 //!   text stay the same when each inline `secret`'s letters and digits are
 //!   rotated (same length, same base64 validity), and no error holds a value
@@ -25,12 +32,14 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tokengate::config::{Config, ConfigError, Secrets, ServiceConfig, MAX_MAX_TOKEN_BYTES};
+use tokengate::config::{
+    Config, ConfigError, Secrets, ServiceConfig, TokenSource, MAX_MAX_TOKEN_BYTES,
+};
 use tokengate::gate::{Decision, FixedConnection, Request, Revocations};
 use tokengate::policy::{check_config_path, PathMatch};
 use tokengate_fuzz::{
-    first_segment, has_inline_secret, rotate_secrets, FILTER_FIELDS, NOW, SERDE_MESSAGE_STARTS,
-    SERVICE_FIELDS,
+    first_segment, has_inline_secret, repeated_members, rotate_secrets, FILTER_FIELDS, NOW,
+    SERDE_MESSAGE_STARTS, SERVICE_FIELDS,
 };
 
 /// Values the environment holds. A variable named like one of these is set
@@ -87,6 +96,31 @@ fuzz_target!(|data: &[u8]| {
             outcome(rotate_secrets(doc).to_string()),
             "an outcome depends on the content of an inline secret"
         );
+    }
+
+    // Repeated member names, wherever they are, are refused by both.
+    if let Some(first) = repeated_members(data).and_then(|r| r.into_iter().next()) {
+        let (path, name) = &first;
+        let cut: String = name.chars().take(40).collect();
+        let message = format!("repeats member {cut:?}");
+        for (what, result) in [
+            (
+                "Config",
+                Config::from_json(data, &Secrets::Placeholder).map(|_| ()),
+            ),
+            (
+                "ServiceConfig",
+                ServiceConfig::from_json(data, &Secrets::Placeholder).map(|_| ()),
+            ),
+        ] {
+            match result {
+                Ok(()) => panic!("[{what}] accepted a repeated member {first:?}"),
+                Err(e) => assert!(
+                    e.path == *path && e.message == message,
+                    "[{what}] a repeated member {first:?} gives {e}"
+                ),
+            }
+        }
     }
 
     let placeholder = Config::from_json(data, &Secrets::Placeholder);
@@ -166,11 +200,11 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-/// Known finding F2 (fuzz/README.md): serde's derived `Deserialize` also
+/// Finding F2 (fuzz/README.md), fixed: serde's derived `Deserialize` also
 /// reads a struct from a JSON array, positionally, and `deny_unknown_fields`
-/// does not stop it, so `["c","a","/",null,null,null,null]` is a valid
-/// service configuration and a key may be `["k","HS256","…",null,null]`.
-/// Set to false once `src/config.rs` reads structs from objects only.
+/// does not stop it, so `["c","a","/",null,null,null,null]` was a valid
+/// service configuration and a key could be `["k","HS256","…",null,null]`.
+/// Stays false: the property holds again if it comes back.
 const TOLERATE_F2: bool = false;
 
 fn is_object(v: Option<&serde_json::Value>) -> bool {
@@ -185,7 +219,7 @@ fn all_objects(v: Option<&serde_json::Value>, inner: &[&str]) -> bool {
     })
 }
 
-/// Every place SPEC §3 writes an object holds one (or is absent).
+/// Every place the configuration has an object holds one (or is absent).
 fn filter_objects(doc: &serde_json::Value) -> bool {
     doc.is_object()
         && all_objects(doc.get("keys"), &[])
@@ -204,11 +238,12 @@ fn check_error(what: &str, mode: &str, e: &ConfigError, fields: &[&str], input: 
     assert!(!e.message.is_empty(), "[{what}/{mode}] empty error message");
     if e.path.is_empty() {
         let static_path = e.message.starts_with("revocation.static");
+        let repeat = e.message.starts_with("repeats member \"");
         let serde = SERDE_MESSAGE_STARTS
             .iter()
             .any(|p| e.message.starts_with(p));
         assert!(
-            static_path || serde,
+            static_path || serde || repeat,
             "[{what}/{mode}] error without a path is not serde's: {text:?}"
         );
     } else {
@@ -217,10 +252,14 @@ fn check_error(what: &str, mode: &str, e: &ConfigError, fields: &[&str], input: 
         let unknown_top = e
             .message
             .starts_with(&format!("unknown field `{}`", e.path));
+        // Repeats are looked for before the fields are read, so their path
+        // is wherever the document holds them (checked against the
+        // independent walk in the target itself).
+        let repeat = e.message.starts_with("repeats member \"");
         // "?" is its segment for a member name it could not read (not
         // UTF-8); "" opens a path into a document that is an array.
         assert!(
-            fields.contains(&first) || unknown_top || first == "?" || first.is_empty(),
+            fields.contains(&first) || unknown_top || repeat || first == "?" || first.is_empty(),
             "[{what}/{mode}] error path {:?} does not start with a field: {text:?}",
             e.path
         );
@@ -308,25 +347,33 @@ fn check_config(c: &Config) {
         );
     }
 
-    // Without a valid MAC nothing is allowed, whatever the rules say.
-    let garbage = b"eyJhbGciOiJIUzI1NiJ9.e30.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_vec();
-    for (path, token) in [
-        (&b"/"[..], None),
-        (b"/admin/x?access_token=a.b.c", Some(garbage)),
-    ] {
-        let mut headers = Vec::new();
-        if let Some(t) = token {
-            for name in c.header_names_read() {
-                let mut value = b"Bearer ".to_vec();
-                value.extend_from_slice(&t);
-                headers.push((name, value));
+    // Without a valid MAC nothing is allowed, whatever the rules say: no
+    // token, or a garbage token in each configured source in turn.
+    let garbage = "eyJhbGciOiJIUzI1NiJ9.e30.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let mut requests: Vec<(String, Vec<(String, Vec<u8>)>)> = vec![("/".into(), Vec::new())];
+    for source in &c.token_sources {
+        let path = "/admin/x".to_owned();
+        requests.push(match source {
+            TokenSource::Header { name, scheme } => {
+                let value = match scheme {
+                    Some(scheme) => format!("{scheme} {garbage}"),
+                    None => garbage.to_owned(),
+                };
+                (path, vec![(name.clone(), value.into_bytes())])
             }
-        }
+            TokenSource::Query(name) => (format!("{path}?{name}={garbage}"), Vec::new()),
+            TokenSource::Cookie(name) => (
+                path,
+                vec![("cookie".into(), format!("{name}={garbage}").into_bytes())],
+            ),
+        });
+    }
+    for (path, headers) in &requests {
         let req = Request {
             method: "GET",
-            path,
+            path: path.as_bytes(),
             authority: b"api.example.com",
-            headers: &headers,
+            headers,
         };
         let verdict = c.decide(
             &req,

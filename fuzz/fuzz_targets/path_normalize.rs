@@ -2,9 +2,12 @@
 //!
 //! Properties:
 //! * it agrees, result and error alike, with an independent segment-stack
-//!   model of SPEC §3 (`tokengate_fuzz::reference_normalize`), and so does
-//!   the gate's fast path `normalize_path_cow`, which borrows only a path
-//!   that normalization leaves unchanged;
+//!   model of the normalization rules (`tokengate_fuzz::reference_normalize`,
+//!   rules in `fuzz/README.md`), and so does the gate's fast path
+//!   `normalize_path_cow`, which borrows only a path that normalization
+//!   leaves unchanged; so a segment that is `.` or `..` only once its `;`
+//!   parameters are cut (`..;`, `%2e%2e;x`, `.;`) is refused
+//!   (`DotParameters`), never resolved nor kept;
 //! * a normalized path starts with `/`, holds no `//`, no `.` or `..`
 //!   segment (it never climbs out of the root), no `?`, `#` or backslash,
 //!   and is no longer than its input;

@@ -7,17 +7,24 @@
 //!   short (never the body).
 //! * Raw bytes as a signed body: `Document::parse_signed` accepts only a JWS
 //!   whose signature, as sent, is the HMAC of its signing input under the
-//!   verify key with that key's `alg`.
+//!   verify key with that key's `alg`, and whose list has a `generated_at`
+//!   (without one a replayed old list could not be told from a fresh one).
 //! * Raw bytes as a snapshot: `revocation::fuzzing::snapshot_bytes` (no
 //!   panic, lookups bounded); an accepted snapshot keeps its bytes.
 //! * Structured: a document built from fuzz data (values from a small pool,
 //!   so kinds share texts and subjects repeat with several `before`s). Its
-//!   canonical JSON and its signed form parse back to it (and the signed
-//!   form fails under any other key); the snapshot built at `fetched_at`,
-//!   once through its bytes, answers every probe exactly as a set model of
-//!   the unexpired entries does (no false negatives ever; a false positive
-//!   only on a 96-bit fingerprint collision, which is checked); its length
-//!   is the model's; the static list answers as the model of all entries.
+//!   canonical JSON parses back to it, and so does its signed form when it
+//!   has a `generated_at` (refused without one; and the signed form fails
+//!   under any other key); the snapshot built at `fetched_at`, once through
+//!   its bytes, answers every probe exactly as a set model of all the
+//!   entries does, expired ones included (a token stays valid until its
+//!   `exp` plus the filter's clock skew, which the service cannot know) —
+//!   no false negatives ever; a false positive only on a 96-bit
+//!   fingerprint collision, which is checked; its length is the model's;
+//!   the static list answers as the same model. `Snapshot::digest` names
+//!   the set: the same for the entries in another order, repeated, under
+//!   another version or `fetched_at`, and different for a document whose
+//!   set differs (one entry left out).
 #![no_main]
 
 use std::sync::OnceLock;
@@ -160,6 +167,10 @@ fn raw_signed(data: &[u8]) {
         Ok(&doc),
         "signed payload parses to another document"
     );
+    assert!(
+        doc.generated_at.is_some(),
+        "accepted a signed list without generated_at"
+    );
 }
 
 fn raw_snapshot(data: &[u8]) {
@@ -210,8 +221,17 @@ fn structured(s: &Structured) {
     }
     let signed = doc.to_signed(list_key());
     match Document::parse_signed(signed.as_bytes(), list_key()) {
-        Ok(again) => assert_eq!(again, doc, "signed form parses to another document"),
-        Err(e) => panic!("signed form refused: {e}"),
+        Ok(again) => {
+            assert!(
+                doc.generated_at.is_some(),
+                "accepted a signed list without generated_at"
+            );
+            assert_eq!(again, doc, "signed form parses to another document");
+        }
+        Err(e) => assert!(
+            doc.generated_at.is_none(),
+            "signed form with generated_at refused: {e}"
+        ),
     }
     for other in other_keys() {
         assert!(
@@ -227,7 +247,7 @@ fn structured(s: &Structured) {
         Ok(snapshot) => snapshot,
         Err(e) => panic!("a built snapshot is refused: {e}"),
     };
-    let model = RevocationModel::new(&doc.entries, Some(fetched_at));
+    let model = RevocationModel::new(&doc.entries);
     assert_eq!(snapshot.version(), doc.version);
     assert_eq!(snapshot.fetched_at(), fetched_at);
     assert_eq!(
@@ -236,8 +256,9 @@ fn structured(s: &Structured) {
         "snapshot holds another number of entries than the set"
     );
     let static_list = StaticList::new(doc.entries.clone());
-    let static_model = RevocationModel::new(&doc.entries, None);
+    let static_model = &model;
     assert_eq!(static_list.len(), static_model.len());
+    check_digest(&doc, &built, &model, s.fetched_at);
 
     // Probes: every entry's own value under every kind, with `iat`s around
     // each `before`, and the fuzzer's own probes.
@@ -276,7 +297,7 @@ fn structured(s: &Structured) {
         for (name, answer, model) in [
             ("built snapshot", built.is_revoked(&token), &model),
             ("snapshot from bytes", snapshot.is_revoked(&token), &model),
-            ("static list", static_list.is_revoked(&token), &static_model),
+            ("static list", static_list.is_revoked(&token), static_model),
         ] {
             let expected = model.is_revoked(&token);
             if answer != expected {
@@ -286,5 +307,36 @@ fn structured(s: &Structured) {
                 );
             }
         }
+    }
+}
+
+/// `Snapshot::digest` depends on the set of entries only: not on their
+/// order, repeats, the version or the fetch time; and a set that differs
+/// (one entry left out, when that changes the set) has another digest (an
+/// XXH3-128 of the table: equal digests for different sets would take a
+/// collision).
+fn check_digest(doc: &Document, built: &Snapshot, model: &RevocationModel, fetched_at: u32) {
+    let mut shuffled = doc.clone();
+    shuffled.entries.reverse();
+    if let Some(first) = doc.entries.first() {
+        shuffled.entries.push(first.clone());
+    }
+    shuffled.version = doc.version.wrapping_add(1).max(1);
+    let other = Snapshot::build(&shuffled, u64::from(fetched_at ^ 0x5a5a));
+    assert_eq!(
+        other.digest(),
+        built.digest(),
+        "the digest depends on order, repeats, version or fetch time"
+    );
+    for skip in 0..doc.entries.len().min(8) {
+        let mut fewer = doc.clone();
+        fewer.entries.remove(skip);
+        let smaller = Snapshot::build(&fewer, u64::from(fetched_at));
+        let same_set = RevocationModel::new(&fewer.entries) == *model;
+        assert_eq!(
+            smaller.digest() == built.digest(),
+            same_set,
+            "without entry {skip}: the set is the same: {same_set}; the digest is not"
+        );
     }
 }

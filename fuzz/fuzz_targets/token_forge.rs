@@ -7,11 +7,19 @@
 //!   exactly when the oracle says it should be: its `kid` names a
 //!   configured key, its header `alg` is that key's, it was signed with
 //!   that key's secret under that key's hash, and header and claims are
-//!   well-formed; and the claims read back are the ones written;
+//!   well-formed under the token profile's syntax rules (`kid`, `sub`,
+//!   `iss`, `jti` without control characters — C0, DEL, C1, U+2028,
+//!   U+2029 — or white space at an end; `aud` without control characters;
+//!   `scope`, `role`, `roles` scope-tokens; `cnf`, when written, an
+//!   object); and the claims read back are the ones written, `cnf` as
+//!   the binding written (exactly `{"x5t#S256": …}`, or unsupported);
 //! * a mutated token (bit flips, byte edits, truncation, segment swaps)
 //!   whose text differs from the signed one is never accepted, by
 //!   `token::verify` or by `Config::decide`;
-//! * an allowed request forwards the `sub` that was signed.
+//! * an allowed request forwards the `sub` that was signed, and a token
+//!   with any `cnf` is never allowed on a connection without a client
+//!   certificate (`x5t#S256` cannot match, any other binding cannot be
+//!   enforced).
 #![no_main]
 
 use std::sync::OnceLock;
@@ -21,10 +29,10 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Map, Value};
 use tokengate::gate::{Decision, FixedConnection, Request, Revocations};
 use tokengate::keys::Alg;
-use tokengate::token;
+use tokengate::token::{self, Binding};
 use tokengate_fuzz::{
-    accepted_token_is_genuine, has_controls, sign_compact, two_key_fixture, typ_kind, Fixture,
-    K1_SECRET, K2_SECRET, NOW, ROGUE_SECRET,
+    accepted_token_is_genuine, has_controls, has_edge_whitespace, scope_token, sign_compact,
+    two_key_fixture, typ_kind, Fixture, K1_SECRET, K2_SECRET, NOW, ROGUE_SECRET,
 };
 
 fn fixture() -> &'static Fixture {
@@ -82,6 +90,21 @@ impl Scalar {
     }
 }
 
+/// A `cnf` claim (RFC 7800).
+#[derive(Arbitrary, Debug)]
+enum Cnf {
+    /// `{"x5t#S256": …}`: bound to a client certificate.
+    X5t(String),
+    /// `{"x5t#S256": …, name: …}`: another member beside it.
+    X5tAnd(String, String, Scalar),
+    /// `{"jkt": …}` (RFC 9449).
+    Jkt(String),
+    /// `{}`.
+    Empty,
+    /// Not an object.
+    NotObject(Scalar),
+}
+
 #[derive(Arbitrary, Debug)]
 enum Mutation {
     FlipBit {
@@ -122,7 +145,9 @@ struct Input {
     iss: Option<String>,
     jti: Option<String>,
     scope: Option<Vec<String>>,
+    role: Option<String>,
     roles: Option<Vec<String>>,
+    cnf: Option<Cnf>,
     exp: Option<u32>,
     iat: Option<u32>,
     nbf: Option<u32>,
@@ -195,7 +220,7 @@ fuzz_target!(|input: Input| {
     };
     if let Some(k) = &kid {
         header.insert("kid".into(), json!(k));
-        ok &= !has_controls(k);
+        ok &= !has_controls(k) && !has_edge_whitespace(k);
     } else if !matches!(input.kid, Kid::Number(_)) {
         ok = false;
     }
@@ -226,19 +251,50 @@ fuzz_target!(|input: Input| {
     ] {
         if let Some(v) = value {
             payload.insert(name.into(), json!(v));
-            ok &= !has_controls(v);
+            ok &= !has_controls(v) && !has_edge_whitespace(v);
         }
     }
-    for (name, list) in [("aud", &input.aud), ("roles", &input.roles)] {
-        if let Some(list) = list {
-            payload.insert(name.into(), json!(list));
-            ok &= !list.iter().any(|s| has_controls(s));
-        }
+    if let Some(aud) = &input.aud {
+        payload.insert("aud".into(), json!(aud));
+        ok &= !aud.iter().any(|s| has_controls(s));
+    }
+    if let Some(role) = &input.role {
+        payload.insert("role".into(), json!(role));
+        ok &= scope_token(role);
+    }
+    if let Some(roles) = &input.roles {
+        payload.insert("roles".into(), json!(roles));
+        ok &= roles.iter().all(|r| scope_token(r));
     }
     if let Some(scope) = &input.scope {
+        // Joined with single spaces: each part must be a scope-token (an
+        // empty part is a doubled, leading or trailing space).
         let joined = scope.join(" ");
-        ok &= !has_controls(&joined);
+        ok &= joined.split(' ').all(scope_token);
         payload.insert("scope".into(), json!(joined));
+    }
+    // The binding read back: None (no cnf), Some(Some(t)) bound to t,
+    // Some(None) unsupported.
+    let mut binding: Option<Option<String>> = None;
+    if let Some(cnf) = &input.cnf {
+        let (value, read) = match cnf {
+            Cnf::X5t(t) => (json!({"x5t#S256": t}), Some(t.clone())),
+            Cnf::X5tAnd(t, name, v) if name != "x5t#S256" => {
+                (json!({"x5t#S256": t, name.as_str(): v.json()}), None)
+            }
+            Cnf::X5tAnd(t, _, _) => (json!({"x5t#S256": t}), Some(t.clone())),
+            Cnf::Jkt(t) => (json!({"jkt": t}), None),
+            Cnf::Empty => (json!({}), None),
+            Cnf::NotObject(v) => {
+                ok = false;
+                (v.json(), None)
+            }
+        };
+        if let Cnf::X5t(t) | Cnf::X5tAnd(t, ..) = cnf {
+            ok &= !has_controls(t);
+        }
+        payload.insert("cnf".into(), value);
+        binding = Some(read);
     }
     for (name, value) in [("exp", input.exp), ("iat", input.iat), ("nbf", input.nbf)] {
         if let Some(v) = value {
@@ -285,13 +341,22 @@ fuzz_target!(|input: Input| {
             assert_eq!(c.iss.as_deref(), input.iss.as_deref(), "iss read back differs");
             assert_eq!(c.exp.map(|d| d.get()), input.exp.map(f64::from), "exp read back differs");
             assert_eq!(c.aud, input.aud, "aud read back differs");
+            assert_eq!(c.role, input.role, "role read back differs");
+            assert_eq!(c.roles, input.roles, "roles read back differs");
+            let cnf = c.cnf.as_ref().map(|b| match b {
+                Binding::X5tS256(t) => Some(t.clone()),
+                Binding::Unsupported => None,
+            });
+            assert_eq!(cnf, binding, "cnf read back differs");
         }
         Err(reason) => assert!(
             !ok,
             "refused ({reason:?}) a well-formed token signed with the configured key: header {header_text} payload {payload_text}"
         ),
     }
-    check_decide(f, signed.as_bytes(), ok, input.sub.as_deref());
+    // No client certificate here: a bound token is never allowed.
+    let may_allow = ok && binding.is_none();
+    check_decide(f, signed.as_bytes(), may_allow, input.sub.as_deref());
 
     // Mutations: any change to the text must be refused.
     let mut bytes = signed.clone().into_bytes();
@@ -315,7 +380,7 @@ fuzz_target!(|input: Input| {
         // The gate trims white space around a header's token: padding the
         // signed token with it is not a change.
         if bytes.trim_ascii() == signed.as_bytes() {
-            check_decide(f, &bytes, ok, input.sub.as_deref());
+            check_decide(f, &bytes, may_allow, input.sub.as_deref());
         } else {
             check_decide(f, &bytes, false, None);
         }

@@ -12,7 +12,7 @@
 //! modules (rustls `internal::fuzzing`, like `revocation::fuzzing`) once the
 //! owners of `src/` take them; until then they live here.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -24,7 +24,8 @@ use sha2::{Sha256, Sha384, Sha512};
 
 use tokengate::config::{Config, Secrets};
 use tokengate::keys::Alg;
-use tokengate::policy::PathError;
+use tokengate::policy::{AuthorityError, HostPattern, Match, PathError, PathMatch, Rule};
+use tokengate::refresh::FormError;
 use tokengate::revocation::{fingerprint, Entry, Kind, TokenRef};
 
 // ---------------------------------------------------------------------------
@@ -261,29 +262,373 @@ pub fn has_repeats(names: &[String]) -> bool {
     names.iter().any(|n| !seen.insert(n.as_str()))
 }
 
-/// Whether text holds a character the spec calls a control (U+0000–U+001F,
-/// U+007F).
+/// Whether text holds a character no claim tokengate reads may hold: a C0
+/// control (U+0000–U+001F), DEL, a C1 control (U+0080–U+009F), or the line
+/// and paragraph separators U+2028 and U+2029.
 pub fn has_controls(s: &str) -> bool {
-    s.chars().any(|c| c < ' ' || c == '\u{7f}')
+    s.chars().any(|c| {
+        c < ' ' || ('\u{7f}'..='\u{9f}').contains(&c) || c == '\u{2028}' || c == '\u{2029}'
+    })
 }
 
-/// The `typ` values SPEC §2 accepts, with their kind (true: refresh).
+/// The Unicode `White_Space` characters (PropList.txt), listed here rather
+/// than taken from `char::is_whitespace`, which tokengate uses.
+const WHITE_SPACE: [char; 25] = [
+    '\u{9}', '\u{a}', '\u{b}', '\u{c}', '\u{d}', ' ', '\u{85}', '\u{a0}', '\u{1680}', '\u{2000}',
+    '\u{2001}', '\u{2002}', '\u{2003}', '\u{2004}', '\u{2005}', '\u{2006}', '\u{2007}', '\u{2008}',
+    '\u{2009}', '\u{200a}', '\u{2028}', '\u{2029}', '\u{202f}', '\u{205f}', '\u{3000}',
+];
+
+/// Whether text starts or ends with a Unicode `White_Space` character
+/// (U+00A0 and U+3000 included): refused in the claims tokengate forwards
+/// or logs (`sub`, `jti`, `iss`, and `kid` in the header).
+pub fn has_edge_whitespace(s: &str) -> bool {
+    let edge = |c: Option<char>| c.is_some_and(|c| WHITE_SPACE.contains(&c));
+    edge(s.chars().next()) || edge(s.chars().next_back())
+}
+
+/// Whether text is an RFC 6749 §3.3 scope-token: one or more printable
+/// ASCII characters other than space, `"` and `\`.
+pub fn scope_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| ('!'..='~').contains(&c) && c != '"' && c != '\\')
+}
+
+/// The `typ` values a token may declare, with their kind (true: refresh):
+/// `JWT`, `at+jwt`, `rt+jwt`, case-insensitive, an `application/` prefix
+/// allowed, nothing else (no white space either).
 pub fn typ_kind(typ: &str) -> Option<bool> {
-    let t = typ.trim();
-    let t = if t.len() >= 12
-        && t.is_char_boundary(12)
-        && t[..12].eq_ignore_ascii_case("application/")
-    {
-        &t[12..]
-    } else {
-        t
+    let lower = typ.to_ascii_lowercase();
+    let t = lower.strip_prefix("application/").unwrap_or(&lower);
+    match t {
+        "jwt" | "at+jwt" => Some(false),
+        "rt+jwt" => Some(true),
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Header and claims models
+// ---------------------------------------------------------------------------
+
+/// A model's verdict on a document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Judged<T> {
+    /// Every rule holds: the parser must accept, and read back this.
+    Accept(T),
+    /// A rule is broken (named): the parser must refuse.
+    Refuse(String),
+    /// The rules do not say (a repeated name inside a member nobody reads).
+    Open,
+}
+
+/// Every repeated member name of a JSON text, at any depth, in the order a
+/// reader meets the second occurrence, as (path of the object, name); the
+/// path is written as configuration errors write it (`roles`,
+/// `revocation.static[1]`, empty for the top level). `None`: not JSON.
+pub fn repeated_members(json: &[u8]) -> Option<Vec<(String, String)>> {
+    use serde::de::{DeserializeSeed, SeqAccess};
+    use std::cell::RefCell;
+
+    struct At<'r> {
+        path: String,
+        found: &'r RefCell<Vec<(String, String)>>,
+    }
+    impl At<'_> {
+        fn child(&self, step: String) -> At<'_> {
+            let path = if self.path.is_empty() {
+                step.trim_start_matches('.').to_owned()
+            } else {
+                format!("{}{step}", self.path)
+            };
+            At {
+                path,
+                found: self.found,
+            }
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for At<'_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for At<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut i = 0usize;
+            while seq
+                .next_element_seed(self.child(format!("[{i}]")))?
+                .is_some()
+            {
+                i += 1;
+            }
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = HashSet::new();
+            while let Some(name) = map.next_key::<String>()? {
+                if !seen.insert(name.clone()) {
+                    self.found
+                        .borrow_mut()
+                        .push((self.path.clone(), name.clone()));
+                }
+                map.next_value_seed(self.child(format!(".{name}")))?;
+            }
+            Ok(())
+        }
+    }
+
+    let found = RefCell::new(Vec::new());
+    let mut de = serde_json::Deserializer::from_slice(json);
+    At {
+        path: String::new(),
+        found: &found,
+    }
+    .deserialize(&mut de)
+    .ok()?;
+    de.end().ok()?;
+    Some(found.into_inner())
+}
+
+/// What a header parse must read back: `alg`, `kid`, `typ` kind.
+pub type HeaderReading = (String, Option<String>, Option<bool>);
+
+/// The token profile's rules for a protected header, on the document: one
+/// JSON object, no repeated member name, `alg` one of HS256/HS384/HS512, no
+/// `crit`, `kid` a string without control characters or white space at an
+/// end, `typ` one of the accepted types; other members anything.
+pub fn header_model(json: &[u8]) -> Judged<HeaderReading> {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(json) else {
+        return Judged::Refuse("not JSON".into());
     };
-    if t.eq_ignore_ascii_case("jwt") || t.eq_ignore_ascii_case("at+jwt") {
-        Some(false)
-    } else if t.eq_ignore_ascii_case("rt+jwt") {
-        Some(true)
+    let Some(map) = value.as_object() else {
+        return Judged::Refuse("not an object".into());
+    };
+    let Some(repeats) = repeated_members(json) else {
+        return Judged::Refuse("not JSON".into());
+    };
+    if repeats.iter().any(|(path, _)| path.is_empty()) {
+        return Judged::Refuse("a repeated member".into());
+    }
+    let alg = match map.get("alg").map(|a| a.as_str()) {
+        Some(Some(a @ ("HS256" | "HS384" | "HS512"))) => a.to_owned(),
+        _ => return Judged::Refuse("alg".into()),
+    };
+    if map.contains_key("crit") {
+        return Judged::Refuse("crit".into());
+    }
+    let kid = match map.get("kid") {
+        None => None,
+        Some(serde_json::Value::String(k)) if !has_controls(k) && !has_edge_whitespace(k) => {
+            Some(k.clone())
+        }
+        Some(_) => return Judged::Refuse("kid".into()),
+    };
+    let typ = match map.get("typ") {
+        None => None,
+        Some(t) => match t.as_str().and_then(typ_kind) {
+            Some(kind) => Some(kind),
+            None => return Judged::Refuse("typ".into()),
+        },
+    };
+    if repeats.is_empty() {
+        Judged::Accept((alg, kid, typ))
     } else {
-        None
+        Judged::Open
+    }
+}
+
+/// The `cnf` a claims parse must read back: `Some(thumbprint)` for exactly
+/// `{"x5t#S256": …}`, `None` for any other object.
+pub type CnfReading = Option<String>;
+
+/// What a claims parse must read back, member by member.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ClaimsReading {
+    pub dates: [Option<f64>; 3],
+    pub iss: Option<String>,
+    pub sub: Option<String>,
+    pub jti: Option<String>,
+    pub aud: Option<Vec<String>>,
+    pub scope: Option<Vec<String>>,
+    pub scp: Option<Vec<String>>,
+    pub role: Option<String>,
+    pub roles: Option<Vec<String>>,
+    pub token_use: Option<String>,
+    pub cnf: Option<CnfReading>,
+}
+
+/// The largest NumericDate, 2^53.
+pub const MAX_DATE: f64 = 9_007_199_254_740_992.0;
+
+/// The claim rules of the token profile (see `fuzz/README.md`), on the
+/// document: one JSON object without repeated names; `exp`, `nbf`, `iat`
+/// numbers within 0..=2^53; `iss`, `sub`, `jti` strings without control
+/// characters or white space at an end; `token_use` a string without
+/// control characters; `aud` a string or an array of strings without
+/// control characters (and, when `aud` is forwarded joined, none empty or
+/// holding a space); `scope` scope-tokens separated by single spaces; `scp`
+/// and `roles` arrays of scope-tokens, `role` one; `cnf` an object (a
+/// member `x5t#S256` a string without controls; its names not repeated);
+/// each `extra` claim: a string without controls, an array of them (not
+/// empty and without a space when joined), or anything else. Unknown
+/// claims are anything.
+pub fn claims_model(json: &[u8], extra: &[&str], joined: &[&str]) -> Judged<ClaimsReading> {
+    use serde_json::Value;
+    let Ok(value) = serde_json::from_slice::<Value>(json) else {
+        return Judged::Refuse("not JSON".into());
+    };
+    let Some(map) = value.as_object() else {
+        return Judged::Refuse("not an object".into());
+    };
+    let Some(repeats) = repeated_members(json) else {
+        return Judged::Refuse("not JSON".into());
+    };
+    if let Some((path, name)) = repeats
+        .iter()
+        .find(|(path, _)| path.is_empty() || path == "cnf")
+    {
+        return Judged::Refuse(format!("{path}: {name} repeated"));
+    }
+    let refuse = |name: &str| Judged::Refuse(format!("{name}: breaks its rule"));
+    let date = |v: &Value| -> Option<f64> {
+        let n = v.as_number()?;
+        if let Some(u) = n.as_u64() {
+            return (u <= 1 << 53).then_some(u as f64);
+        }
+        if n.is_i64() {
+            return None; // negative
+        }
+        let f = n.as_f64()?;
+        (f.is_finite() && (0.0..=MAX_DATE).contains(&f)).then_some(f)
+    };
+    let logged = |v: &Value| -> Option<String> {
+        let s = v.as_str()?;
+        (!has_controls(s) && !has_edge_whitespace(s)).then(|| s.to_owned())
+    };
+    let strings = |v: &Value| -> Option<Vec<String>> {
+        v.as_array()?
+            .iter()
+            .map(|i| i.as_str().filter(|s| !has_controls(s)).map(str::to_owned))
+            .collect()
+    };
+    let scope_tokens = |v: &Value| -> Option<Vec<String>> {
+        v.as_array()?
+            .iter()
+            .map(|i| i.as_str().filter(|s| scope_token(s)).map(str::to_owned))
+            .collect()
+    };
+    let joinable = |list: &[String]| list.iter().all(|s| !s.is_empty() && !s.contains(' '));
+
+    let mut r = ClaimsReading::default();
+    for (name, v) in map {
+        let ok = match name.as_str() {
+            "exp" | "nbf" | "iat" => {
+                let i = ["exp", "nbf", "iat"]
+                    .iter()
+                    .position(|n| n == name)
+                    .unwrap_or(0);
+                r.dates[i] = date(v);
+                r.dates[i].is_some()
+            }
+            "iss" => {
+                r.iss = logged(v);
+                r.iss.is_some()
+            }
+            "sub" => {
+                r.sub = logged(v);
+                r.sub.is_some()
+            }
+            "jti" => {
+                r.jti = logged(v);
+                r.jti.is_some()
+            }
+            "token_use" => {
+                r.token_use = v.as_str().filter(|s| !has_controls(s)).map(str::to_owned);
+                r.token_use.is_some()
+            }
+            "role" => {
+                r.role = v.as_str().filter(|s| scope_token(s)).map(str::to_owned);
+                r.role.is_some()
+            }
+            "aud" => {
+                r.aud = match v {
+                    Value::String(s) if !has_controls(s) => Some(vec![s.clone()]),
+                    other => strings(other),
+                }
+                .filter(|list| !joined.contains(&"aud") || joinable(list));
+                r.aud.is_some()
+            }
+            "scope" => {
+                r.scope = v.as_str().and_then(|s| {
+                    s.split(' ')
+                        .map(|t| scope_token(t).then(|| t.to_owned()))
+                        .collect()
+                });
+                r.scope.is_some()
+            }
+            "scp" => {
+                r.scp = scope_tokens(v);
+                r.scp.is_some()
+            }
+            "roles" => {
+                r.roles = scope_tokens(v);
+                r.roles.is_some()
+            }
+            "cnf" => match v.as_object() {
+                None => false,
+                Some(cnf) => match cnf.get("x5t#S256") {
+                    None => {
+                        r.cnf = Some(None);
+                        true
+                    }
+                    Some(Value::String(t)) if !has_controls(t) => {
+                        r.cnf = Some((cnf.len() == 1).then(|| t.clone()));
+                        true
+                    }
+                    Some(_) => false,
+                },
+            },
+            other if extra.contains(&other) => match v {
+                Value::String(s) => !has_controls(s),
+                Value::Array(items) if items.iter().all(Value::is_string) => {
+                    strings(v).is_some_and(|list| !joined.contains(&other) || joinable(&list))
+                }
+                _ => true,
+            },
+            _ => true,
+        };
+        if !ok {
+            return refuse(name);
+        }
+    }
+    if repeats.is_empty() {
+        Judged::Accept(r)
+    } else {
+        Judged::Open
     }
 }
 
@@ -291,13 +636,16 @@ pub fn typ_kind(typ: &str) -> Option<bool> {
 // Path normalization model
 // ---------------------------------------------------------------------------
 
-/// SPEC §3's path normalization written as a segment stack, independently of
-/// `policy::normalize_path` (which edits one output buffer in place): cut at
-/// `?`/`#`; must start with `/`; per segment, escapes checked and unreserved
-/// ones decoded (others kept, hex upper-cased), `;` parameters cut; empty and
-/// `.` segments dropped, `..` pops (above the root is an error); a trailing
-/// slash kept when the last segment was empty, `.` or `..`. The first error
-/// in left-to-right order wins, as in the library.
+/// The path normalization of `fuzz/README.md` written as a segment stack,
+/// independently of `policy::normalize_path` (which edits one output buffer
+/// in place): cut at `?`/`#`; must start with `/`; per segment, escapes
+/// checked and unreserved ones decoded (others kept, hex upper-cased), `;`
+/// parameters cut, and a segment that is `.` or `..` once they are cut
+/// refused (`..;`, `%2e%2e;x`, `.;`: an upstream may resolve it or take it
+/// literally); empty and `.` segments dropped, `..` pops (above the root is
+/// an error); a trailing slash kept when the last segment was empty, `.` or
+/// `..`. The first error in left-to-right order wins (a dot segment's at
+/// its `;`), as in the library.
 pub fn reference_normalize(raw: &[u8]) -> Result<String, PathError> {
     let end = raw
         .iter()
@@ -361,7 +709,12 @@ fn reference_segment(segment: &[u8]) -> Result<Vec<u8>, PathError> {
         }
         match b {
             b'\\' => return Err(PathError::Backslash),
-            b';' => params = true,
+            b';' if !params => {
+                if out == b"." || out == b".." {
+                    return Err(PathError::DotParameters);
+                }
+                params = true;
+            }
             _ if params => {}
             _ => out.push(b),
         }
@@ -398,9 +751,11 @@ pub fn normalized_shape(input_len: usize, normalized: &str) -> Result<(), String
 // Revocation model
 // ---------------------------------------------------------------------------
 
-/// The revocation set as plain collections: what a snapshot (entries
-/// unexpired at `fetched_at`) or a static list (every entry) must answer.
-#[derive(Default, Debug)]
+/// The revocation set as plain collections: what a snapshot or a static
+/// list must answer. Both keep every entry, whatever its `exp`: a token
+/// stays valid until its `exp` plus the filter's clock skew, which the
+/// service cannot know, so dropping entries is the publisher's job.
+#[derive(Default, Debug, PartialEq, Eq)]
 pub struct RevocationModel {
     pub jti: HashSet<String>,
     pub kid: HashSet<String>,
@@ -409,16 +764,10 @@ pub struct RevocationModel {
 }
 
 impl RevocationModel {
-    /// The model of `entries`, leaving out those expired at `now` (`exp` <
-    /// `now`) when `now` is given.
-    pub fn new(entries: &[Entry], now: Option<u64>) -> RevocationModel {
+    /// The model of `entries`: all of them, expired or not.
+    pub fn new(entries: &[Entry]) -> RevocationModel {
         let mut m = RevocationModel::default();
         for e in entries {
-            if let (Some(now), Some(exp)) = (now, e.exp()) {
-                if exp < now {
-                    continue;
-                }
-            }
             match e {
                 Entry::Jti { jti, .. } => {
                     m.jti.insert(jti.clone());
@@ -448,7 +797,7 @@ impl RevocationModel {
         self.len() == 0
     }
 
-    /// SPEC §5: by jti, by kid, by sub (before B: `iat` < B, or no `iat`; a
+    /// By jti, by kid, by sub (before B: `iat` < B, or no `iat`; a
     /// negative or NaN `iat` counts as issued before, a fault never
     /// un-revokes).
     pub fn is_revoked(&self, t: &TokenRef<'_>) -> bool {
@@ -498,7 +847,7 @@ fn issued_before_exact(iat: f64, before: u64) -> bool {
 // Configuration error oracle
 // ---------------------------------------------------------------------------
 
-/// Top-level fields of the filter configuration (SPEC §3, §10.2).
+/// Top-level fields of the filter configuration (`config::RawConfig`).
 pub const FILTER_FIELDS: [&str; 16] = [
     "realm",
     "keys",
@@ -518,7 +867,8 @@ pub const FILTER_FIELDS: [&str; 16] = [
     "refresh",
 ];
 
-/// Top-level fields of the revocation service configuration (SPEC §5).
+/// Top-level fields of the revocation service configuration
+/// (`config::RawService`).
 pub const SERVICE_FIELDS: [&str; 7] = [
     "cluster",
     "authority",
@@ -621,4 +971,289 @@ pub fn rotate_secrets(value: &serde_json::Value) -> serde_json::Value {
         *secret = secret.chars().map(rotate).collect();
     }
     value
+}
+
+// ---------------------------------------------------------------------------
+// `:authority` model and lenient upstream readings
+// ---------------------------------------------------------------------------
+
+/// The strict `:authority` grammar, written from its rules: a host — a
+/// name of labels of ASCII letters, digits, `-` and `_`, each 1 to 63
+/// bytes, 253 bytes in all, no empty label (so no trailing dot), which
+/// covers IPv4; or `[` an IPv6 address (as `std` reads one) `]` — then
+/// optionally `:` and a port of 1 to 5 digits up to 65535; nothing else
+/// (no userinfo). `Ok`: the host lower-cased and the port text. `Err`:
+/// every reason that applies (the library reports one of them).
+pub fn authority_model(raw: &[u8]) -> Result<(String, Option<String>), Vec<AuthorityError>> {
+    use std::net::Ipv6Addr;
+    if raw.is_empty() {
+        return Err(vec![AuthorityError::Empty]);
+    }
+    let mut why = Vec::new();
+    if raw.contains(&b'@') {
+        why.push(AuthorityError::Userinfo);
+    }
+    let (host, port): (&[u8], Option<&[u8]>) = if raw[0] == b'[' {
+        match raw.iter().position(|&b| b == b']') {
+            None => {
+                why.push(AuthorityError::BadIpv6);
+                (raw, None)
+            }
+            Some(close) => {
+                let v6 = std::str::from_utf8(&raw[1..close])
+                    .ok()
+                    .and_then(|t| t.parse::<Ipv6Addr>().ok());
+                if v6.is_none() {
+                    why.push(AuthorityError::BadIpv6);
+                }
+                let (host, rest) = raw.split_at(close + 1);
+                match rest {
+                    [] => (host, None),
+                    [b':', port @ ..] => (host, Some(port)),
+                    _ => {
+                        why.push(AuthorityError::BadPort);
+                        (host, None)
+                    }
+                }
+            }
+        }
+    } else {
+        let mut parts = raw.splitn(2, |&b| b == b':');
+        (parts.next().unwrap_or_default(), parts.next())
+    };
+    if let Some(port) = port {
+        let digits = port.iter().all(u8::is_ascii_digit) && (1..=5).contains(&port.len());
+        // At most five digits: no overflow.
+        let value = || port.iter().fold(0u32, |v, d| v * 10 + u32::from(d - b'0'));
+        if !digits || value() > 65_535 {
+            why.push(AuthorityError::BadPort);
+        }
+    }
+    if host.first() != Some(&b'[') {
+        let label = |l: &[u8]| {
+            (1..=63).contains(&l.len())
+                && l.iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if host.is_empty() || host.len() > 253 || !host.split(|&b| b == b'.').all(label) {
+            why.push(AuthorityError::BadHostName);
+        }
+    }
+    if !why.is_empty() {
+        return Err(why);
+    }
+    let host = String::from_utf8_lossy(host).to_ascii_lowercase();
+    let port = port.map(|p| String::from_utf8_lossy(p).into_owned());
+    Ok((host, port))
+}
+
+/// How a lenient upstream (nginx, Express and the like) reads the host of
+/// an `:authority` or `Host`: userinfo before the last `@` dropped; cut at
+/// the first `:` (or, with `last_colon`, the last, as a `rsplit` on the
+/// port does), unless the host is bracketed, then after the `]`; one
+/// trailing dot dropped; ASCII lower-cased.
+pub fn lenient_host(raw: &[u8], last_colon: bool) -> Vec<u8> {
+    let rest = match raw.iter().rposition(|&b| b == b'@') {
+        Some(at) => &raw[at + 1..],
+        None => raw,
+    };
+    let host = if rest.first() == Some(&b'[') {
+        match rest.iter().position(|&b| b == b']') {
+            Some(close) => &rest[..=close],
+            None => rest,
+        }
+    } else {
+        let colon = if last_colon {
+            rest.iter().rposition(|&b| b == b':')
+        } else {
+            rest.iter().position(|&b| b == b':')
+        };
+        colon.map_or(rest, |c| &rest[..c])
+    };
+    let host = host.strip_suffix(b".").unwrap_or(host);
+    host.to_ascii_lowercase()
+}
+
+// ---------------------------------------------------------------------------
+// Refresh form model
+// ---------------------------------------------------------------------------
+
+/// The most bytes a refresh form may hold (8 KiB).
+pub const FORM_MAX_BYTES: usize = 8 * 1024;
+/// The most parameters a refresh form may hold.
+pub const FORM_MAX_PARAMS: usize = 16;
+
+/// The refresh form's rules, written from them: at most 8 KiB; pairs
+/// separated by `&`, empty ones skipped; each `name=value` split at its
+/// first `=` (none: an empty value); `+` a space and `%` two hex digits a
+/// byte, decoded once; name and value UTF-8; at most 16 pairs; no name
+/// twice. Read left to right: the first broken rule is the answer.
+pub fn form_model(body: &[u8]) -> Result<Vec<(String, String)>, FormError> {
+    if body.len() > FORM_MAX_BYTES {
+        return Err(FormError::TooLarge);
+    }
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for raw in body.split(|&b| b == b'&') {
+        if raw.is_empty() {
+            continue;
+        }
+        if pairs.len() >= FORM_MAX_PARAMS {
+            return Err(FormError::TooManyParameters);
+        }
+        let (name, value) = match raw.iter().position(|&b| b == b'=') {
+            Some(eq) => (&raw[..eq], &raw[eq + 1..]),
+            None => (raw, &raw[raw.len()..]),
+        };
+        let name = form_component(name).ok_or(FormError::BadEncoding)?;
+        let value = form_component(value).ok_or(FormError::BadEncoding)?;
+        if pairs.iter().any(|(n, _)| *n == name) {
+            return Err(FormError::Repeated);
+        }
+        pairs.push((name, value));
+    }
+    Ok(pairs)
+}
+
+/// One form component decoded: `+` is a space, `%` and two hex digits a
+/// byte; the bytes must be UTF-8.
+pub fn form_component(raw: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'%' => {
+                let hex = raw.get(i + 1..i + 3)?;
+                // `from_str_radix` alone would take "+1".
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
+                out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Pairs written back as a form: unreserved bytes as they are, a space as
+/// `+` (or `%20` when `plus` is false), everything else `%XX`.
+pub fn form_encode(pairs: &[(String, String)], plus: bool) -> String {
+    fn push(out: &mut String, text: &str, plus: bool) {
+        for b in text.bytes() {
+            match b {
+                b' ' if plus => out.push('+'),
+                b if b.is_ascii_alphanumeric() || b"-._~".contains(&b) => out.push(char::from(b)),
+                b => out.push_str(&format!("%{b:02X}")),
+            }
+        }
+    }
+    let mut out = String::new();
+    for (i, (name, value)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        push(&mut out, name, plus);
+        out.push('=');
+        push(&mut out, value, plus);
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Path readings and rule matching model
+// ---------------------------------------------------------------------------
+
+/// The other paths common upstream frameworks route a normalized path to,
+/// written from their rules: ASCII letters lower-cased (the hex digits of
+/// `%XX` escapes kept), one trailing slash dropped (not from `/`), the
+/// extension of the last segment dropped (from its first `.` that is not
+/// its first character), and every combination; the path itself left out.
+pub fn readings_model(path: &str) -> BTreeSet<String> {
+    fn lower(path: &str) -> String {
+        let b = path.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%' {
+                let end = (i + 3).min(b.len());
+                out.extend_from_slice(&b[i..end]);
+                i = end;
+            } else {
+                out.push(b[i].to_ascii_lowercase());
+                i += 1;
+            }
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+    fn unslash(path: &str) -> String {
+        match path.strip_suffix('/') {
+            Some(p) if !p.is_empty() => p.to_owned(),
+            _ => path.to_owned(),
+        }
+    }
+    fn bare(path: &str) -> String {
+        let (dir, last) = path.rsplit_once('/').unwrap_or(("", path));
+        match last.char_indices().skip(1).find(|(_, c)| *c == '.') {
+            Some((dot, _)) => format!("{dir}/{}", &last[..dot]),
+            None => path.to_owned(),
+        }
+    }
+    let mut out = BTreeSet::new();
+    for a in [path.to_owned(), lower(path)] {
+        for b in [a.clone(), unslash(&a)] {
+            out.insert(bare(&b));
+            out.insert(b);
+        }
+    }
+    out.remove(path);
+    out
+}
+
+/// A rule's `match` on its own, written from the rules: `Exact` equal;
+/// `Prefix` the prefix itself or below it on a segment boundary (a prefix
+/// ending in `/` fits what starts with it); methods listed (exactly);
+/// hosts: one pattern fits, exactly or as `*.` suffix (the host longer than
+/// the suffix).
+pub fn fits_model(m: &Match, path: &str, method: &str, host: &str) -> bool {
+    let path_fits = match &m.path {
+        PathMatch::Any => true,
+        PathMatch::Exact(p) => p == path,
+        PathMatch::Prefix(p) => {
+            path == p
+                || (path.len() > p.len()
+                    && path.starts_with(p.as_str())
+                    && (p.ends_with('/') || path.as_bytes()[p.len()] == b'/'))
+        }
+    };
+    let method_fits = m
+        .methods
+        .as_ref()
+        .is_none_or(|ms| ms.iter().any(|x| x == method));
+    let host_fits = m.hosts.as_ref().is_none_or(|hs| {
+        hs.iter().any(|h| match h {
+            HostPattern::Exact(name) => name == host,
+            HostPattern::Suffix(suffix) => host.len() > suffix.len() && host.ends_with(suffix),
+        })
+    });
+    path_fits && method_fits && host_fits
+}
+
+/// The first rule whose `match` fits, by [`fits_model`].
+pub fn first_match_model<'r>(
+    rules: &'r [Rule],
+    path: &str,
+    method: &str,
+    host: &str,
+) -> Option<&'r Rule> {
+    rules
+        .iter()
+        .find(|r| fits_model(&r.matcher, path, method, host))
 }
