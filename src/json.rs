@@ -217,10 +217,14 @@ impl<'de> Visitor<'de> for SkipVisitor {
         Ok(Skip)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skip, A::Error> {
-        while map.next_key::<Skip>()?.is_some() {
+        // Nested objects too: a member nobody here reads may be read by
+        // someone else, who must not find two values under one name.
+        let mut seen = MemberNames::default();
+        while let Some(name) = map.next_key::<Name<'de>>()? {
+            seen.add::<A::Error>(name)?;
             map.next_value::<Skip>()?;
         }
-        Ok(Skip)
+        seen.finish().map(|()| Skip)
     }
 }
 

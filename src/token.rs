@@ -918,9 +918,16 @@ mod tests {
         // An escaped name is the same name.
         let t = craft(r#"{"alg":"HS256"}"#, r#"{"sub":"a","\u0073ub":"b"}"#, &k);
         assert_eq!(check(&t, &keys), Err(Reason::Malformed));
-        // Unknown members count too.
+        // Unknown members count too, at any depth.
         let t = craft(r#"{"alg":"HS256"}"#, r#"{"x":1,"x":2}"#, &k);
         assert_eq!(check(&t, &keys), Err(Reason::Malformed));
+        let t = craft(r#"{"alg":"HS256"}"#, r#"{"x":{"a":1,"a":2}}"#, &k);
+        assert_eq!(check(&t, &keys), Err(Reason::Malformed));
+        let t = craft(r#"{"alg":"HS256"}"#, r#"{"x":[{"a":1},{"a":2}]}"#, &k);
+        assert!(
+            check(&t, &keys).is_ok(),
+            "the same name in two objects is fine"
+        );
     }
 
     #[test]
