@@ -265,6 +265,13 @@ impl HostPattern {
             Ok(_) => return Err(format!("{text:?} holds a port (ports are ignored)")),
             Err(e) => return Err(format!("{text:?} is not a host: {e}")),
         }
+        let numeric =
+            name.starts_with('[') || name.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+        if wildcard && numeric {
+            return Err(format!(
+                "{text:?}: a wildcard fits host names, never an IP address"
+            ));
+        }
         Ok(if wildcard {
             HostPattern::Suffix(format!(".{name}"))
         } else {
@@ -500,37 +507,83 @@ pub fn select<'r>(
 /// The other paths that common upstream frameworks route a normalized
 /// `path` to, each different from it: letters in lower case (Express and
 /// ASP.NET match routes case-insensitively), without a trailing slash
-/// (Express and Spring before 6 ignore it), and without an extension on the
+/// (Express and Spring before 6 ignore it), without an extension on the
 /// last segment (Rails' `(.:format)`, Spring's suffix patterns: `/admin.json`
-/// is `/admin` to them), and each combination. Percent-escapes keep their
+/// is `/admin` to them), after a PHP front controller (`/index.php/admin` is
+/// `/admin` to Symfony, Laravel and `PATH_INFO` set-ups), and without
+/// encoded white space at its end (`/admin%0A`: a regex `$` that matches
+/// before a final newline, as in nginx regex locations and older Django;
+/// routers that trim); and each combination. Percent-escapes keep their
 /// upper-case hex. Empty for the usual `/orders/7`.
 pub fn path_readings(path: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     // The common path has nothing to read otherwise: no letter in upper
-    // case, no trailing slash, no dot in its last segment.
+    // case, no trailing slash, no dot in its last segment, no escape, no
+    // `.php/`.
     let last = path.rsplit('/').next().unwrap_or("");
-    if !path.bytes().any(|b| b.is_ascii_uppercase())
+    if !path.bytes().any(|b| b.is_ascii_uppercase() || b == b'%')
         && (path.len() <= 1 || !path.ends_with('/'))
         && !last.chars().skip(1).any(|c| c == '.')
+        && !path.contains(".php/")
     {
         return out;
     }
-    let lower = lower_outside_escapes(path);
-    for base in [Some(path.to_owned()), lower].into_iter().flatten() {
-        let unslashed = base
-            .strip_suffix('/')
-            .filter(|p| !p.is_empty())
-            .map(str::to_owned);
-        for p in [Some(base.clone()), unslashed].into_iter().flatten() {
-            let bare = without_extension(&p);
-            for reading in [Some(p), bare].into_iter().flatten() {
-                if reading != path && !out.contains(&reading) {
-                    out.push(reading);
+    let mut bases = vec![path.to_owned()];
+    if let Some(inner) = after_front_controller(path) {
+        bases.push(inner);
+    }
+    for i in 0..bases.len() {
+        if let Some(trimmed) = bases.get(i).and_then(|b| without_trailing_space(b)) {
+            bases.push(trimmed);
+        }
+    }
+    for start in bases {
+        let lower = lower_outside_escapes(&start);
+        for base in [Some(start), lower].into_iter().flatten() {
+            let unslashed = base
+                .strip_suffix('/')
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned);
+            for p in [Some(base.clone()), unslashed].into_iter().flatten() {
+                let bare = without_extension(&p);
+                for reading in [Some(p), bare].into_iter().flatten() {
+                    if reading != path && !out.contains(&reading) {
+                        out.push(reading);
+                    }
                 }
             }
         }
     }
     out
+}
+
+/// `/index.php/admin` → `/admin`: what follows the first segment ending in
+/// `.php` (any case), when something follows it.
+fn after_front_controller(path: &str) -> Option<String> {
+    let lower = path.to_ascii_lowercase();
+    let at = lower.find(".php/")?;
+    let rest = path.get(at + 4..)?;
+    (rest.len() > 1).then(|| rest.to_owned())
+}
+
+/// `path` without percent-encoded white space at its end (`%09` to `%0D`,
+/// `%20`, `%C2%A0`, `%E3%80%80`); `None` when there is none.
+fn without_trailing_space(path: &str) -> Option<String> {
+    const SPACES: [&str; 8] = [
+        "%09",
+        "%0A",
+        "%0B",
+        "%0C",
+        "%0D",
+        "%20",
+        "%C2%A0",
+        "%E3%80%80",
+    ];
+    let mut end = path;
+    while let Some(shorter) = SPACES.iter().find_map(|s| end.strip_suffix(s)) {
+        end = shorter;
+    }
+    (end.len() < path.len() && !end.is_empty()).then(|| end.to_owned())
 }
 
 /// `path` with ASCII letters lower-cased, except the hex digits of
@@ -1008,6 +1061,8 @@ mod tests {
             "a b",
             "a/b",
             "example.com.",
+            "*.[::1]",
+            "*.127.0.0.1",
         ] {
             assert!(HostPattern::parse(bad).is_err(), "{bad:?}");
         }
@@ -1158,6 +1213,16 @@ mod tests {
         assert_eq!(path_readings("/a%3Ab"), Vec::<String>::new());
         assert_eq!(path_readings("/.well-known"), Vec::<String>::new());
         assert_eq!(path_readings("/A%3Ab"), vec!["/a%3Ab".to_owned()]);
+        // A PHP front controller, encoded white space at the end.
+        assert!(path_readings("/index.php/reports").contains(&"/reports".to_owned()));
+        assert!(path_readings("/public/x.PHP/admin/users").contains(&"/admin/users".to_owned()));
+        assert!(path_readings("/reports%0A").contains(&"/reports".to_owned()));
+        assert!(path_readings("/reports%09%20").contains(&"/reports".to_owned()));
+        assert!(path_readings("/index.php/admin%0D").contains(&"/admin".to_owned()));
+        assert!(
+            path_readings("/index.php").is_empty()
+                || !path_readings("/index.php").contains(&"/".to_owned())
+        );
     }
 
     fn rules_with_catch_all() -> Vec<Rule> {

@@ -138,11 +138,12 @@ pub fn cookie_pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
 }
 
 /// Whether a parameter or cookie name (decoded) that a client sent may be
-/// read as `name` by an upstream framework: ASCII case ignored (ASP.NET,
-/// IIS), and as PHP reads names: leading spaces dropped, the name cut at a
-/// NUL, an array suffix dropped (`access_token[]`, `access_token[x]`: PHP,
-/// Rails and qs keep an array under `access_token`), and `.`, ` ` and `[`
-/// taken for `_` (`%20access.token%00x` is `access_token` to PHP).
+/// read as `name` by an upstream framework. ASCII case is ignored (ASP.NET,
+/// IIS). The name is read as PHP reads it (leading spaces dropped, cut at a
+/// NUL, an array suffix dropped: `access_token[]`, `access_token[x]`; else
+/// `.`, ` ` and `[` taken for `_`: `access.token`) and as Rack 2 and qs read
+/// it (leading `[` and `]` dropped, cut at the next `[` or `]`:
+/// `[access_token]`, `access_token]`).
 pub fn same_param_name(sent: &[u8], name: &[u8]) -> bool {
     fn fold(c: u8) -> u8 {
         match c {
@@ -150,17 +151,30 @@ pub fn same_param_name(sent: &[u8], name: &[u8]) -> bool {
             c => c.to_ascii_lowercase(),
         }
     }
+    let same = |read: &[u8]| {
+        read.len() == name.len() && read.iter().zip(name).all(|(x, y)| fold(*x) == fold(*y))
+    };
     let start = sent.iter().position(|b| *b != b' ').unwrap_or(sent.len());
     let sent = sent.get(start..).unwrap_or_default();
     let sent = sent.split(|b| *b == 0).next().unwrap_or_default();
-    // `base[…]`: an array (or hash) parameter named `base`.
-    let sent = match sent.iter().position(|b| *b == b'[') {
+    // PHP: `base[…]` is an array (or hash) parameter named `base`.
+    let php = match sent.iter().position(|b| *b == b'[') {
         Some(open) if open > 0 && sent.get(open..).is_some_and(|r| r.contains(&b']')) => {
             sent.get(..open).unwrap_or_default()
         }
         _ => sent,
     };
-    sent.len() == name.len() && sent.iter().zip(name).all(|(x, y)| fold(*x) == fold(*y))
+    // Rack 2 (`\A[\[\]]*([^\[\]]+)\]*`) and qs.
+    let from = sent
+        .iter()
+        .position(|b| !matches!(b, b'[' | b']'))
+        .unwrap_or(sent.len());
+    let rest = sent.get(from..).unwrap_or_default();
+    let rack = rest
+        .split(|b| matches!(b, b'[' | b']'))
+        .next()
+        .unwrap_or_default();
+    same(php) || same(rack)
 }
 
 /// Whether two header names may be read as the same header by an upstream:
@@ -267,7 +281,10 @@ mod tests {
         ));
         assert!(same_param_name(b"access_token[]", b"access_token"));
         assert!(same_param_name(b"access_token[x]", b"access_token"));
-        assert!(!same_param_name(b"[access_token]", b"access_token"));
+        assert!(same_param_name(b"[access_token]", b"access_token"));
+        assert!(same_param_name(b"access_token]", b"access_token"));
+        assert!(same_param_name(b"]access_token", b"access_token"));
+        assert!(!same_param_name(b"access", b"access_token"));
         assert!(!same_header_name(b"x-auth-subject", b"x-auth-subjec"));
     }
 

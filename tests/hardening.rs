@@ -986,3 +986,121 @@ fn other_host_headers_and_overlong_escapes_are_read() {
     );
     assert_eq!(reason(&v), Some(Reason::BadRequest));
 }
+
+// --- found by the second red-team round ---
+
+#[test]
+fn a_php_front_controller_or_trailing_white_space_is_read_as_the_path_behind() {
+    let c = config();
+    let t = bearer(&token_with(|_| {}));
+    for path in [
+        // Symfony, Laravel, PATH_INFO set-ups.
+        "/index.php/admin/users",
+        "/app.PHP/internal/x",
+        // CodeIgniter routes the query of its front controller.
+        "/index.php?/admin/users",
+        "/?/internal/x",
+        "/index.php/?/admin",
+        // A regex `$` matches before a final newline.
+        "/admin%0A",
+        "/internal%09%20",
+        "/index.php/admin%0D",
+    ] {
+        let v = decide_on(&c, "GET", path, "api.example.com", &[("authorization", &t)]);
+        assert_eq!(reason(&v), Some(Reason::BadRequest), "{path}");
+    }
+    // The usual requests keep their one reading.
+    for path in ["/index.php", "/orders/7?/x", "/?page=2", "/orders/7"] {
+        let v = decide_on(&c, "GET", path, "api.example.com", &[("authorization", &t)]);
+        assert_eq!(v.decision, Decision::Allow, "{path}");
+    }
+}
+
+#[test]
+fn script_name_and_path_info_headers_are_bad_requests() {
+    let c = config();
+    let t = bearer(&token_with(|_| {}));
+    for name in ["script_name", "SCRIPT-NAME", "path_info", "Path-Info"] {
+        let v = decide_on(
+            &c,
+            "GET",
+            "/orders/7",
+            "api.example.com",
+            &[("authorization", &t), (name, "/admin")],
+        );
+        assert_eq!(reason(&v), Some(Reason::BadRequest), "{name}");
+    }
+}
+
+#[test]
+fn a_lower_case_method_is_read_as_its_upper_case() {
+    let c = with_delete_rule();
+    let writer = bearer(&token_with(|c| {
+        c["scope"] = json!("orders:read orders:write")
+    }));
+    // HTTP/2 lets `delete` through; Express and Django take it for DELETE.
+    let v = decide_on(
+        &c,
+        "delete",
+        "/orders/7",
+        "api.example.com",
+        &[("authorization", &writer)],
+    );
+    assert_eq!(reason(&v), Some(Reason::BadRequest));
+    let v = decide_on(
+        &c,
+        "DELETE",
+        "/orders/7",
+        "api.example.com",
+        &[("authorization", &writer)],
+    );
+    assert_eq!(reason(&v), Some(Reason::InsufficientScope));
+}
+
+#[test]
+fn a_forwarded_value_with_many_hosts_is_refused_in_linear_time() {
+    let c = config();
+    let t = bearer(&token_with(|_| {}));
+    let many = vec!["host=a.com"; 11_000].join(";");
+    let started = std::time::Instant::now();
+    let v = decide_on(
+        &c,
+        "GET",
+        "/x",
+        "a.com",
+        &[("authorization", &t), ("forwarded", &many)],
+    );
+    assert_eq!(reason(&v), Some(Reason::BadRequest));
+    // Not a timing assertion on the gate's speed: a quadratic scan of this
+    // value takes seconds in a debug build, a linear one microseconds.
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    let few = ["host=a.com"; 4].join(";");
+    let v = decide_on(
+        &c,
+        "GET",
+        "/x",
+        "a.com",
+        &[("authorization", &t), ("forwarded", &few)],
+    );
+    assert_eq!(v.decision, Decision::Allow);
+}
+
+#[test]
+fn rack_and_qs_bracket_spellings_of_the_token_name_are_a_second_token() {
+    let c = config();
+    let good = bearer(&token_with(|_| {}));
+    for path in [
+        "/orders/7?[access_token]=x",
+        "/orders/7?access_token]=x",
+        "/orders/7?%5Baccess_token%5D=x",
+    ] {
+        let v = decide_on(
+            &c,
+            "GET",
+            path,
+            "api.example.com",
+            &[("authorization", &good)],
+        );
+        assert_eq!(reason(&v), Some(Reason::BadRequest), "{path}");
+    }
+}

@@ -35,12 +35,17 @@ const METHOD_OVERRIDES: [&str; 3] = [
 /// method-override in its documented setup, Symfony and Laravel).
 const METHOD_PARAM: &str = "_method";
 
-/// The other methods an upstream may run the request as: every value of a
-/// method-override header (under any spelling an upstream reads as it, each
-/// comma-separated value: Express takes the first) and of a `_method`
-/// query parameter, upper-cased, each different from the method sent.
+/// The other methods an upstream may run the request as: the method sent,
+/// upper-cased (HTTP/2 lets a client send `delete`, which Express and
+/// Django's views take for `DELETE`), every value of a method-override
+/// header (under any spelling an upstream reads as it, each comma-separated
+/// value: Express takes the first) and of a `_method` query parameter,
+/// upper-cased, each different from the method sent.
 fn method_readings(req: &Request<'_>) -> Result<Vec<String>, Reason> {
     let mut out: Vec<String> = Vec::new();
+    if req.method.bytes().any(|b| b.is_ascii_lowercase()) {
+        out.push(req.method.to_ascii_uppercase());
+    }
     let mut values = 0usize;
     let mut add = |raw: &[u8]| -> Result<(), Reason> {
         // Bounded: a request may not make the gate compare thousands of
@@ -95,6 +100,16 @@ const MAX_PATH_READINGS: usize = 32;
 /// path (`X-Original-URL: /admin`).
 const PATH_OVERRIDES: [&str; 2] = ["x-original-url", "x-rewrite-url"];
 
+/// Headers that gunicorn (`forwarder_headers`) and other CGI-style servers
+/// take for the request's `SCRIPT_NAME` and `PATH_INFO`, moving the path
+/// the application routes. No client has a reason to send them: a request
+/// that does is a bad request.
+const CGI_PATH_HEADERS: [&str; 2] = ["script-name", "path-info"];
+
+/// At most this many hosts in one `Forwarded` value (both readings
+/// together); more is a bad request, and the scan stays linear.
+const MAX_FORWARDED_HOSTS: usize = 16;
+
 /// Every host a `Forwarded` value names, as RFC 7239 reads it and as
 /// Spring does (an unanchored, case-insensitive search for `host=`, which
 /// also finds `xhost=…` and `host=` inside a quoted value). A value that is
@@ -144,6 +159,9 @@ fn forwarded_hosts(value: &[u8]) -> Result<Vec<&[u8]>, Reason> {
             (val, after)
         };
         if key.eq_ignore_ascii_case(b"host") {
+            if out.len() >= MAX_FORWARDED_HOSTS {
+                return Err(Reason::BadRequest);
+            }
             out.push(val);
         }
         let after = wire::trim(after);
@@ -168,10 +186,36 @@ fn forwarded_hosts(value: &[u8]) -> Result<Vec<&[u8]>, Reason> {
             .iter()
             .position(|b| matches!(b, b';' | b',' | b'"'))
             .unwrap_or(tail.len());
+        if out.len() >= MAX_FORWARDED_HOSTS {
+            return Err(Reason::BadRequest);
+        }
         out.push(tail.get(..end).unwrap_or_default());
         from = start;
     }
     Ok(out)
+}
+
+/// The path CodeIgniter routes when the request goes to its front
+/// controller (`/`, `/index.php`, any path whose last segment ends in
+/// `.php`) with a query that starts with `/`: the query up to the next `?`,
+/// normalized like any path. `None` for every other request.
+fn query_as_path(raw: &[u8], path: &str) -> Result<Option<String>, Reason> {
+    let script = path.trim_end_matches('/');
+    let front = script.is_empty()
+        || script
+            .get(script.len().saturating_sub(4)..)
+            .is_some_and(|end| end.eq_ignore_ascii_case(".php"));
+    if !front {
+        return Ok(None);
+    }
+    let Some(query) = wire::query_range(raw).and_then(|r| raw.get(r)) else {
+        return Ok(None);
+    };
+    if query.first() != Some(&b'/') {
+        return Ok(None);
+    }
+    let other = policy::normalize_path(query).map_err(|_| Reason::BadRequest)?;
+    Ok((other != path).then_some(other))
 }
 
 /// RFC 9110 `tchar`.
@@ -264,8 +308,19 @@ impl Config {
     /// the refresh path, which must never be forwarded.
     fn route(&self, req: &Request<'_>, path: &str) -> Result<Option<&Rule>, Reason> {
         let mut readings = policy::path_readings(path);
+        // CodeIgniter reads `/index.php?/admin` (and `/?/admin`) as `/admin`.
+        if let Some(other) = query_as_path(req.path, path)? {
+            readings.extend(policy::path_readings(&other));
+            readings.push(other);
+        }
         // A path-override header names another path the upstream may serve.
         for (name, value) in req.headers {
+            if CGI_PATH_HEADERS
+                .iter()
+                .any(|h| wire::same_header_name(h.as_bytes(), name.as_bytes()))
+            {
+                return Err(Reason::BadRequest);
+            }
             if PATH_OVERRIDES
                 .iter()
                 .any(|h| wire::same_header_name(h.as_bytes(), name.as_bytes()))

@@ -25,7 +25,7 @@ pub fn snapshot_bytes(data: &[u8]) -> Result<(), String> {
 
 /// Any body: if it parses, its canonical form parses to the same
 /// document, and the snapshot and the static list built from it revoke
-/// every unexpired entry's token.
+/// every entry's token (snapshots keep every entry, whatever its exp).
 pub fn document_json(data: &[u8]) -> Result<(), String> {
     let Ok(doc) = Document::parse_json(data) else {
         return Ok(());

@@ -1063,6 +1063,64 @@ def test_a_second_token_under_a_name_php_reads_as_the_token_is_refused(edge: Gat
     assert_refused(r, "bad_request")
 
 
+# ============== found by the second red-team round
+
+
+@pytest.mark.parametrize(
+    "target, upstream_reading",
+    [
+        ("/index.php/admin/users", "Symfony, Laravel and PATH_INFO set-ups route what follows the front controller: /admin/users"),
+        ("/index.php?/admin/users", "CodeIgniter routes the query of its front controller when it opens with '/': /admin/users"),
+        ("/?/admin", "CodeIgniter behind a rewrite to index.php: /admin"),
+        ("/admin%0A", "a regex location or route ending in '$' matches before a final newline: /admin"),
+        ("/admin%09%20", "routers that trim the path: /admin"),
+    ],
+    ids=["front-controller", "codeigniter-query", "codeigniter-root", "final-newline", "trailing-white-space"],
+)
+def test_paths_read_behind_a_front_controller_or_white_space_are_refused(edge: Gate, target: str, upstream_reading: str) -> None:
+    """/admin needs the admin role, which the token lacks; / needs only a valid token."""
+    mark = edge.mark()
+    r = edge.h1("GET", target, [bearer()])
+    seen = edge.since(mark)
+    assert r.status == 400 and not seen, (
+        f"GET {target} got {r.describe()[:60]} and the upstream {'received it' if seen else 'did not receive it'}; "
+        f"{upstream_reading}, under the admin rule: the gate should refuse it (400 bad_request)"
+    )
+    assert_refused(r, "bad_request")
+
+
+@pytest.mark.parametrize("name", ["SCRIPT_NAME", "script-name", "PATH_INFO", "path-info"])
+def test_cgi_path_headers_are_refused(edge: Gate, name: str) -> None:
+    """gunicorn (forwarder_headers) takes these headers for SCRIPT_NAME and PATH_INFO, moving the routed path."""
+    with edge.untouched():
+        assert_refused(edge.h1("GET", "/orders/7", [bearer(), (name, "/admin")]), "bad_request")
+        assert_refused(edge.h2("GET", "/orders/7", API_HOST, [bearer(), (name.lower(), "/admin")]), "bad_request")
+
+
+def test_a_lower_case_method_over_h2_never_passes_as_another_rule(edge: Gate) -> None:
+    """Express and Django take an HTTP/2 `delete` for DELETE, which needs orders:delete."""
+    with edge.untouched():
+        # Envoy 1.40 passes the lower-case method to the filter (measured).
+        r = edge.h2("delete", "/orders/7", API_HOST, [bearer(token(scope="orders:read orders:write"))])
+        assert_refused(r, "bad_request")
+
+
+def test_a_forwarded_value_with_many_hosts_is_refused(edge: Gate) -> None:
+    with edge.untouched():
+        many = ";".join([f"host={API_HOST}"] * 2000)
+        assert_refused(edge.h1("GET", "/orders/7", [bearer(), ("forwarded", many)]), "bad_request")
+    mark = edge.mark()
+    r = edge.h1("GET", "/orders/7", [bearer(), ("forwarded", f"host={API_HOST};proto=https")])
+    assert r.status == 200 and edge.one_upstream(mark)["path"] == "/orders/7", r.describe()
+
+
+@pytest.mark.parametrize("target", ["/reports?[access_token]=smuggled", "/reports?access_token]=smuggled", "/reports?%5Baccess_token%5D=smuggled"])
+def test_bracketed_token_names_rack_and_qs_read_are_a_second_token(edge: Gate, target: str) -> None:
+    """Rack and qs read `[access_token]` as `access_token`: a second, unchecked token."""
+    with edge.untouched():
+        assert_refused(edge.h1("GET", target, [bearer()]), "bad_request")
+
+
 # ===================================================== over the whole module
 
 
