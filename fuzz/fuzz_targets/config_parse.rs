@@ -168,16 +168,16 @@ fuzz_target!(|data: &[u8]| {
                     "[ServiceConfig/{mode}] accepted a configuration that is not written as JSON objects"
                 );
                 assert!(
-                    !s.cluster.is_empty() && !s.authority.is_empty(),
+                    !s.cluster().is_empty() && !s.authority().is_empty(),
                     "empty cluster or authority accepted"
                 );
                 assert!(
-                    s.path.starts_with('/'),
+                    s.path().starts_with('/'),
                     "service path {:?} accepted",
-                    s.path
+                    s.path()
                 );
                 assert!(
-                    s.poll_interval_s >= 1 && s.timeout_ms >= 1 && s.max_bytes >= 1,
+                    s.poll_interval_s() >= 1 && s.timeout_ms() >= 1 && s.max_bytes() >= 1,
                     "a zero limit accepted"
                 );
             }
@@ -186,8 +186,8 @@ fuzz_target!(|data: &[u8]| {
     }
     match (&placeholder, &all_valid) {
         (Ok(a), Ok(b)) => assert_eq!(
-            a.verify_key.as_ref().map(|k| k.alg()),
-            b.verify_key.as_ref().map(|k| k.alg()),
+            a.verify_key().as_ref().map(|k| k.alg()),
+            b.verify_key().as_ref().map(|k| k.alg()),
             "check-config reads another verify_key"
         ),
         (Ok(_), Err(e)) => {
@@ -299,35 +299,41 @@ fn ends_with_position(message: &str) -> bool {
 /// What check-config and the plugin must agree on (the secrets aside).
 fn summary(c: &Config) -> String {
     let keys: Vec<String> = c
-        .keys
+        .keys()
         .iter()
         .map(|k| format!("{}:{}", k.kid(), k.alg()))
         .collect();
     format!(
         "{keys:?} {:?} {:?} {:?} {:?} {:?} {}",
-        c.rules,
-        c.token_sources,
-        c.claims_to_headers,
-        c.require_claims,
-        c.refresh,
-        c.max_token_bytes
+        c.rules(),
+        c.token_sources(),
+        c.claims_to_headers(),
+        c.require_claims(),
+        c.refresh_config(),
+        c.max_token_bytes()
     )
 }
 
+/// Request headers as the gate is handed them.
+type Headers = Vec<(String, Vec<u8>)>;
+
 fn check_config(c: &Config) {
-    assert!(!c.keys.is_empty(), "a configuration without keys accepted");
-    let kids: Vec<&str> = c.keys.iter().map(|k| k.kid().as_str()).collect();
+    assert!(
+        !c.keys().is_empty(),
+        "a configuration without keys accepted"
+    );
+    let kids: Vec<&str> = c.keys().iter().map(|k| k.kid().as_str()).collect();
     for (i, kid) in kids.iter().enumerate() {
         assert!(!kid.is_empty(), "an empty kid accepted");
         assert!(!kids[..i].contains(kid), "duplicate kid {kid:?} accepted");
     }
     assert!(
-        (1..=MAX_MAX_TOKEN_BYTES).contains(&c.max_token_bytes),
+        (1..=MAX_MAX_TOKEN_BYTES).contains(&c.max_token_bytes()),
         "max_token_bytes {}",
-        c.max_token_bytes
+        c.max_token_bytes()
     );
-    assert!(!c.token_sources.is_empty(), "no token source");
-    for rule in &c.rules {
+    assert!(!c.token_sources().is_empty(), "no token source");
+    for rule in c.rules() {
         if let PathMatch::Exact(p) | PathMatch::Prefix(p) = &rule.matcher.path {
             assert!(
                 check_config_path(p).is_ok(),
@@ -335,14 +341,14 @@ fn check_config(c: &Config) {
             );
         }
     }
-    for (i, (_, header)) in c.claims_to_headers.iter().enumerate() {
+    for (i, (_, header)) in c.claims_to_headers().iter().enumerate() {
         assert_eq!(
             *header,
             header.to_ascii_lowercase(),
             "claim header {header:?} not lower-cased"
         );
         assert!(
-            !c.claims_to_headers[..i].iter().any(|(_, h)| h == header),
+            !c.claims_to_headers()[..i].iter().any(|(_, h)| h == header),
             "claim header {header:?} twice"
         );
     }
@@ -350,8 +356,8 @@ fn check_config(c: &Config) {
     // Without a valid MAC nothing is allowed, whatever the rules say: no
     // token, or a garbage token in each configured source in turn.
     let garbage = "eyJhbGciOiJIUzI1NiJ9.e30.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
-    let mut requests: Vec<(String, Vec<(String, Vec<u8>)>)> = vec![("/".into(), Vec::new())];
-    for source in &c.token_sources {
+    let mut requests: Vec<(String, Headers)> = vec![("/".into(), Vec::new())];
+    for source in c.token_sources() {
         let path = "/admin/x".to_owned();
         requests.push(match source {
             TokenSource::Header { name, scheme } => {

@@ -199,7 +199,7 @@ impl RawRule {
 /// extensions. Tolerated here (those readings are left out) so the other
 /// properties keep being fuzzed; set to false once `src/policy.rs` is
 /// fixed.
-const TOLERATE_F3: bool = true;
+const TOLERATE_F3: bool = false;
 
 /// Whether F3 may explain a difference: the last segment (after dropping
 /// one trailing slash) starts with a character of more than one byte.

@@ -323,13 +323,13 @@ fuzz_target!(|input: Input| {
         sign_alg,
         secret,
     );
-    ok &= signed.len() <= f.config.max_token_bytes;
+    ok &= signed.len() <= f.config.max_token_bytes();
 
     let result = token::verify(
         &signed,
-        &f.config.keys,
-        f.config.max_token_bytes,
-        &f.config.claim_spec,
+        f.config.keys(),
+        f.config.max_token_bytes(),
+        f.config.claim_spec(),
     );
     match &result {
         Ok(v) => {
@@ -367,9 +367,9 @@ fuzz_target!(|input: Input| {
         if let Ok(text) = std::str::from_utf8(&bytes) {
             if let Ok(v) = token::verify(
                 text,
-                &f.config.keys,
-                f.config.max_token_bytes,
-                &f.config.claim_spec,
+                f.config.keys(),
+                f.config.max_token_bytes(),
+                f.config.claim_spec(),
             ) {
                 panic!(
                     "accepted a mutated token {text:?} (signed {signed:?}) under key {}",

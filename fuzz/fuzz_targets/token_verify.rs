@@ -53,9 +53,9 @@ fn as_token(data: &[u8]) {
         if let Ok(text) = std::str::from_utf8(data) {
             if let Ok(verified) = token::verify(
                 text,
-                &f.config.keys,
-                f.config.max_token_bytes,
-                &f.config.claim_spec,
+                f.config.keys(),
+                f.config.max_token_bytes(),
+                f.config.claim_spec(),
             ) {
                 let key = accepted_token_is_genuine(text, &f.keys)
                     .unwrap_or_else(|e| panic!("[{}] token::verify: {e}", f.name));

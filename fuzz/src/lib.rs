@@ -700,6 +700,7 @@ fn reference_segment(segment: &[u8]) -> Result<Vec<u8>, PathError> {
                 b'/' => return Err(PathError::EncodedSlash),
                 b'\\' => return Err(PathError::EncodedBackslash),
                 0 => return Err(PathError::EncodedNul),
+                0xc0 | 0xc1 => return Err(PathError::Overlong),
                 _ if params => {}
                 _ if v.is_ascii_alphanumeric() || b"-._~".contains(&v) => out.push(v),
                 _ => out.extend_from_slice(format!("%{v:02X}").as_bytes()),
@@ -1206,11 +1207,47 @@ pub fn readings_model(path: &str) -> BTreeSet<String> {
             None => path.to_owned(),
         }
     }
+    /// What follows the first `.php/` (any case), when more than `/` does.
+    fn behind_front_controller(path: &str) -> Option<String> {
+        let at = path.to_ascii_lowercase().find(".php/")?;
+        let rest = &path[at + 4..];
+        (rest.len() > 1).then(|| rest.to_owned())
+    }
+    /// Without the encoded white space at its end, when some is there and
+    /// something is left.
+    fn trimmed(path: &str) -> Option<String> {
+        let mut p = path;
+        loop {
+            let before = p.len();
+            for space in [
+                "%09",
+                "%0A",
+                "%0B",
+                "%0C",
+                "%0D",
+                "%20",
+                "%C2%A0",
+                "%E3%80%80",
+            ] {
+                p = p.strip_suffix(space).unwrap_or(p);
+            }
+            if p.len() == before {
+                break;
+            }
+        }
+        (p.len() < path.len() && !p.is_empty()).then(|| p.to_owned())
+    }
+    let mut starts = vec![path.to_owned()];
+    starts.extend(behind_front_controller(path));
+    let trims: Vec<String> = starts.iter().filter_map(|s| trimmed(s)).collect();
+    starts.extend(trims);
     let mut out = BTreeSet::new();
-    for a in [path.to_owned(), lower(path)] {
-        for b in [a.clone(), unslash(&a)] {
-            out.insert(bare(&b));
-            out.insert(b);
+    for start in &starts {
+        for a in [start.clone(), lower(start)] {
+            for b in [a.clone(), unslash(&a)] {
+                out.insert(bare(&b));
+                out.insert(b);
+            }
         }
     }
     out.remove(path);
