@@ -13,6 +13,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use super::host::{now_secs, Flow, Host, LogLevel, MetricKind};
+use super::profile;
 use crate::config::{Config, Secrets};
 use crate::gate::{
     Connection, Decision, Edit, Replies, Request, Revocations, Verdict, FILTER_STATE_KEY,
@@ -107,15 +108,12 @@ impl Shared {
     /// Counts a decision and sets the access-log filter state: one host
     /// call each.
     fn record(&self, host: &dyn Host, verdict: &Verdict) {
-        // `tokengate_profile` cfgs exist only for benches/breakdown.sh, which
-        // builds variants without one step each to show where the time goes.
-        #[cfg(not(tokengate_profile = "decide_only"))]
         if let Some(id) = self.metrics.for_decision(verdict.decision) {
-            if host.increment_metric(id).is_err() {
+            if !profile::NO_COUNTER && host.increment_metric(id).is_err() {
                 self.host_call_failed(host, "a counter increment");
             }
         }
-        if cfg!(tokengate_profile = "no_state") || cfg!(tokengate_profile = "decide_only") {
+        if profile::NO_STATE {
             return;
         }
         if host
@@ -292,13 +290,13 @@ pub struct Gate {
 /// Makes the verdict's edits: by default in one call that replaces the
 /// whole header map (one round trip, and Envoy clears its route cache once
 /// rather than once per header); with the `per_header_edits` profile, one
-/// call per edit, to measure the other way (benches/breakdown.sh).
+/// call per edit, to measure the other way (`profile.rs`).
 fn apply_edits(
     host: &dyn Host,
     verdict: &Verdict,
     headers: &[(String, Vec<u8>)],
 ) -> Result<(), String> {
-    if cfg!(tokengate_profile = "per_header_edits") {
+    if profile::PER_HEADER_EDITS {
         for edit in verdict.edits() {
             let (name, result) = match edit {
                 Edit::Remove(name) => (name, host.set_request_header(name, None)),
@@ -350,14 +348,8 @@ impl Gate {
             }
         };
         let request = Request::from_map(&headers);
-        // Only in the `panic_probe` test build (tests/e2e/test_failure.py):
-        // a way to make the VM fail, to show what a panic does.
-        #[cfg(tokengate_profile = "panic_probe")]
-        #[allow(clippy::panic)]
-        if request.path == b"/__tokengate_panic_probe" {
-            panic!("panic probe");
-        }
-        if cfg!(tokengate_profile = "read_only") {
+        profile::panic_probe(request.path);
+        if profile::READ_ONLY {
             return Flow::Continue;
         }
         if config.is_refresh_path(request.path) {
@@ -413,7 +405,7 @@ impl Gate {
             return Flow::Pause;
         }
 
-        if !(cfg!(tokengate_profile = "no_edits") || cfg!(tokengate_profile = "decide_only")) {
+        if !profile::NO_EDITS {
             if let Err(why) = apply_edits(host, &verdict, &headers) {
                 return shared.internal(host, verdict.clone(), &why);
             }

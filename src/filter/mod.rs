@@ -17,6 +17,7 @@
 
 pub mod host;
 pub mod http;
+mod profile;
 pub mod service;
 
 #[cfg(target_arch = "wasm32")]
