@@ -519,9 +519,11 @@ pub fn path_readings(path: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     // The common path has nothing to read otherwise: no letter in upper
     // case, no trailing slash, no dot in its last segment, no escape, no
-    // `.php/`.
+    // white space, control or byte beyond ASCII, no `.php/`.
     let last = path.rsplit('/').next().unwrap_or("");
-    if !path.bytes().any(|b| b.is_ascii_uppercase() || b == b'%')
+    if !path
+        .bytes()
+        .any(|b| b.is_ascii_uppercase() || b == b'%' || !b.is_ascii_graphic())
         && (path.len() <= 1 || !path.ends_with('/'))
         && !last.chars().skip(1).any(|c| c == '.')
         && !path.contains(".php/")
@@ -532,9 +534,19 @@ pub fn path_readings(path: &str) -> Vec<String> {
     if let Some(inner) = after_front_controller(path) {
         bases.push(inner);
     }
+    // White space trimmed, also from under a trailing slash (`/admin%0A/`
+    // reads as `/admin` to a router that drops the slash, then trims).
     for i in 0..bases.len() {
-        if let Some(trimmed) = bases.get(i).and_then(|b| without_trailing_space(b)) {
-            bases.push(trimmed);
+        let Some(base) = bases.get(i).cloned() else {
+            break;
+        };
+        let unslashed = base.strip_suffix('/').unwrap_or(&base);
+        for b in [base.as_str(), unslashed] {
+            if let Some(trimmed) = without_trailing_space(b) {
+                if !bases.contains(&trimmed) {
+                    bases.push(trimmed);
+                }
+            }
         }
     }
     for start in bases {
@@ -566,24 +578,54 @@ fn after_front_controller(path: &str) -> Option<String> {
     (rest.len() > 1).then(|| rest.to_owned())
 }
 
-/// `path` without percent-encoded white space at its end (`%09` to `%0D`,
-/// `%20`, `%C2%A0`, `%E3%80%80`); `None` when there is none.
+/// `path` without the white space at its end, percent-encoded or not:
+/// every character an upstream's trim may drop (Unicode `White_Space`, as
+/// Python's `strip`, JavaScript's `trim`, Java's `strip` and .NET's `Trim`
+/// read it, U+001C to U+001F, which Python and Java also strip, U+180E and
+/// U+FEFF); `None` when there is none.
 fn without_trailing_space(path: &str) -> Option<String> {
-    const SPACES: [&str; 8] = [
-        "%09",
-        "%0A",
-        "%0B",
-        "%0C",
-        "%0D",
-        "%20",
-        "%C2%A0",
-        "%E3%80%80",
-    ];
-    let mut end = path;
-    while let Some(shorter) = SPACES.iter().find_map(|s| end.strip_suffix(s)) {
-        end = shorter;
+    let mut end = path.len();
+    while let Some((start, c)) = path.get(..end).and_then(last_char) {
+        if !(c.is_whitespace() || matches!(c, '\u{1c}'..='\u{1f}' | '\u{180e}' | '\u{feff}')) {
+            break;
+        }
+        end = start;
     }
-    (end.len() < path.len() && !end.is_empty()).then(|| end.to_owned())
+    let kept = path.get(..end)?;
+    (end < path.len() && !kept.is_empty()).then(|| kept.to_owned())
+}
+
+/// The last character of `text`, each of its bytes written as itself or as
+/// a `%XX` escape, with where it starts; `None` when `text` does not end in
+/// a whole UTF-8 character.
+fn last_char(text: &str) -> Option<(usize, char)> {
+    let b = text.as_bytes();
+    let mut bytes = [0u8; 4];
+    let mut n = 0;
+    let mut at = b.len();
+    while n < 4 && at > 0 {
+        let escaped = at.checked_sub(3).and_then(|i| match b.get(i..at)? {
+            [b'%', hi, lo] => Some((
+                i,
+                crate::wire::hex_value(*hi)? * 16 + crate::wire::hex_value(*lo)?,
+            )),
+            _ => None,
+        });
+        let (start, byte) = match escaped {
+            Some(found) => found,
+            None => (at - 1, *b.get(at - 1)?),
+        };
+        n += 1;
+        *bytes.get_mut(4 - n)? = byte;
+        at = start;
+        if let Ok(s) = std::str::from_utf8(bytes.get(4 - n..)?) {
+            let mut chars = s.chars();
+            if let (Some(c), None) = (chars.next(), chars.next()) {
+                return Some((at, c));
+            }
+        }
+    }
+    None
 }
 
 /// `path` with ASCII letters lower-cased, except the hex digits of
@@ -1219,6 +1261,40 @@ mod tests {
         assert!(path_readings("/reports%0A").contains(&"/reports".to_owned()));
         assert!(path_readings("/reports%09%20").contains(&"/reports".to_owned()));
         assert!(path_readings("/index.php/admin%0D").contains(&"/admin".to_owned()));
+        // Every white space an upstream's trim drops, escaped or raw, also
+        // from under a trailing slash.
+        for tail in [
+            "%C2%85",
+            "%E2%80%A8",
+            "%E2%80%A9",
+            "%E2%80%80",
+            "%E2%80%8A",
+            "%E2%80%AF",
+            "%E2%81%9F",
+            "%E1%9A%80",
+            "%EF%BB%BF",
+            "%1C",
+            "%1F",
+            "%E1%A0%8E",
+            "\u{2028}",
+            "\u{3000}",
+            "%0A/",
+            "%20%C2%A0/",
+        ] {
+            let path = format!("/admin{tail}");
+            assert!(
+                path_readings(&path).contains(&"/admin".to_owned()),
+                "{path}"
+            );
+        }
+        // Not white space: no reading without it.
+        for tail in ["%E2%80%8B", "%41", "%C2", "%E2%80"] {
+            let path = format!("/admin{tail}");
+            assert!(
+                !path_readings(&path).contains(&"/admin".to_owned()),
+                "{path}"
+            );
+        }
         assert!(
             path_readings("/index.php").is_empty()
                 || !path_readings("/index.php").contains(&"/".to_owned())

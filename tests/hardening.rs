@@ -1104,3 +1104,65 @@ fn rack_and_qs_bracket_spellings_of_the_token_name_are_a_second_token() {
         assert_eq!(reason(&v), Some(Reason::BadRequest), "{path}");
     }
 }
+
+// --- found by the third red-team round ---
+
+#[test]
+fn cutting_the_token_out_of_the_query_never_changes_the_rule() {
+    let c = config();
+    let t = token_with(|_| {});
+    for path in [
+        // Anonymous: any token, or none, is cut; CodeIgniter then reads
+        // `?/admin`.
+        "/healthz/index.php?access_token=x&/admin/users".to_owned(),
+        "/healthz/index.php?access_token&/internal/x".to_owned(),
+        // With a valid token that lacks the admin role.
+        format!("/?access_token={t}&/admin"),
+        format!("/index.php?access_token={t};/admin"),
+        // Cut, the path reads as the refresh path.
+        "/healthz/index.php?access_token&/oauth/token".to_owned(),
+    ] {
+        let v = decide_on(&c, "GET", &path, "api.example.com", &[]);
+        assert_eq!(reason(&v), Some(Reason::BadRequest), "{path}");
+    }
+    // The usual query token is cut and the request goes on.
+    let v = decide_on(
+        &c,
+        "GET",
+        &format!("/orders/7?access_token={t}&page=2"),
+        "api.example.com",
+        &[],
+    );
+    assert_eq!(v.decision, Decision::Allow);
+    assert_eq!(v.new_path.as_deref(), Some(&b"/orders/7?page=2"[..]));
+}
+
+#[test]
+fn every_trailing_white_space_an_upstream_trims_is_read() {
+    let c = config();
+    let t = bearer(&token_with(|_| {}));
+    for path in [
+        "/admin%E2%80%A8",
+        "/internal%C2%85",
+        "/admin%E2%80%80",
+        "/internal%EF%BB%BF",
+        "/admin%1F",
+        "/admin%0A/",
+        "/internal%20%C2%A0/",
+        "/oauth/token%E2%80%A9",
+        // CodeIgniter installed in a directory.
+        "/healthz/?/admin",
+    ] {
+        let v = decide_on(&c, "GET", path, "api.example.com", &[("authorization", &t)]);
+        assert_eq!(reason(&v), Some(Reason::BadRequest), "{path}");
+    }
+    // U+200B is no white space to any trim.
+    let v = decide_on(
+        &c,
+        "GET",
+        "/reports%E2%80%8B",
+        "api.example.com",
+        &[("authorization", &t)],
+    );
+    assert_eq!(v.decision, Decision::Allow);
+}

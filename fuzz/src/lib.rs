@@ -1213,33 +1213,38 @@ pub fn readings_model(path: &str) -> BTreeSet<String> {
         let rest = &path[at + 4..];
         (rest.len() > 1).then(|| rest.to_owned())
     }
-    /// Without the encoded white space at its end, when some is there and
-    /// something is left.
+    /// Without the white space at its end (every `char::is_whitespace`,
+    /// U+001C to U+001F, U+180E, U+FEFF; each written raw or as upper-case
+    /// `%XX` escapes, as a normalized path holds them), when some is there
+    /// and something is left.
     fn trimmed(path: &str) -> Option<String> {
+        static FORMS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        let forms = FORMS.get_or_init(|| {
+            (0..=0x10FFFFu32)
+                .filter_map(char::from_u32)
+                .filter(|c| {
+                    c.is_whitespace() || matches!(*c, '\u{1c}'..='\u{1f}' | '\u{180e}' | '\u{feff}')
+                })
+                .flat_map(|c| {
+                    let raw = c.to_string();
+                    let escaped: String = raw.bytes().map(|b| format!("%{b:02X}")).collect();
+                    [raw, escaped]
+                })
+                .collect()
+        });
         let mut p = path;
-        loop {
-            let before = p.len();
-            for space in [
-                "%09",
-                "%0A",
-                "%0B",
-                "%0C",
-                "%0D",
-                "%20",
-                "%C2%A0",
-                "%E3%80%80",
-            ] {
-                p = p.strip_suffix(space).unwrap_or(p);
-            }
-            if p.len() == before {
-                break;
-            }
+        while let Some(shorter) = forms.iter().find_map(|f| p.strip_suffix(f.as_str())) {
+            p = shorter;
         }
         (p.len() < path.len() && !p.is_empty()).then(|| p.to_owned())
     }
     let mut starts = vec![path.to_owned()];
     starts.extend(behind_front_controller(path));
-    let trims: Vec<String> = starts.iter().filter_map(|s| trimmed(s)).collect();
+    let mut trims: Vec<String> = Vec::new();
+    for s in &starts {
+        trims.extend(trimmed(s));
+        trims.extend(s.strip_suffix('/').and_then(trimmed));
+    }
     starts.extend(trims);
     let mut out = BTreeSet::new();
     for start in &starts {

@@ -196,12 +196,13 @@ fn forwarded_hosts(value: &[u8]) -> Result<Vec<&[u8]>, Reason> {
 }
 
 /// The path CodeIgniter routes when the request goes to its front
-/// controller (`/`, `/index.php`, any path whose last segment ends in
-/// `.php`) with a query that starts with `/`: the query up to the next `?`,
-/// normalized like any path. `None` for every other request.
+/// controller (a directory it may be installed in: `/`, `/app/`; or a
+/// script: `/index.php`, any path whose last segment ends in `.php`) with a
+/// query that starts with `/`: the query up to the next `?`, normalized like
+/// any path. `None` for every other request.
 fn query_as_path(raw: &[u8], path: &str) -> Result<Option<String>, Reason> {
     let script = path.trim_end_matches('/');
-    let front = script.is_empty()
+    let front = path.ends_with('/')
         || script
             .get(script.len().saturating_sub(4)..)
             .is_some_and(|end| end.eq_ignore_ascii_case(".php"));
@@ -253,7 +254,10 @@ impl Config {
         let mut v = Verdict::empty();
         // Forged claim headers go on every request, whatever the outcome.
         self.strip_forged_headers(req, &mut v);
-        match self.decide_inner(req, conn, revocations, now, cache, &mut v) {
+        let decided = self
+            .decide_inner(req, conn, revocations, now, cache, &mut v)
+            .and_then(|decision| self.same_rule_as_forwarded(req, &v).map(|()| decision));
+        match decided {
             Ok(decision) => v.decision = decision,
             Err(reason) => {
                 v.decision = Decision::Deny(reason);
@@ -299,6 +303,28 @@ impl Config {
         self.authorize(&verified, &granted, scopes, roles)?;
         self.forward_claims(&verified, &granted, v);
         Ok(Decision::Allow)
+    }
+
+    /// When the token was cut out of the query, the request goes upstream
+    /// with another `:path`; it must fall under the same rule, under every
+    /// reading, as the request decided (cutting `access_token=x&` out of
+    /// `/index.php?access_token=x&/admin` leaves CodeIgniter's `?/admin`).
+    fn same_rule_as_forwarded(&self, req: &Request<'_>, v: &Verdict) -> Result<(), Reason> {
+        let Some(new_path) = &v.new_path else {
+            return Ok(());
+        };
+        let forwarded = Request {
+            path: new_path,
+            ..*req
+        };
+        let path = policy::normalize_path_cow(new_path).map_err(|_| Reason::BadRequest)?;
+        let rule = self.route(&forwarded, &path)?;
+        let index = rule.and_then(|r| self.rules.iter().position(|x| std::ptr::eq(x, r)));
+        if index == v.rule {
+            Ok(())
+        } else {
+            Err(Reason::BadRequest)
+        }
     }
 
     /// The rule that decides the request, after reading its path, method

@@ -1121,6 +1121,40 @@ def test_bracketed_token_names_rack_and_qs_read_are_a_second_token(edge: Gate, t
         assert_refused(edge.h1("GET", target, [bearer()]), "bad_request")
 
 
+# ============== found by the third red-team round
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/public/index.php?access_token=x&/admin/users",
+        "/public/x.php?access_token&/internal/secret",
+        "/public/index.php?access_token=x;/admin",
+        "/public/index.php?access_token&/oauth/token",
+    ],
+)
+def test_cutting_the_query_token_never_makes_a_path_the_gate_would_refuse(edge: Gate, target: str) -> None:
+    """Cut out, `access_token=x&` leaves `?/admin`, which CodeIgniter routes as /admin: the forwarded request is decided too."""
+    with edge.untouched():
+        assert_refused(edge.h1("GET", target, []), "bad_request")
+        assert_refused(edge.h1("POST", target, [("content-type", FORM)], b"grant_type=refresh_token&refresh_token=x"), "bad_request")
+
+
+def test_a_query_token_is_still_cut_when_the_rule_stays(edge: Gate) -> None:
+    mark = edge.mark()
+    r = edge.h1("GET", f"/orders/7?access_token={token()}&page=2", [])
+    assert r.status == 200, r.describe()
+    assert edge.one_upstream(mark)["path"] == "/orders/7?page=2"
+
+
+@pytest.mark.parametrize("tail", ["%E2%80%A8", "%C2%85", "%E2%80%80", "%EF%BB%BF", "%1F", "%0A/", "%20%C2%A0/"])
+def test_every_trailing_white_space_an_upstream_trims_is_refused(edge: Gate, tail: str) -> None:
+    """Python's strip, JavaScript's trim, Java's strip and .NET's Trim drop these: /admin<tail> is /admin to them."""
+    with edge.untouched():
+        assert_refused(edge.h1("GET", f"/admin{tail}", [bearer()]), "bad_request")
+        assert_refused(edge.h2("GET", f"/admin{tail}", API_HOST, [bearer()]), "bad_request")
+
+
 # ===================================================== over the whole module
 
 
