@@ -51,6 +51,15 @@ and, when it is an origin-form path, over HTTP/2, each with the token in
   rule that reading falls under decides the same;
 * a request refused (by the gate or by Envoy) never reached the upstream.
 
+What Envoy 1.40 does first (measured here, HTTP/1.1 and HTTP/2 alike): it
+resolves a literal ``..;``, ``..;x`` as ``..`` and ``.;`` as ``.``
+(``/admin/..;/users`` reaches the filter and the upstream as ``/users``,
+``/public/.;/admin`` as ``/public/admin``), decodes ``%2e`` but leaves the
+``..;`` or ``.;`` it spells in place, and passes ``%3B``/``%3b`` and
+``%25`` escapes on as they came (``/public/..%3b/admin`` reaches the
+upstream unchanged, anonymous under ``/public``, and every model reads it
+there too).
+
 ``test_the_models_catch_the_old_bypass`` shows the check can fail: fed the
 old gate's decision for ``/internal/..;/healthz``, it names the models that
 route it elsewhere.

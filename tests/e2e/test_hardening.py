@@ -56,10 +56,10 @@ What Envoy 1.40 itself does, as these tests pin it (measured here):
 The last tests send requests this hunt found common upstreams reading
 differently from the gate (each says which upstream reads it how); they
 failed until the filter learnt to read them the same way. The section "a
-second attack" pins, in Envoy, holes first closed and tested in the core:
-signed ``sub``/``jti`` values that would forge a log line or hide an
-identity, and a second revocation service in the ``tokengate`` vm_id
-publishing an older list. (Paths the upstream routes differently are
+second attack" pins, in Envoy, what the core's fixes (tested natively)
+promise: signed ``sub``/``jti`` values that would forge a log line or hide
+an identity are refused, and a second revocation service in the
+``tokengate`` vm_id publishing an older list never un-revokes a token. (Paths the upstream routes differently are
 ``test_differentials.py``; the access log as JSON, ``test_examples.py``.)
 """
 
