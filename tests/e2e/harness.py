@@ -9,9 +9,11 @@ Main pieces:
   run from the repository root on the file's own fixed ports); waits for
   admin ``/ready`` = LIVE; ``get``/``post`` (requests), ``request``/``raw``
   (verbatim paths and repeated headers), ``stats``, ``prometheus``,
-  ``log_text``, ``access_log_text``, ``access_log_lines``, ``stop``.
-* ``access_record(line)``: tokengate's JSON record (the filter-state key
-  ``wasm.tokengate``) of one access log line.
+  ``log_text``, ``access_log_text``, ``access_log_lines``,
+  ``access_log_entries``, ``stop``.
+* ``access_entry(line)``: one access log line, a JSON object;
+  ``access_record(line)``: tokengate's JSON record in it (the filter-state
+  key ``wasm.tokengate``).
 * ``validate(config)``: ``envoy --mode validate``.
 * The examples in ``envoy/``: ``example_path``, ``example_ports``,
   ``example_env_vars`` (what a file reads), ``documented_env_vars`` (what its
@@ -70,11 +72,19 @@ ROUTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Route
 TLS_DOWNSTREAM_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
 STDOUT_LOG_TYPE = "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"
 
-# Access log line of the configs built here: tokengate's one filter-state key,
-# a compact JSON object ("-" when the filter decided nothing); read it back
-# with access_record(line). envoy/edge.yaml logs the same field.
-ACCESS_LOG_FIELD = "tokengate="
-ACCESS_LOG_FORMAT = '"%REQ(:METHOD)% %PATH(NQ:PATH)%" %RESPONSE_CODE% tokengate=%FILTER_STATE(wasm.tokengate:PLAIN)%\n'
+# Access log of the configs built here, as the examples in envoy/ log it: one
+# JSON object per line (Envoy escapes every value and prints null for a
+# missing one), tokengate's one filter-state key under "tokengate" as a
+# string holding its compact JSON record (null when the filter decided
+# nothing). Read a line with access_entry(line), the record with
+# access_record(line).
+ACCESS_LOG_KEY = "tokengate"
+ACCESS_LOG_JSON = {
+    "method": "%REQ(:METHOD)%",
+    "path": "%PATH(NQ:PATH)%",
+    "response_code": "%RESPONSE_CODE%",
+    ACCESS_LOG_KEY: "%FILTER_STATE(wasm.tokengate:PLAIN)%",
+}
 
 
 # "[2026-11-27 19:49:00.874][17282][info][main] ...": Envoy's own log line format.
@@ -117,26 +127,42 @@ def new_key(nbytes: int = 32) -> str:
     return base64.b64encode(secrets.token_bytes(nbytes)).decode()
 
 
-def access_record(line: str) -> dict[str, Any] | None:
-    """tokengate's record in one access log line: the JSON object after
-    ``tokengate=`` (``{"decision": "allow", "sub": …}``), or None when Envoy
-    printed ``-`` (the filter decided nothing, or did not run).
-
-    A line without the field, or a value that is not one JSON object, is a
-    ValueError: a test reading the record never mistakes a broken line for
-    an empty record."""
-    at = line.find(ACCESS_LOG_FIELD)
-    if at < 0:
-        raise ValueError(f"no {ACCESS_LOG_FIELD} field in the access log line {line!r}")
-    rest = line[at + len(ACCESS_LOG_FIELD) :]
-    if rest == "-" or rest.startswith("- "):
-        return None
+def access_entry(line: str) -> dict[str, Any]:
+    """One access log line: exactly one JSON object and nothing else (a
+    ValueError otherwise, so a test never reads a broken or forged line as
+    a good one)."""
     try:
-        record, _ = json.JSONDecoder().raw_decode(rest)
+        entry = json.loads(line)
     except ValueError as e:
-        raise ValueError(f"the {ACCESS_LOG_FIELD} field is not JSON ({e}): {line!r}") from None
+        raise ValueError(f"the access log line is not one JSON value ({e}): {line!r}") from None
+    if not isinstance(entry, dict):
+        raise ValueError(f"the access log line is not a JSON object: {line!r}")
+    return entry
+
+
+def access_record(line: str | Mapping[str, Any]) -> dict[str, Any] | None:
+    """tokengate's record in one access log line (or its ``access_entry``):
+    the JSON object in the string under ``tokengate`` (``{"decision":
+    "allow", "sub": …}``), or None when Envoy printed null (the filter
+    decided nothing, or did not run).
+
+    A line without the key, or a value that is not a string holding one JSON
+    object, is a ValueError: a test reading the record never mistakes a
+    broken line for an empty record."""
+    entry = access_entry(line) if isinstance(line, str) else line
+    if ACCESS_LOG_KEY not in entry:
+        raise ValueError(f"no {ACCESS_LOG_KEY!r} in the access log entry {entry!r}")
+    value = entry[ACCESS_LOG_KEY]
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{ACCESS_LOG_KEY!r} is not a string: {entry!r}")
+    try:
+        record = json.loads(value)
+    except ValueError as e:
+        raise ValueError(f"{ACCESS_LOG_KEY!r} is not JSON ({e}): {entry!r}") from None
     if not isinstance(record, dict):
-        raise ValueError(f"the {ACCESS_LOG_FIELD} field is not a JSON object: {line!r}")
+        raise ValueError(f"{ACCESS_LOG_KEY!r} is not a JSON object: {entry!r}")
     return record
 
 
@@ -396,7 +422,7 @@ def bootstrap(
     when ``upstream_port`` is given, else a ``direct_response`` 200. The HTTP
     connection manager has ``normalize_path``, ``merge_slashes`` and
     ``path_with_escaped_slashes_action: REJECT_REQUEST``; ``hcm`` overrides or
-    adds fields. With ``access_log`` each request logs ``ACCESS_LOG_FORMAT`` to stdout.
+    adds fields. With ``access_log`` each request logs ``ACCESS_LOG_JSON`` to stdout.
     """
     all_clusters = list(clusters)
     if routes is None:
@@ -420,7 +446,7 @@ def bootstrap(
         manager["access_log"] = [
             {
                 "name": "envoy.access_loggers.stdout",
-                "typed_config": {"@type": STDOUT_LOG_TYPE, "log_format": {"text_format_source": {"inline_string": ACCESS_LOG_FORMAT}}},
+                "typed_config": {"@type": STDOUT_LOG_TYPE, "log_format": {"json_format": ACCESS_LOG_JSON}},
             }
         ]
     manager.update(hcm or {})
@@ -880,8 +906,13 @@ class Envoy:
             return ""
 
     def access_log_lines(self) -> list[str]:
-        """The access log lines (stdout lines that are not Envoy's own log lines)."""
-        return [line for line in self.access_log_text().splitlines() if line and not _ENVOY_LOG_LINE.match(line)]
+        """The access log lines (stdout lines that are not Envoy's own log
+        lines), split at line feeds only, as a log reader splits them."""
+        return [line for line in self.access_log_text().split("\n") if line and not _ENVOY_LOG_LINE.match(line)]
+
+    def access_log_entries(self) -> list[dict[str, Any]]:
+        """Every access log line as its JSON object (``access_entry``; a line that is not one is a ValueError)."""
+        return [access_entry(line) for line in self.access_log_lines()]
 
     def wait_for_log(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
         """Wait until Envoy's log matches the regex ``pattern``; return the match."""

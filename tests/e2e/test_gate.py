@@ -768,18 +768,14 @@ def test_paths_are_matched_as_normalized(gate: Gate) -> None:
 # ------------------------------------------------------------------ access log
 
 
-def _log_line(envoy: Envoy, marker: str) -> str:
-    def find() -> list[str]:
-        return [line for line in envoy.access_log_lines() if marker in line]
+def _logged(envoy: Envoy, path: str) -> tuple[str, dict[str, Any] | None]:
+    """(status code, tokengate's JSON record) of the access log line for ``path``."""
 
-    return wait_until(find, 5, 0.1, f"access log line for {marker}")[0]
+    def find() -> list[dict[str, Any]]:
+        return [entry for entry in envoy.access_log_entries() if entry["path"] == path]
 
-
-def _logged(envoy: Envoy, marker: str) -> tuple[str, dict[str, Any] | None]:
-    """(status code, tokengate's JSON record) of the access log line for ``marker``."""
-    line = _log_line(envoy, marker)
-    status = line.split('" ', 1)[1].split(" ", 1)[0]
-    return status, harness.access_record(line)
+    entry = wait_until(find, 5, 0.1, f"access log line for {path}")[0]
+    return str(entry["response_code"]), harness.access_record(entry)
 
 
 def test_access_log_carries_filter_state_only_verified_values(gate: Gate) -> None:

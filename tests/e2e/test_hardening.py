@@ -24,6 +24,10 @@ Envoys (each started once for the tests that share it, one worker):
 * Revocation: a gate with the singleton revocation service polling a
   ``RevocationSource`` that serves HMAC-signed lists, ``max_stale_s`` of a
   few seconds.
+* Two revocation services (section "a second attack"): one gate, two
+  workers, two ``tokengate-revocations`` singletons in its vm_id, each
+  polling its own source (signed lists version 5 and version 1), started
+  once per order of the two.
 
 What Envoy 1.40 itself does, as these tests pin it (measured here):
 
@@ -51,13 +55,19 @@ What Envoy 1.40 itself does, as these tests pin it (measured here):
 
 The last tests send requests this hunt found common upstreams reading
 differently from the gate (each says which upstream reads it how); they
-failed until the filter learnt to read them the same way.
+failed until the filter learnt to read them the same way. The section "a
+second attack" pins, in Envoy, what the core's fixes (tested natively)
+promise: signed ``sub``/``jti`` values that would forge a log line or hide
+an identity are refused, and a second revocation service in the
+``tokengate`` vm_id publishing an older list never un-revokes a token. (Paths the upstream routes differently are
+``test_differentials.py``; the access log as JSON, ``test_examples.py``.)
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import subprocess
 import time
 import urllib.parse
 from contextlib import contextmanager
@@ -133,6 +143,7 @@ FORGED_H1 = [
 REASONS = {
     "bad_request": (400, "invalid_request"),
     "missing": (401, "unauthorized"),
+    "malformed": (401, "invalid_token"),
     "revoked": (401, "invalid_token"),
     "insufficient_scope": (403, "insufficient_scope"),
     "denied": (403, "access_denied"),
@@ -1153,6 +1164,170 @@ def test_every_trailing_white_space_an_upstream_trims_is_refused(edge: Gate, tai
     with edge.untouched():
         assert_refused(edge.h1("GET", f"/admin{tail}", [bearer()]), "bad_request")
         assert_refused(edge.h2("GET", f"/admin{tail}", API_HOST, [bearer()]), "bad_request")
+# ============== a second attack: identities and the list, in a real Envoy
+
+# Claim values that would forge a log line or hide an identity: C1 controls
+# (U+0085 is NEL, a line break to some readers), the line and paragraph
+# separators, C0 controls, and white space at either end that a reader or an
+# upstream that trims would not see (" admin" read as "admin").
+FORGED_IDENTITIES = [
+    "ali\u0085ce",
+    "ali\u2028ce",
+    "ali\u2029ce",
+    "ali\u009bce",
+    "ali\u001bce",
+    "alice\n",
+    " admin",
+    "admin\u00a0",
+    "admin\t",
+    "\u3000admin",
+]
+
+
+@pytest.mark.parametrize("claim", ["sub", "jti"])
+@pytest.mark.parametrize("value", FORGED_IDENTITIES, ids=[repr(v) for v in FORGED_IDENTITIES])
+def test_a_logged_claim_that_hides_a_control_or_edge_white_space_is_malformed(edge: Gate, claim: str, value: str) -> None:
+    """``sub`` and ``jti`` are logged and forwarded: a token carrying one of
+    these values, signed with the gate's own key, is refused as malformed
+    (README, "Tokens") over HTTP/1.1 and HTTP/2, before any claim header is
+    set, so no ``x-auth-subject`` of it reaches the upstream."""
+    signed = token(**{claim: value})
+    with edge.untouched():
+        assert_refused(edge.h1("GET", "/orders/7", [bearer(signed)]), "malformed")
+        assert_refused(edge.h2("GET", "/orders/7", API_HOST, [bearer(signed)]), "malformed")
+
+
+@pytest.mark.parametrize("value", ['alice bob', 'alice=admin', 'alice" role="admin', 'a\\b'])
+def test_a_subject_with_a_space_an_equals_sign_or_a_quote_goes_upstream_as_one_value(edge: Gate, value: str) -> None:
+    """Printable characters inside ``sub`` are not refused (README, "Tokens":
+    only controls and white space at either end are): the upstream gets the
+    whole value, once, in ``x-auth-subject``, and nothing else of it. The
+    access log cannot be forged with them either: the examples log JSON,
+    which escapes them (``test_examples.py``)."""
+    mark = edge.mark()
+    r = edge.h2("GET", "/orders/7", API_HOST, [bearer(token(sub=value))])
+    assert r.status == 200, r.describe()
+    seen = edge.one_upstream(mark)
+    assert [v for n, v in seen["header_list"] if n == "x-auth-subject"] == [value], seen["header_list"]
+    assert [n for n, _ in seen["header_list"] if folded(n) == "x-auth-role"] == [], seen["header_list"]
+
+
+SERVICE_V5_JTI = "hard-two-services-revoked"
+
+
+def two_services(first: str, ports: dict[str, int]) -> dict[str, Any]:
+    """The bootstrap of ``TwoServices``: the gate, and a revocation service
+    per source (``ports``: ``v5``, ``v1``), both in vm_id ``tokengate``,
+    ``first`` listed first."""
+    order = ["v5", "v1"] if first == "v5" else ["v1", "v5"]
+    services = [
+        harness.revocation_service(
+            {
+                "cluster": f"revocation_source_{v}",
+                "authority": "revocations.internal",
+                "path": "/v1/revocations",
+                "poll_interval_s": POLL_S,
+                "timeout_ms": 500,
+                "verify_key": {"alg": "HS256", "secret_env": LIST_KEY_ENV},
+            },
+            name=f"tokengate-revocations-{v}",
+        )
+        for v in order
+    ]
+    gate = {
+        "keys": [{"kid": KID, "alg": "HS256", "secret_env": KEY_ENV}],
+        "rules": [{"match": {"prefix": "/"}}],
+        "revocation": {"max_stale_s": 60, "on_unavailable": "deny"},
+    }
+    return harness.bootstrap(
+        listener_port=free_port(),
+        admin_port=free_port(),
+        http_filters=[harness.tokengate_filter(gate)],
+        clusters=[harness.cluster(f"revocation_source_{v}", ports[v]) for v in order],
+        bootstrap_extensions=services,
+    )
+
+
+class TwoServices:
+    """A gate (two workers) whose ``tokengate`` vm_id holds two revocation
+    services, each polling its own source every second: one serves a signed
+    list version 5 revoking ``SERVICE_V5_JTI``, the other a signed list
+    version 1 revoking nothing. ``first`` is the service listed first in
+    ``bootstrap_extensions``."""
+
+    def __init__(self, workdir: Path, first: str) -> None:
+        generated_at = int(time.time())
+        self.sources = {"v5": RevocationSource(), "v1": RevocationSource()}
+        self.sources["v5"].set(
+            body=harness.sign_list({"version": 5, "generated_at": generated_at, "entries": [{"jti": SERVICE_V5_JTI}]}, LIST_KEY),
+            etag='"list-v5"',
+            content_type="application/jwt",
+        )
+        self.sources["v1"].set(
+            body=harness.sign_list({"version": 1, "generated_at": generated_at, "entries": []}, LIST_KEY), etag='"list-v1"', content_type="application/jwt"
+        )
+        config = two_services(first, {v: s.port for v, s in self.sources.items()})
+        try:
+            self.envoy = Envoy(config, env={KEY_ENV: KEY, LIST_KEY_ENV: LIST_KEY}, concurrency=2, workdir=workdir)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if hasattr(self, "envoy"):
+            self.envoy.stop()
+        for source in self.sources.values():
+            source.stop()
+
+    def call(self, tok: str) -> tuple[int, str | None]:
+        r = self.envoy.request("GET", "/api", headers={"authorization": f"Bearer {tok}"})
+        return (200, None) if r.status == 200 else (r.status, r.json().get("reason"))
+
+    def version(self) -> int:
+        return int(self.envoy.stat(STAT + "version", 0) or 0)
+
+
+@pytest.mark.parametrize("first", ["v5", "v1"], ids=["version-5-service-listed-first", "version-1-service-listed-first"])
+def test_two_revocation_services_in_one_vm_id_never_move_the_list_backwards(wasm_path: Path, tmp_path: Path, first: str) -> None:
+    """Anything in the ``tokengate`` vm_id can write its shared data: a
+    second revocation service there (a copy-paste, a second listener's
+    config) publishes its own, older list over the first one's. Whichever
+    order Envoy starts them in, the newest list must stay in force: once
+    both have published, the token revoked by version 5 is refused as
+    ``revoked`` at every request over more than three polls of each, an
+    unrevoked token passes, and the version gauge reads 5. ``tokengate
+    check-config`` refuses such a file (``cli/tests/cli/check_config.rs``,
+    ``test_check_config_refuses_two_services_in_one_vm_id`` below)."""
+    gate = TwoServices(tmp_path, first)
+    revoked, good = token(jti=SERVICE_V5_JTI), token()
+    try:
+        # both services have fetched once; every worker's 250 ms tick has read what they published
+        wait_until(lambda: all(s.count >= 1 for s in gate.sources.values()), 5, 0.05, "a poll of each source")
+        time.sleep(0.6)
+        polled = {v: s.count for v, s in gate.sources.items()}
+        samples: list[tuple[float, tuple[int, str | None], tuple[int, str | None], int]] = []
+        start = time.monotonic()
+        while time.monotonic() - start < 3 * POLL_S + 1.2:
+            samples.append((round(time.monotonic() - start, 2), gate.call(revoked), gate.call(good), gate.version()))
+            time.sleep(0.15)
+        polls = {v: s.count - polled[v] for v, s in gate.sources.items()}
+        assert min(polls.values()) >= 3, f"each source should have been polled at least 3 times in the window: {polls}"
+        wrong = [s for s in samples if s[1] != REVOKED or s[2] != OK or s[3] != 5]
+        assert not wrong, (
+            f"with the {first} service listed first, {len(wrong)} of {len(samples)} samples "
+            "(seconds, revoked token, unrevoked token, version gauge) are not (revoked, 200, 5):\n  " + "\n  ".join(map(str, samples))
+        )
+    finally:
+        gate.stop()
+
+
+def test_check_config_refuses_two_services_in_one_vm_id(cli_path: Path, tmp_path: Path) -> None:
+    """The bootstrap of the test above: ``tokengate check-config`` exits 1 and names the problem."""
+    config_file = tmp_path / "envoy.json"
+    config_file.write_text(json.dumps(two_services("v5", {"v5": free_port(), "v1": free_port()})))
+    proc = subprocess.run([str(cli_path), "check-config", str(config_file)], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 1, f"exit {proc.returncode}\n{proc.stdout}{proc.stderr}"
+    assert '2 "tokengate-revocations" services share vm_id "tokengate"' in proc.stderr, proc.stderr
 
 
 # ===================================================== over the whole module

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 import harness
-from harness import EnvoyError, access_record, bootstrap, free_port, validate
+from harness import EnvoyError, access_entry, access_record, bootstrap, free_port, validate
 from servers import EchoServer, RevocationSource
 
 HERE = Path(__file__).resolve().parent
@@ -80,20 +80,28 @@ def test_stats_prometheus_and_logs(envoys, echo_server: EchoServer) -> None:
     samples = envoy.prometheus_samples()
     assert any(k.startswith("envoy_cluster_upstream_rq_total") for k in samples)
     envoy.wait_for_log("starting main dispatch loop")  # the log file is written every 100 ms
-    # The access log carries tokengate's filter-state record; no wasm here, so "-".
-    line = harness.wait_until(lambda: [l for l in envoy.access_log_lines() if '"GET /s"' in l], what="access log")[0]
-    assert line.endswith('"GET /s" 200 tokengate=-'), line
-    assert access_record(line) is None
+    # One JSON object per request, tokengate's filter-state record under "tokengate"; no wasm here, so null.
+    entry = harness.wait_until(lambda: [e for e in envoy.access_log_entries() if e["path"] == "/s"], what="access log")[0]
+    assert entry == {"method": "GET", "path": "/s", "response_code": 200, "tokengate": None}, entry
+    assert access_record(entry) is None
 
 
 def test_access_record_parses_the_json_object() -> None:
-    assert access_record('"GET /a" 200 tokengate={"decision":"allow","sub":"a b","jti":"t1","kid":"k1"}') == {
-        "decision": "allow", "sub": "a b", "jti": "t1", "kid": "k1",
-    }  # fmt: skip
-    # followed by other fields (as in envoy/edge.yaml), and "-" when the filter decided nothing
-    assert access_record('[t] "GET /a HTTP/1.1" 401 tokengate={"decision":"deny","reason":"missing"} client=127.0.0.1') == {"decision": "deny", "reason": "missing"}
-    assert access_record('"GET /a" 200 tokengate=- client=127.0.0.1') is None
-    for broken in ('"GET /a" 200 decision=allow', '"GET /a" 200 tokengate={"decision":', '"GET /a" 200 tokengate=["allow"]', '"GET /a" 200 tokengate=allow'):
+    line = '{"method":"GET","path":"/a","response_code":200,"tokengate":"{\\"decision\\":\\"allow\\",\\"sub\\":\\"a b\\",\\"jti\\":\\"t1\\",\\"kid\\":\\"k1\\"}"}'
+    assert access_entry(line)["path"] == "/a"
+    assert access_record(line) == {"decision": "allow", "sub": "a b", "jti": "t1", "kid": "k1"}
+    # with other fields (as in envoy/edge.yaml), and null when the filter decided nothing
+    assert access_record('{"client":"127.0.0.1","tokengate":"{\\"decision\\":\\"deny\\",\\"reason\\":\\"missing\\"}"}') == {"decision": "deny", "reason": "missing"}
+    assert access_record('{"path":"/a","tokengate":null}') is None
+    for broken in (
+        '"GET /a" 200 tokengate={"decision":"allow"}',  # the old text line
+        '{"path":"/a"}',  # no tokengate key
+        '{"tokengate":"{\\"decision\\":"}',  # a record cut short
+        '{"tokengate":"[\\"allow\\"]"}',  # not an object
+        '{"tokengate":{"decision":"allow"}}',  # not a string
+        '{"tokengate":null} {"tokengate":"{}"}',  # two objects on one line
+        '["tokengate"]',
+    ):
         with pytest.raises(ValueError):
             access_record(broken)
 
@@ -101,7 +109,7 @@ def test_access_record_parses_the_json_object() -> None:
 def test_access_log_drops_query(envoys, echo_server: EchoServer) -> None:
     envoy = envoys.start(plain_config(echo_server.port))
     assert envoy.get("/q?access_token=secret-value").status_code == 200
-    harness.wait_until(lambda: any('"GET /q"' in l for l in envoy.access_log_lines()), what="access log")
+    harness.wait_until(lambda: any(e["path"] == "/q" for e in envoy.access_log_entries()), what="access log")
     assert "secret-value" not in envoy.access_log_text()
 
 
