@@ -12,6 +12,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use serde_json::{json, Value};
 use tokengate::filter::host::{Flow, HeaderMap, Host, HostError, LogLevel, MetricKind};
@@ -45,6 +46,12 @@ enum Call {
     Other(&'static str),
 }
 
+/// Shared data: each key's value and CAS token.
+type SharedData = Rc<RefCell<HashMap<String, (Vec<u8>, u32)>>>;
+
+/// A callout's answer: status, etag, body.
+type Response = (String, Option<String>, Vec<u8>);
+
 /// A host that answers from fixed data and records every call.
 #[derive(Default)]
 struct Recorder {
@@ -54,7 +61,11 @@ struct Recorder {
     trailers: RefCell<HeaderMap>,
     body: RefCell<Vec<u8>>,
     now_ms: Cell<u64>,
-    shared: RefCell<HashMap<String, Vec<u8>>>,
+    /// Shared data: each key's value and CAS token; shared by every host
+    /// of one test, as a vm_id's roots share it.
+    shared: SharedData,
+    /// The answer to the service's next callout: status, etag, body.
+    response: RefCell<Option<Response>>,
     metrics: RefCell<Vec<String>>,
     /// Whether Envoy refuses header edits.
     refuse_edits: Cell<bool>,
@@ -236,12 +247,25 @@ impl Host for Recorder {
 
     fn shared_data(&self, key: &str) -> Option<Vec<u8>> {
         self.call(Call::SharedData(key.into()));
-        self.shared.borrow().get(key).cloned()
+        self.shared.borrow().get(key).map(|(v, _)| v.clone())
     }
 
-    fn set_shared_data(&self, key: &str, value: &[u8]) -> Result<(), HostError> {
+    fn shared_data_cas(&self, key: &str) -> (Option<Vec<u8>>, u32) {
+        self.call(Call::SharedData(key.into()));
+        match self.shared.borrow().get(key) {
+            Some((v, cas)) => (Some(v.clone()), *cas),
+            None => (None, 0),
+        }
+    }
+
+    fn set_shared_data(&self, key: &str, value: &[u8], cas: u32) -> Result<(), HostError> {
         self.call(Call::SetSharedData(key.into()));
-        self.shared.borrow_mut().insert(key.into(), value.to_vec());
+        let mut shared = self.shared.borrow_mut();
+        let current = shared.get(key).map_or(0, |(_, c)| *c);
+        if cas != 0 && cas != current {
+            return Err(HostError("CasMismatch".into()));
+        }
+        shared.insert(key.into(), (value.to_vec(), current + 1));
         Ok(())
     }
 
@@ -255,12 +279,20 @@ impl Host for Recorder {
         Ok(1)
     }
 
-    fn http_call_response_header(&self, _name: &str) -> Option<Vec<u8>> {
-        None
+    fn http_call_response_header(&self, name: &str) -> Option<Vec<u8>> {
+        let response = self.response.borrow();
+        let (status, etag, _) = response.as_ref()?;
+        match name {
+            ":status" => Some(status.clone().into_bytes()),
+            "etag" => etag.clone().map(String::into_bytes),
+            _ => None,
+        }
     }
 
-    fn http_call_response_body(&self, _max: usize) -> Option<Vec<u8>> {
-        None
+    fn http_call_response_body(&self, max: usize) -> Option<Vec<u8>> {
+        let response = self.response.borrow();
+        let (_, _, body) = response.as_ref()?;
+        Some(body.get(..max.min(body.len()))?.to_vec())
     }
 }
 
@@ -550,9 +582,9 @@ fn publish(host: &Recorder, version: u64, entries: Vec<Entry>, fresh_at: u64) {
         generation: version,
         fresh_at,
     };
-    let mut shared = host.shared.borrow_mut();
-    shared.insert(SNAPSHOT_KEY.into(), snapshot.as_bytes().to_vec());
-    shared.insert(STATE_KEY.into(), state.encode().to_vec());
+    host.set_shared_data(SNAPSHOT_KEY, snapshot.as_bytes(), 0)
+        .unwrap();
+    host.set_shared_data(STATE_KEY, &state.encode(), 0).unwrap();
 }
 
 fn decide(host: &Recorder, root: &Root, token: &str) -> (Flow, u32) {
@@ -622,18 +654,17 @@ fn an_unreadable_newer_snapshot_makes_the_list_unavailable_even_under_allow() {
     let (mut root, _) = start(&host, &[]);
     assert_eq!(decide(&host, &root, &access_token()).1, 401);
     // A newer generation is announced, but the snapshot bytes are garbage.
-    host.shared
-        .borrow_mut()
-        .insert(SNAPSHOT_KEY.into(), b"garbage".to_vec());
-    host.shared.borrow_mut().insert(
-        STATE_KEY.into(),
-        Published {
+    host.set_shared_data(SNAPSHOT_KEY, b"garbage", 0).unwrap();
+    host.set_shared_data(
+        STATE_KEY,
+        &Published {
             generation: 6,
             fresh_at: NOW,
         }
-        .encode()
-        .to_vec(),
-    );
+        .encode(),
+        0,
+    )
+    .unwrap();
     root.on_tick(&host);
     // Never decided without the list once one was held: a fault never
     // un-revokes.
@@ -773,4 +804,122 @@ fn forged_claim_headers_and_tokens_in_trailers_of_a_forwarded_request_are_remove
         .map(|(n, _)| n.clone())
         .collect();
     assert_eq!(left, ["grpc-status"]);
+}
+
+// --- the revocation service
+
+const LIST_SECRET: [u8; 32] = [0x24; 32];
+
+/// A revocation service whose shared data is `shared`, as every root of
+/// one vm_id sees it.
+fn service(shared: &SharedData) -> (Recorder, Root) {
+    let host = Recorder {
+        config: json!({
+            "cluster": "lists", "authority": "lists.internal", "path": "/v1/revocations",
+            "poll_interval_s": 1,
+            "verify_key": {"alg": "HS256", "secret": base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD, LIST_SECRET)}
+        })
+        .to_string()
+        .into_bytes(),
+        root_id: "tokengate-revocations".into(),
+        now_ms: Cell::new(NOW * 1000),
+        shared: Rc::clone(shared),
+        ..Recorder::default()
+    };
+    let mut root = Root::default();
+    assert!(root.on_configure(&host), "{:?}", host.logs.borrow());
+    (host, root)
+}
+
+/// One poll of `root`, answered with a signed list of `version` revoking
+/// `jti`s (or a 304).
+fn poll(host: &Recorder, root: &mut Root, answer: Option<(u64, &[&str])>) {
+    host.now_ms.set(host.now_ms.get() + 1_500);
+    root.on_tick(host);
+    let body = match answer {
+        Some((version, jtis)) => {
+            let doc = Document {
+                version,
+                generated_at: Some(host.now_ms.get() / 1000),
+                entries: jtis.iter().map(|j| revoked_jti(j)).collect(),
+            };
+            let key = Key::new(KeyId("list".into()), Alg::Hs256, &LIST_SECRET).unwrap();
+            *host.response.borrow_mut() = Some((
+                "200".into(),
+                Some(format!("\"v{version}\"")),
+                doc.to_signed(&key).into_bytes(),
+            ));
+            doc.to_signed(&key).len()
+        }
+        None => {
+            *host.response.borrow_mut() = Some(("304".into(), None, Vec::new()));
+            0
+        }
+    };
+    root.on_http_call_response(host, 1, 2, body);
+}
+
+fn published(shared: &SharedData) -> (u64, Snapshot) {
+    let shared = shared.borrow();
+    let state = Published::decode(&shared[STATE_KEY].0).unwrap();
+    let snapshot = Snapshot::from_bytes(shared[SNAPSHOT_KEY].0.clone()).unwrap();
+    (state.generation, snapshot)
+}
+
+#[test]
+fn two_services_in_one_vm_id_never_move_the_list_backwards() {
+    for higher_first in [true, false] {
+        let shared = Rc::default();
+        let (high, mut high_root) = service(&shared);
+        let (low, mut low_root) = service(&shared);
+        let mut rounds: Vec<(&Recorder, &mut Root, u64, &[&str])> = Vec::new();
+        if higher_first {
+            rounds.push((&high, &mut high_root, 5, &["revoked"]));
+            rounds.push((&low, &mut low_root, 1, &[]));
+        } else {
+            rounds.push((&low, &mut low_root, 1, &[]));
+            rounds.push((&high, &mut high_root, 5, &["revoked"]));
+        }
+        let mut highest = 0;
+        for round in 0..3 {
+            for (host, root, version, jtis) in rounds.iter_mut() {
+                // The list, then a 304, then the same list again.
+                let answer = (round != 1).then_some((*version, *jtis));
+                poll(host, root, answer);
+                // Never backwards, and the state always announces the
+                // snapshot that is there.
+                let (generation, snapshot) = published(&shared);
+                assert!(generation >= highest, "{generation} after {highest}");
+                assert_eq!(
+                    snapshot.version(),
+                    generation,
+                    "state and snapshot disagree"
+                );
+                highest = generation;
+            }
+            let (generation, snapshot) = published(&shared);
+            assert_eq!(generation, 5, "higher first: {higher_first}, round {round}");
+            assert_eq!(snapshot.version(), 5);
+        }
+        let logs = low.logs.borrow();
+        let warned: Vec<_> = logs
+            .iter()
+            .filter(|(_, m)| m.contains("published in this vm_id by another writer"))
+            .collect();
+        assert_eq!(warned.len(), 1, "logged once: {logs:?}");
+        // Refused as a rollback when version 5 was there first; as a failed
+        // confirmation when version 1 had been published before it.
+        let refused = if higher_first {
+            "tokengate.revocation.rollback_refused"
+        } else {
+            "tokengate.revocation.fetch_failed"
+        };
+        assert!(low.count(refused) >= 1, "{refused}");
+        assert!(high
+            .logs
+            .borrow()
+            .iter()
+            .all(|(_, m)| !m.contains("another writer")));
+    }
 }

@@ -82,7 +82,13 @@ pub trait Host {
     fn plugin_configuration(&self) -> Option<Vec<u8>>;
     fn set_tick_period_ms(&self, ms: u64) -> Result<(), HostError>;
     fn shared_data(&self, key: &str) -> Option<Vec<u8>>;
-    fn set_shared_data(&self, key: &str, value: &[u8]) -> Result<(), HostError>;
+    /// The value under `key`, if any, and its CAS token (0 when the key
+    /// has never been written), for a later [`Host::set_shared_data`].
+    fn shared_data_cas(&self, key: &str) -> (Option<Vec<u8>>, u32);
+    /// Writes `value` under `key`. With a `cas` other than 0, only if
+    /// nobody has written the key since that token was read; otherwise an
+    /// error and nothing is written.
+    fn set_shared_data(&self, key: &str, value: &[u8], cas: u32) -> Result<(), HostError>;
 
     // --- HTTP callouts (the revocation service)
     /// Sends a request to `cluster`; returns the call's token.

@@ -122,8 +122,15 @@ impl Host for ProxyHost {
         hostcalls::get_shared_data(key).ok().and_then(|(v, _)| v)
     }
 
-    fn set_shared_data(&self, key: &str, value: &[u8]) -> Result<(), HostError> {
-        hostcalls::set_shared_data(key, Some(value), None).map_err(err)
+    fn shared_data_cas(&self, key: &str) -> (Option<Vec<u8>>, u32) {
+        match hostcalls::get_shared_data(key) {
+            Ok((value, cas)) => (value, cas.unwrap_or(0)),
+            Err(_) => (None, 0),
+        }
+    }
+
+    fn set_shared_data(&self, key: &str, value: &[u8], cas: u32) -> Result<(), HostError> {
+        hostcalls::set_shared_data(key, Some(value), (cas != 0).then_some(cas)).map_err(err)
     }
 
     fn dispatch_http_call(

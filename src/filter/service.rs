@@ -63,6 +63,38 @@ struct State {
     follower: Follower,
     metrics: Metrics,
     in_flight: Option<u32>,
+    /// The last version another writer was found to have published (it is
+    /// logged once per version).
+    foreign: Option<u64>,
+}
+
+/// What is published in the vm_id now, whoever wrote it, with the CAS
+/// tokens of both keys: every write is made against them, so that two
+/// services (or any module) sharing the vm_id never move the list
+/// backwards, nor leave a state that announces another writer's snapshot.
+struct InForce {
+    state: Option<Published>,
+    state_cas: u32,
+    snapshot_cas: u32,
+}
+
+impl InForce {
+    fn read(host: &dyn Host) -> InForce {
+        let (state, state_cas) = host.shared_data_cas(STATE_KEY);
+        let (_, snapshot_cas) = host.shared_data_cas(SNAPSHOT_KEY);
+        InForce {
+            state: state.as_deref().and_then(Published::decode),
+            state_cas,
+            snapshot_cas,
+        }
+    }
+
+    /// The published version, when it is not `mine`.
+    fn other_than(&self, mine: u64) -> Option<u64> {
+        self.state
+            .map(|p| p.generation)
+            .filter(|&generation| generation != mine)
+    }
 }
 
 impl Poller {
@@ -103,6 +135,7 @@ impl Poller {
             follower,
             metrics,
             in_flight: None,
+            foreign: None,
         });
         true
     }
@@ -171,9 +204,18 @@ impl State {
         let m = &self.metrics;
         match outcome {
             Outcome::Publish(publish) => {
+                let now = InForce::read(host);
+                let version = publish.state.generation;
+                if let Some(higher) = now.other_than(version).filter(|&g| g > version) {
+                    bump(host, m.rollback_refused);
+                    self.another_writer(host, higher, version);
+                    return;
+                }
                 let written = host
-                    .set_shared_data(SNAPSHOT_KEY, publish.snapshot.as_bytes())
-                    .and_then(|()| host.set_shared_data(STATE_KEY, &publish.state.encode()));
+                    .set_shared_data(SNAPSHOT_KEY, publish.snapshot.as_bytes(), now.snapshot_cas)
+                    .and_then(|()| {
+                        host.set_shared_data(STATE_KEY, &publish.state.encode(), now.state_cas)
+                    });
                 if let Err(e) = written {
                     bump(host, m.fetch_failed);
                     host.log(
@@ -188,15 +230,26 @@ impl State {
                 bump(host, m.fetch_ok);
                 set(host, m.entries, publish.entries());
                 set(host, m.version, publish.state.generation);
-                let now = now_secs(host);
-                set(host, m.age_s, now.saturating_sub(publish.state.fresh_at));
+                set(
+                    host,
+                    m.age_s,
+                    now_secs(host).saturating_sub(publish.state.fresh_at),
+                );
                 self.follower.published(publish);
             }
             Outcome::Confirmed {
                 state,
                 not_modified,
             } => {
-                if let Err(e) = host.set_shared_data(STATE_KEY, &state.encode()) {
+                let now = InForce::read(host);
+                // Confirming the list in force only says it is fresh: never
+                // over another writer's version, whose snapshot it is not.
+                if let Some(other) = now.other_than(state.generation) {
+                    bump(host, m.fetch_failed);
+                    self.another_writer(host, other, state.generation);
+                    return;
+                }
+                if let Err(e) = host.set_shared_data(STATE_KEY, &state.encode(), now.state_cas) {
                     bump(host, m.fetch_failed);
                     host.log(
                         LogLevel::Warn,
@@ -225,6 +278,21 @@ impl State {
                 );
             }
             Outcome::Stale => {}
+        }
+    }
+
+    /// Another writer in the vm_id has published `theirs`: this service
+    /// writes nothing over it. Logged once per version.
+    fn another_writer(&mut self, host: &dyn Host, theirs: u64, mine: u64) {
+        if self.foreign.replace(theirs) != Some(theirs) {
+            host.log(
+                LogLevel::Warn,
+                &format!(
+                    "version {theirs} is published in this vm_id by another writer \
+                     (a second revocation service?); this service's version {mine} \
+                     is not written over it"
+                ),
+            );
         }
     }
 }
