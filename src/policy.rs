@@ -519,14 +519,14 @@ pub fn path_readings(path: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     // The common path has nothing to read otherwise: no letter in upper
     // case, no trailing slash, no dot in its last segment, no escape, no
-    // white space, control or byte beyond ASCII, no `.php/`.
+    // white space, control or byte beyond ASCII, no `.php`.
     let last = path.rsplit('/').next().unwrap_or("");
     if !path
         .bytes()
         .any(|b| b.is_ascii_uppercase() || b == b'%' || !b.is_ascii_graphic())
         && (path.len() <= 1 || !path.ends_with('/'))
         && !last.chars().skip(1).any(|c| c == '.')
-        && !path.contains(".php/")
+        && !path.contains(".php")
     {
         return out;
     }
@@ -558,7 +558,9 @@ pub fn path_readings(path: &str) -> Vec<String> {
                 .map(str::to_owned);
             for p in [Some(base.clone()), unslashed].into_iter().flatten() {
                 let bare = without_extension(&p);
-                for reading in [Some(p), bare].into_iter().flatten() {
+                // White space before an extension: `/admin%20.json`.
+                let bare_trimmed = bare.as_deref().and_then(without_trailing_space);
+                for reading in [Some(p), bare, bare_trimmed].into_iter().flatten() {
                     if reading != path && !out.contains(&reading) {
                         out.push(reading);
                     }
@@ -573,20 +575,35 @@ pub fn path_readings(path: &str) -> Vec<String> {
 /// `.php` (any case), when something follows it.
 fn after_front_controller(path: &str) -> Option<String> {
     let lower = path.to_ascii_lowercase();
-    let at = lower.find(".php/")?;
-    let rest = path.get(at + 4..)?;
-    (rest.len() > 1).then(|| rest.to_owned())
+    // The first `.php` that ends a segment, also as Windows names it:
+    // trailing dots and spaces dropped, `::$DATA` the file itself.
+    let mut from = 0;
+    while let Some(at) = lower.get(from..)?.find(".php").map(|i| from + i) {
+        let mut rest = lower.get(at + 4..)?;
+        while let Some(shorter) = [".", "%20", "::$data"]
+            .iter()
+            .find_map(|s| rest.strip_prefix(s))
+        {
+            rest = shorter;
+        }
+        if rest.starts_with('/') {
+            let behind = path.get(path.len() - rest.len()..)?;
+            return (behind.len() > 1).then(|| behind.to_owned());
+        }
+        from = at + 4;
+    }
+    None
 }
 
 /// `path` without the white space at its end, percent-encoded or not:
 /// every character an upstream's trim may drop (Unicode `White_Space`, as
 /// Python's `strip`, JavaScript's `trim`, Java's `strip` and .NET's `Trim`
-/// read it, U+001C to U+001F, which Python and Java also strip, U+180E and
+/// read it; every control up to U+0020, as Java's `trim`; U+180E and
 /// U+FEFF); `None` when there is none.
 fn without_trailing_space(path: &str) -> Option<String> {
     let mut end = path.len();
     while let Some((start, c)) = path.get(..end).and_then(last_char) {
-        if !(c.is_whitespace() || matches!(c, '\u{1c}'..='\u{1f}' | '\u{180e}' | '\u{feff}')) {
+        if !(c.is_whitespace() || c <= ' ' || matches!(c, '\u{180e}' | '\u{feff}')) {
             break;
         }
         end = start;
@@ -1286,6 +1303,18 @@ mod tests {
                 path_readings(&path).contains(&"/admin".to_owned()),
                 "{path}"
             );
+        }
+        // Combined with an extension, Java's trim, Windows names.
+        for (path, reading) in [
+            ("/admin%20.json", "/admin"),
+            ("/admin%E2%80%A8.json", "/admin"),
+            ("/admin%01", "/admin"),
+            ("/index.php./admin", "/admin"),
+            ("/index.php%20/admin", "/admin"),
+            ("/index.php::$DATA/admin", "/admin"),
+            ("/x.phpx/y.php/admin", "/admin"),
+        ] {
+            assert!(path_readings(path).contains(&reading.to_owned()), "{path}");
         }
         // Not white space: no reading without it.
         for tail in ["%E2%80%8B", "%41", "%C2", "%E2%80"] {

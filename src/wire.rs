@@ -145,6 +145,64 @@ pub fn cookie_pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
 /// it (leading `[` and `]` dropped, cut at the next `[` or `]`:
 /// `[access_token]`, `access_token]`).
 pub fn same_param_name(sent: &[u8], name: &[u8]) -> bool {
+    same_name_read(sent, name) || same_name_read(trim_wide(sent), name)
+}
+
+/// `bytes` without what any upstream's trim may drop at either end: ASCII
+/// white space and controls (Java's `trim`), U+0085 and U+00A0 as single
+/// bytes (WSGI and ASGI read header bytes as Latin-1, then Python's `strip`
+/// drops them), and every Unicode white space in UTF-8 (JavaScript's
+/// `trim`, Python's `strip` on UTF-8 text).
+pub fn trim_wide(bytes: &[u8]) -> &[u8] {
+    const UTF8_SPACES: [&[u8]; 20] = [
+        b"\xc2\x85",
+        b"\xc2\xa0",
+        b"\xe1\x9a\x80",
+        b"\xe1\xa0\x8e",
+        b"\xe2\x80\x80",
+        b"\xe2\x80\x81",
+        b"\xe2\x80\x82",
+        b"\xe2\x80\x83",
+        b"\xe2\x80\x84",
+        b"\xe2\x80\x85",
+        b"\xe2\x80\x86",
+        b"\xe2\x80\x87",
+        b"\xe2\x80\x88",
+        b"\xe2\x80\x89",
+        b"\xe2\x80\x8a",
+        b"\xe2\x80\xa8",
+        b"\xe2\x80\xa9",
+        b"\xe2\x80\xaf",
+        b"\xe2\x81\x9f",
+        b"\xe3\x80\x80",
+    ];
+    const BOM: &[u8] = b"\xef\xbb\xbf";
+    let single = |b: u8| b <= b' ' || b == 0x7f || b == 0x85 || b == 0xa0;
+    let mut rest = bytes;
+    loop {
+        let before = rest.len();
+        for space in UTF8_SPACES.iter().chain([&BOM]) {
+            rest = rest.strip_prefix(*space).unwrap_or(rest);
+            rest = rest.strip_suffix(*space).unwrap_or(rest);
+        }
+        if let Some((first, tail)) = rest.split_first() {
+            if single(*first) {
+                rest = tail;
+            }
+        }
+        if let Some((last, head)) = rest.split_last() {
+            if single(*last) {
+                rest = head;
+            }
+        }
+        if rest.len() == before {
+            return rest;
+        }
+    }
+}
+
+/// [`same_param_name`] for one spelling of the name.
+fn same_name_read(sent: &[u8], name: &[u8]) -> bool {
     fn fold(c: u8) -> u8 {
         match c {
             b'.' | b' ' | b'[' => b'_',
@@ -296,6 +354,24 @@ mod tests {
         assert!(!holds_jws(b"Basic dXNlcjpwYXNz"));
         assert!(!holds_jws(b"Digest username=\"a.b\", uri=\"/x\""));
         assert!(!holds_jws(b"a..b"));
+    }
+
+    #[test]
+    fn names_padded_with_what_a_trim_drops_are_the_name() {
+        for sent in [
+            &b"\xa0tg_token"[..],
+            b"tg_token\x85",
+            b"\xc2\xa0tg_token",
+            b"tg_token\xe2\x80\xa8",
+            b"\xef\xbb\xbftg_token",
+            b"\x0btg_token\x01",
+            b" tg_token \xa0",
+        ] {
+            assert!(same_param_name(sent, b"tg_token"), "{sent:?}");
+        }
+        for sent in [&b"tg\xa0token"[..], b"tg_token\xe2\x80\x8b", b"xtg_token"] {
+            assert!(!same_param_name(sent, b"tg_token"), "{sent:?}");
+        }
     }
 
     #[test]

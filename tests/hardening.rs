@@ -1166,3 +1166,67 @@ fn every_trailing_white_space_an_upstream_trims_is_read() {
     );
     assert_eq!(v.decision, Decision::Allow);
 }
+
+// --- found by the fourth red-team round ---
+
+#[test]
+fn a_cookie_name_padded_with_what_a_trim_drops_is_the_token_name() {
+    let c = config();
+    let good = bearer(&token_with(|_| {}));
+    let other = token_with(|c| c["jti"] = json!("other"));
+    for cookie in [
+        format!("\u{a0}tg_token={other}"),
+        format!("a=1; \u{85}tg_token={other}"),
+        format!("tg_token\u{2028}={other}"),
+    ] {
+        // Header bytes as sent (the Latin-1 bytes a WSGI server decodes).
+        let raw: Vec<u8> = cookie
+            .chars()
+            .flat_map(|ch| match ch {
+                '\u{a0}' => vec![0xa0],
+                '\u{85}' => vec![0x85],
+                ch => ch.to_string().into_bytes(),
+            })
+            .collect();
+        let headers = vec![
+            ("authorization".to_owned(), good.clone().into_bytes()),
+            ("cookie".to_owned(), raw),
+        ];
+        let list = fresh_list();
+        let req = Request {
+            method: "GET",
+            path: b"/orders/7",
+            authority: b"api.example.com",
+            headers: &headers,
+        };
+        let v = c.decide(
+            &req,
+            &FixedConnection::default(),
+            Revocations {
+                list: Some(&list),
+                fresh_at: Some(NOW),
+                lost: false,
+            },
+            NOW,
+        );
+        assert_eq!(reason(&v), Some(Reason::BadRequest), "{cookie:?}");
+    }
+}
+
+#[test]
+fn white_space_before_an_extension_and_windows_script_names_are_read() {
+    let c = config();
+    let t = bearer(&token_with(|_| {}));
+    for path in [
+        "/admin%20.json",
+        "/internal%E2%80%A8.json",
+        "/admin%01",
+        "/index.php./admin",
+        "/index.php%20/internal/x",
+        "/index.php::$DATA/admin",
+        "/oauth/token%20.json",
+    ] {
+        let v = decide_on(&c, "GET", path, "api.example.com", &[("authorization", &t)]);
+        assert_eq!(reason(&v), Some(Reason::BadRequest), "{path}");
+    }
+}

@@ -1207,14 +1207,35 @@ pub fn readings_model(path: &str) -> BTreeSet<String> {
             None => path.to_owned(),
         }
     }
-    /// What follows the first `.php/` (any case), when more than `/` does.
+    /// What follows the first segment-ending `.php` (any case; on
+    /// Windows also with dots, `%20`s and `::$DATA` after it), when more
+    /// than `/` does.
     fn behind_front_controller(path: &str) -> Option<String> {
-        let at = path.to_ascii_lowercase().find(".php/")?;
-        let rest = &path[at + 4..];
-        (rest.len() > 1).then(|| rest.to_owned())
+        let lower = path.to_ascii_lowercase();
+        fn re_tail(mut t: &str) -> &str {
+            loop {
+                let before = t.len();
+                for s in [".", "%20", "::$data"] {
+                    if let Some(r) = t.strip_prefix(s) {
+                        t = r;
+                    }
+                }
+                if t.len() == before {
+                    return t;
+                }
+            }
+        }
+        for (at, _) in lower.match_indices(".php") {
+            let tail = re_tail(&lower[at + 4..]);
+            if tail.starts_with('/') {
+                let rest = &path[path.len() - tail.len()..];
+                return (rest.len() > 1).then(|| rest.to_owned());
+            }
+        }
+        None
     }
     /// Without the white space at its end (every `char::is_whitespace`,
-    /// U+001C to U+001F, U+180E, U+FEFF; each written raw or as upper-case
+    /// every character up to U+0020, U+180E, U+FEFF; each written raw or as upper-case
     /// `%XX` escapes, as a normalized path holds them), when some is there
     /// and something is left.
     fn trimmed(path: &str) -> Option<String> {
@@ -1222,9 +1243,7 @@ pub fn readings_model(path: &str) -> BTreeSet<String> {
         let forms = FORMS.get_or_init(|| {
             (0..=0x10FFFFu32)
                 .filter_map(char::from_u32)
-                .filter(|c| {
-                    c.is_whitespace() || matches!(*c, '\u{1c}'..='\u{1f}' | '\u{180e}' | '\u{feff}')
-                })
+                .filter(|c| c.is_whitespace() || *c <= ' ' || matches!(*c, '\u{180e}' | '\u{feff}'))
                 .flat_map(|c| {
                     let raw = c.to_string();
                     let escaped: String = raw.bytes().map(|b| format!("%{b:02X}")).collect();
@@ -1250,6 +1269,10 @@ pub fn readings_model(path: &str) -> BTreeSet<String> {
     for start in &starts {
         for a in [start.clone(), lower(start)] {
             for b in [a.clone(), unslash(&a)] {
+                // White space before a dropped extension.
+                if bare(&b) != b {
+                    out.extend(trimmed(&bare(&b)));
+                }
                 out.insert(bare(&b));
                 out.insert(b);
             }

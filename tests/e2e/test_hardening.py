@@ -1330,6 +1330,31 @@ def test_check_config_refuses_two_services_in_one_vm_id(cli_path: Path, tmp_path
     assert '2 "tokengate-revocations" services share vm_id "tokengate"' in proc.stderr, proc.stderr
 
 
+# ============== found by the fourth red-team round
+
+
+@pytest.mark.parametrize("cookie", ["\xa0tg_token={t}", "a=1; \x85tg_token={t}", "tg_token={good}; tg_token\xa0={t}"], ids=["nbsp-first", "nel-after-a-cookie", "beside-the-cut-token"])
+def test_a_cookie_name_padded_with_what_python_strips_is_a_second_token(edge: Gate, cookie: str) -> None:
+    """WSGI and ASGI servers read header bytes as Latin-1; Django's and Werkzeug's cookie parsers then
+    strip() the name, so `\xa0tg_token` is `tg_token` to them: a second, unchecked token."""
+    value = cookie.format(t=token(jti="second"), good=token())
+    with edge.untouched():
+        assert_refused(edge.h1("GET", "/orders/7", [bearer(), ("cookie", value)]), "bad_request")
+        # on an anonymous route the look-alike is cut, never forwarded
+    mark = edge.mark()
+    r = edge.h1("GET", "/public/x", [("cookie", "\xa0tg_token=x; a=1")])
+    assert r.status == 200, r.describe()
+    assert "tg_token" not in edge.one_upstream(mark)["headers"].get("cookie", "")
+
+
+@pytest.mark.parametrize("target", ["/admin%20.json", "/admin%01", "/index.php./admin", "/index.php%20/admin", "/index.php::$DATA/admin"])
+def test_white_space_before_an_extension_and_windows_script_names_are_refused(edge: Gate, target: str) -> None:
+    """Spring's suffix patterns with trimTokens, Java's trim, and PHP on Windows (which drops a trailing
+    dot or space from file names and reads ::$DATA as the file) route these as /admin."""
+    with edge.untouched():
+        assert_refused(edge.h1("GET", target, [bearer()]), "bad_request")
+
+
 # ===================================================== over the whole module
 
 
