@@ -22,7 +22,9 @@ pub const NO_COUNTER: bool = cfg!(tokengate_profile = "decide_only");
 pub const PER_HEADER_EDITS: bool = cfg!(tokengate_profile = "per_header_edits");
 
 /// In the panic-probe module only: panics on this path, to show what a
-/// failing VM does in Envoy. Does nothing in any other build.
+/// failing VM does in Envoy. Does nothing in any other build. The panic
+/// is reported at the caller's line, in the request code.
+#[track_caller]
 pub fn panic_probe(path: &[u8]) {
     #[cfg(tokengate_profile = "panic_probe")]
     #[allow(clippy::panic)]
