@@ -7,15 +7,16 @@
 # baseline and the do-nothing wasm filter (same pinning, workloads and
 # validity checks as scripts/bench), as configurations CONFIG@VARIANT:
 #   full              the filter as shipped: one header-map read, the clock,
-#                     the decision, ONE batched edit (set_header_map_pairs),
-#                     one counter, ONE filter-state key (wasm.tokengate)
-#   per_header_edits  the same, but one host call per edit (remove the token,
-#                     set each claim header) instead of the batched one
+#                     the decision, one host call per edit (remove the token,
+#                     replace each claim header), one counter, ONE
+#                     filter-state key (wasm.tokengate)
+#   batched_edits     the same, but ONE call replacing the whole header map
+#                     (set_header_map_pairs) instead of one per edit
 #   no_edits          without the request edits
 #   no_state          without the filter-state write
 #   decide_only       reads the headers and decides: no counter, state or edits
 #   read_only         only reads the request headers (one host call) and continues
-# Checks: full, per_header_edits and no_state pass every check (the upstream
+# Checks: full, batched_edits and no_state pass every check (the upstream
 # must see the token removed and x-auth-subject set); no_edits and
 # decide_only only the answers (they edit nothing); read_only none (it
 # decides nothing).
@@ -25,13 +26,13 @@
 #   decision                decide_only − read_only  (clock, token, rules)
 #   counter                 no_edits + no_state − full − decide_only
 #   filter state            full − no_state
-#   edits, batched          full − no_edits
-#   per-header − batched    per_header_edits − full
+#   edits, one call each    full − no_edits
+#   batched − per-header    batched_edits − full
 #
 #   benches/breakdown.sh [--quick] [ROUNDS] [SECONDS]
 #       default 3 rounds of 6 s after 2 s of warm-up, configurations
 #       tokengate-lean and tokengate-empty: 14 configurations, about 14 minutes
-#   CONFIGS="tokengate-lean" VARIANTS="full per_header_edits" benches/breakdown.sh
+#   CONFIGS="tokengate-lean" VARIANTS="full batched_edits" benches/breakdown.sh
 #
 # Report: .run/breakdown.md (envoy_bench's report, then the steps), figures:
 # .run/breakdown.json; the modules stay in .run/breakdown/VARIANT.wasm.
@@ -42,7 +43,7 @@ QUICK=()
 if [ "${1:-}" = --quick ]; then QUICK=(--quick); shift; fi
 ROUNDS=${1:-}
 SECONDS_PER=${2:-}
-VARIANTS=${VARIANTS:-full per_header_edits no_edits no_state decide_only read_only}
+VARIANTS=${VARIANTS:-full batched_edits no_edits no_state decide_only read_only}
 CONFIGS=${CONFIGS:-tokengate-lean tokengate-empty}
 OUT="$ROOT/.run/breakdown"
 mkdir -p "$OUT"
@@ -82,8 +83,8 @@ STEPS = [
     ("decision: clock, token, rules (decide_only − read_only)", {"decide_only": 1, "read_only": -1}),
     ("counter (no_edits + no_state − full − decide_only)", {"no_edits": 1, "no_state": 1, "full": -1, "decide_only": -1}),
     ("filter state, one key (full − no_state)", {"full": 1, "no_state": -1}),
-    ("edits, one batched call (full − no_edits)", {"full": 1, "no_edits": -1}),
-    ("per-header edits instead (per_header_edits − full)", {"per_header_edits": 1, "full": -1}),
+    ("edits, one call each (full − no_edits)", {"full": 1, "no_edits": -1}),
+    ("one batched call instead (batched_edits − full)", {"batched_edits": 1, "full": -1}),
     ("everything above noop-wasm (full − noop-wasm)", {"full": 1, "@noop-wasm": -1}),
 ]
 out = ["", "## steps (µs/request, differences of added CPU paired per round: median (min–max))", ""]

@@ -19,9 +19,9 @@
 //! | `clock` | `get_current_time_nanoseconds` | the time, once per request |
 //! | `headers` | `get_header_map_pairs` (the whole request map) | reading the request, once |
 //! | `header` | `get_header_map_value` (`authorization`) | the way not taken: one header at a time |
-//! | `set_headers` | `set_header_map_pairs` (a 7-line map) | the batched edit, once per allowed request |
-//! | `replace_header` | `replace_header_map_value` (`x-auth-subject`) | one per-header edit (`per_header_edits`) |
-//! | `remove_header` | `remove_header_map_value` (`x-auth-subject`) | one per-header removal (`per_header_edits`) |
+//! | `set_headers` | `set_header_map_pairs` (a 7-line map) | the `batched_edits` profile only: the whole map at once |
+//! | `replace_header` | `replace_header_map_value` (`x-auth-subject`) | one claim header set (one per edit, as shipped) |
+//! | `remove_header` | `remove_header_map_value` (`x-auth-subject`) | one removal (the token, a forged header) |
 //! | `set_property` | `set_property` (filter state `wasm.bench.pI`, a distinct key per call, 80 bytes) | the access-log record, once |
 //! | `metric` | `increment_metric` | the decision's counter, once |
 //! | `get_property` | `get_property` (`connection.tls_version`) | TLS and certificate checks, when configured |
