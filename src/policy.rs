@@ -571,28 +571,71 @@ pub fn path_readings(path: &str) -> Vec<String> {
     out
 }
 
-/// `/index.php/admin` → `/admin`: what follows the first segment ending in
-/// `.php` (any case), when something follows it.
+/// `/index.php/admin` → `/admin`: what follows the first segment that names
+/// a PHP script ([`is_php_script`]), when something follows it.
 fn after_front_controller(path: &str) -> Option<String> {
-    let lower = path.to_ascii_lowercase();
-    // The first `.php` that ends a segment, also as Windows names it:
-    // trailing dots and spaces dropped, `::$DATA` the file itself.
-    let mut from = 0;
-    while let Some(at) = lower.get(from..)?.find(".php").map(|i| from + i) {
-        let mut rest = lower.get(at + 4..)?;
-        while let Some(shorter) = [".", "%20", "::$data"]
-            .iter()
-            .find_map(|s| rest.strip_prefix(s))
-        {
-            rest = shorter;
-        }
-        if rest.starts_with('/') {
-            let behind = path.get(path.len() - rest.len()..)?;
+    let mut at = 0;
+    for segment in path.split('/') {
+        let end = at + segment.len();
+        if !segment.is_empty() && is_php_script(segment) {
+            let behind = path.get(end..)?;
             return (behind.len() > 1).then(|| behind.to_owned());
         }
-        from = at + 4;
+        at = end + 1;
+        if at >= path.len() {
+            break;
+        }
     }
     None
+}
+
+/// Whether a path segment names a PHP script as a server reads it: every
+/// percent-escape decoded (IIS and Apache decode reserved characters too:
+/// `index.php%3A%3A%24DATA` is `index.php::$DATA`), any case, and as
+/// Windows opens files: trailing dots and spaces dropped, `::$DATA` the
+/// file itself, in any order (`index.php.`, `index.php%20`,
+/// `index.php::$DATA.`).
+pub fn is_php_script(segment: &str) -> bool {
+    let decoded = decode_segment(segment).to_ascii_lowercase();
+    let mut name = decoded.as_slice();
+    loop {
+        if let Some(shorter) = name
+            .strip_suffix(b".")
+            .or_else(|| name.strip_suffix(b" "))
+            .or_else(|| name.strip_suffix(b"::$data"))
+        {
+            name = shorter;
+            continue;
+        }
+        return name.ends_with(b".php");
+    }
+}
+
+/// A path segment with every `%XX` escape decoded (a `+` is itself, as in
+/// any path); what is not an escape is kept as sent.
+fn decode_segment(segment: &str) -> Vec<u8> {
+    let b = segment.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&byte) = b.get(i) {
+        let escaped = match b.get(i..i + 3) {
+            Some([b'%', hi, lo]) => crate::wire::hex_value(*hi)
+                .zip(crate::wire::hex_value(*lo))
+                .map(|(hi, lo)| (hi << 4) | lo),
+            _ => None,
+        };
+        match escaped {
+            Some(value) => {
+                out.push(value);
+                i += 3;
+            }
+            None => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// `path` without the white space at its end, percent-encoded or not:
@@ -680,6 +723,38 @@ fn without_extension(path: &str) -> Option<String> {
     // From the second character on, whatever its width in bytes.
     let (dot, _) = last.char_indices().skip(1).find(|(_, c)| *c == '.')?;
     path.get(..slash + 1 + dot).map(str::to_owned)
+}
+
+#[cfg(test)]
+mod script_tests {
+    use super::is_php_script;
+
+    #[test]
+    fn a_php_script_is_read_as_a_windows_server_reads_its_name() {
+        for name in [
+            "index.php",
+            "INDEX.PHP",
+            "index.php.",
+            "index.php%20",
+            "index.php%20.%20",
+            "index.php::$DATA",
+            "index.php%3A%3A%24DATA",
+            "index.php::$data.",
+            "index%2ephp",
+        ] {
+            assert!(is_php_script(name), "{name}");
+        }
+        for name in [
+            "index.php+",
+            "index.phpx",
+            "index.php5",
+            "index.php%3B",
+            "php",
+            "index.php%2",
+        ] {
+            assert!(!is_php_script(name), "{name}");
+        }
+    }
 }
 
 /// Whether a granted scope grants a required one: equal, or the granted one
@@ -1313,6 +1388,13 @@ mod tests {
             ("/index.php%20/admin", "/admin"),
             ("/index.php::$DATA/admin", "/admin"),
             ("/x.phpx/y.php/admin", "/admin"),
+            // Escaped as a server decodes them (red-team round 5).
+            ("/index.php%3A%3A%24DATA/admin", "/admin"),
+            ("/index.php%3a%3a%24data/admin", "/admin"),
+            ("/index.php::%24DATA/admin", "/admin"),
+            ("/index.php%3A%3A$DATA/admin", "/admin"),
+            ("/index%2Ephp/admin", "/admin"),
+            ("/index.php::$DATA%20./admin", "/admin"),
         ] {
             assert!(path_readings(path).contains(&reading.to_owned()), "{path}");
         }

@@ -347,6 +347,37 @@ fn query_and_cookie_names_an_upstream_reads_as_the_token_count_as_the_token() {
     assert_eq!(reason(&v), Some(Reason::BadRequest));
 }
 
+#[test]
+fn cutting_the_token_out_of_the_cookie_header_leaves_every_other_byte() {
+    // Red-team round 5: the rest of the header was split on `;` and `,` and
+    // joined again with `; `, which changed quoted and comma-holding values.
+    let c = config();
+    let good = token_with(|_| {});
+    for (sent, forwarded) in [
+        (format!("a=\"x;y\"; tg_token={good}"), Some("a=\"x;y\"")),
+        (
+            format!("a=1,b=2;  tg_token={good};c=\"p, q\""),
+            Some("a=1,b=2;c=\"p, q\""),
+        ),
+        (format!("tg_token={good}; a=1;b=2"), Some("a=1;b=2")),
+        (format!("  tg_token={good}"), None),
+    ] {
+        let v = decide_on(
+            &c,
+            "GET",
+            "/orders/7",
+            "api.example.com",
+            &[("cookie", &sent)],
+        );
+        assert_eq!(v.decision, Decision::Allow, "{sent}");
+        assert_eq!(
+            v.new_cookie,
+            Some(forwarded.map(|f| f.as_bytes().to_vec())),
+            "{sent}"
+        );
+    }
+}
+
 // --- claims (items 5, 6) ---
 
 #[test]
@@ -1005,6 +1036,15 @@ fn a_php_front_controller_or_trailing_white_space_is_read_as_the_path_behind() {
         "/admin%0A",
         "/internal%09%20",
         "/index.php/admin%0D",
+        // Windows script names escaped as IIS and Apache decode them, and
+        // before CodeIgniter's query (red-team round 5).
+        "/public/index.php%3A%3A%24DATA/internal",
+        "/index.php%3a%3a%24data/admin",
+        "/index.php::%24DATA/admin",
+        "/public/index.php.?/internal",
+        "/public/index.php%20?/internal",
+        "/public/index.php::$DATA?/internal",
+        "/index.php%3A%3A%24DATA?/admin",
     ] {
         let v = decide_on(&c, "GET", path, "api.example.com", &[("authorization", &t)]);
         assert_eq!(reason(&v), Some(Reason::BadRequest), "{path}");
@@ -1119,6 +1159,9 @@ fn cutting_the_token_out_of_the_query_never_changes_the_rule() {
         // With a valid token that lacks the admin role.
         format!("/?access_token={t}&/admin"),
         format!("/index.php?access_token={t};/admin"),
+        // Under a Windows spelling of the script.
+        format!("/index.php.?access_token={t}&/admin"),
+        format!("/index.php%20?access_token={t}&/admin"),
         // Cut, the path reads as the refresh path.
         "/healthz/index.php?access_token&/oauth/token".to_owned(),
     ] {

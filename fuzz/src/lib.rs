@@ -1207,29 +1207,50 @@ pub fn readings_model(path: &str) -> BTreeSet<String> {
             None => path.to_owned(),
         }
     }
-    /// What follows the first segment-ending `.php` (any case; on
-    /// Windows also with dots, `%20`s and `::$DATA` after it), when more
-    /// than `/` does.
+    /// What follows the first segment naming a PHP script, when more than
+    /// `/` does: the segment with every `%XX` decoded, in lower case, is
+    /// `….php` followed by any run of `.`, ` ` and `::$data` (Windows).
     fn behind_front_controller(path: &str) -> Option<String> {
-        let lower = path.to_ascii_lowercase();
-        fn re_tail(mut t: &str) -> &str {
-            loop {
-                let before = t.len();
-                for s in [".", "%20", "::$data"] {
-                    if let Some(r) = t.strip_prefix(s) {
-                        t = r;
+        fn decoded(segment: &str) -> Vec<u8> {
+            let b = segment.as_bytes();
+            let mut out = Vec::new();
+            let mut i = 0;
+            while i < b.len() {
+                let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+                if b[i] == b'%' && i + 2 < b.len() {
+                    if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                        out.push(h * 16 + l);
+                        i += 3;
+                        continue;
                     }
                 }
-                if t.len() == before {
-                    return t;
+                out.push(b[i]);
+                i += 1;
+            }
+            out.to_ascii_lowercase()
+        }
+        fn names_php(segment: &str) -> bool {
+            let mut name = decoded(segment);
+            loop {
+                if name.ends_with(b".") || name.ends_with(b" ") {
+                    name.pop();
+                } else if name.ends_with(b"::$data") {
+                    name.truncate(name.len() - 7);
+                } else {
+                    return name.ends_with(b".php");
                 }
             }
         }
-        for (at, _) in lower.match_indices(".php") {
-            let tail = re_tail(&lower[at + 4..]);
-            if tail.starts_with('/') {
-                let rest = &path[path.len() - tail.len()..];
+        let mut offset = 0;
+        for segment in path.split('/') {
+            offset += segment.len();
+            if !segment.is_empty() && names_php(segment) {
+                let rest = &path[offset..];
                 return (rest.len() > 1).then(|| rest.to_owned());
+            }
+            offset += 1;
+            if offset >= path.len() {
+                return None;
             }
         }
         None

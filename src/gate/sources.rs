@@ -269,23 +269,41 @@ fn cookie<'h>(req: &Request<'h>, name: &str) -> Result<Option<&'h [u8]>, Reason>
 
 /// The `cookie` header without cookie `name` (and its look-alikes), every
 /// line joined into one: `None` when nothing changes, `Some(None)` when
-/// nothing is left.
+/// nothing is left. Only the token's own pair and the separator before it
+/// are cut: every other byte, quoted values and `,` included, goes on as
+/// the client sent it.
 fn without_cookie(req: &Request<'_>, name: &str) -> Option<Option<Vec<u8>>> {
     let mut removed = false;
-    let mut kept: Vec<&[u8]> = Vec::new();
+    let mut kept: Vec<Vec<u8>> = Vec::new();
     for line in req.lines("cookie") {
-        for pair in line.split(|b| *b == b';' || *b == b',').map(wire::trim) {
-            if pair.is_empty() {
-                continue;
-            }
+        let mut out: Vec<u8> = Vec::with_capacity(line.len());
+        let mut start = 0;
+        // Each piece with the separator that ends it (none for the last).
+        while start <= line.len() {
+            let end = line
+                .get(start..)
+                .and_then(|rest| rest.iter().position(|b| *b == b';' || *b == b','))
+                .map_or(line.len(), |i| start + i);
+            let piece = line.get(start..end).unwrap_or_default();
+            let pair = wire::trim(piece);
             let key = wire::trim(wire::split_pair(pair).0);
-            if names_param(key, name).unwrap_or(true) {
+            if !pair.is_empty() && names_param(key, name).unwrap_or(true) {
                 removed = true;
-            } else {
-                kept.push(pair);
+            } else if !pair.is_empty() {
+                if out.is_empty() {
+                    out.extend_from_slice(pair);
+                } else {
+                    // The separator that came before this piece, as sent.
+                    out.extend_from_slice(
+                        line.get(start.saturating_sub(1)..end).unwrap_or_default(),
+                    );
+                }
             }
+            start = end + 1;
+        }
+        if !out.is_empty() {
+            kept.push(out);
         }
     }
-    // Bytes as they came: other cookies pass through untouched.
     removed.then(|| (!kept.is_empty()).then(|| kept.join(&b"; "[..])))
 }
