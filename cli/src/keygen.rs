@@ -5,6 +5,11 @@
 //! the operating system's random source, printed in standard base64 (the
 //! filter's default `encoding`). The output is one line of JSON that pastes
 //! into `keys` as it is, or serves `mint --key-file` as a file.
+//!
+//! A file that holds the secret is readable by its owner only: `--out FILE`
+//! creates it with mode 0600 (and never overwrites a file), and when
+//! standard output is a regular file (`keygen > key.json`) its mode is set
+//! to 0600 before the secret is written.
 
 use std::process::ExitCode;
 
@@ -20,7 +25,7 @@ use crate::util;
 #[derive(clap::Args)]
 #[command(
     after_help = "The default kid is the current month in UTC (\"2026-11\"): keys rotate by month.\n\n\
-Examples:\n  tokengate keygen\n  tokengate keygen --alg HS512 --kid 2026-11 > key.json\n  \
+Examples:\n  tokengate keygen\n  tokengate keygen --alg HS512 --kid 2026-11 --out key.json\n  \
 export TOKENGATE_KEY_2026_11=$(tokengate keygen | jq -r .secret)"
 )]
 pub struct Args {
@@ -30,6 +35,10 @@ pub struct Args {
     /// Key id [default: the current UTC month, YYYY-MM]
     #[arg(long, value_name = "ID")]
     kid: Option<String>,
+    /// Write the entry to this new file, readable by its owner only (mode
+    /// 0600), instead of standard output; an existing file is not replaced
+    #[arg(long, value_name = "FILE")]
+    out: Option<std::path::PathBuf>,
 }
 
 /// A `keys[]` entry with an inline secret, as keygen prints it and
@@ -61,8 +70,62 @@ pub fn run(args: Args) -> Result<ExitCode> {
         alg: args.alg.name().to_owned(),
         secret: base64::engine::general_purpose::STANDARD.encode(&secret),
     };
-    util::outln(format_args!("{}", serde_json::to_string(&entry)?))?;
+    let line = format!("{}\n", serde_json::to_string(&entry)?);
+    match args.out {
+        Some(path) => write_private(&path, line.as_bytes())?,
+        None => {
+            restrict_stdout_file();
+            util::out(&line)?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Creates `path` readable and writable by its owner only, and writes
+/// `bytes` to it; an existing file is an error, never replaced.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("--out: cannot create {}: {e}", path.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| anyhow::anyhow!("--out: cannot write {}: {e}", path.display()))
+}
+
+/// When standard output is a regular file (`keygen > key.json`), makes it
+/// readable by its owner only before the secret goes in; says so on stderr
+/// when that cannot be done.
+fn restrict_stdout_file() {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd as _;
+        use std::os::unix::fs::PermissionsExt as _;
+        let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned() else {
+            return;
+        };
+        let file = std::fs::File::from(fd);
+        let Ok(meta) = file.metadata() else { return };
+        if !meta.is_file() || meta.permissions().mode() & 0o077 == 0 {
+            return;
+        }
+        if file
+            .set_permissions(std::fs::Permissions::from_mode(0o600))
+            .is_err()
+        {
+            util::errln(format_args!(
+                "warning: standard output is a file others can read, and its mode could not be set to 0600; \
+                 it now holds a secret (use --out FILE)"
+            ));
+        }
+    }
 }
 
 /// `YYYY-MM` of `now` in UTC.

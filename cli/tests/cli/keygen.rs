@@ -97,3 +97,50 @@ fn refuses_a_kid_with_a_control_character() {
             .error(2, &["--kid", "control characters"]);
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn out_writes_a_new_file_only_its_owner_can_read_and_never_replaces_one() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = Dir::new();
+    let run = dir
+        .run(&["keygen", "--kid", "k1", "--out", "key.json"])
+        .ok();
+    assert_eq!(run.stdout, "", "the secret goes to the file only");
+    let mode = std::fs::metadata(dir.path("key.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let entry: Value = serde_json::from_str(&dir.read("key.json")).unwrap();
+    assert_eq!(secret_len(&entry), 32);
+    // A second run does not replace the key.
+    let before = dir.read("key.json");
+    let run = dir.run(&["keygen", "--kid", "k1", "--out", "key.json"]);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("--out"), "{}", run.stderr);
+    assert_eq!(dir.read("key.json"), before);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_file_standard_output_is_redirected_to_is_made_private() {
+    // `tokengate keygen > key.json` with a umask that leaves it readable.
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = Dir::new();
+    let path = dir.path("key.json");
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_permissions(std::fs::Permissions::from_mode(0o644))
+        .unwrap();
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_tokengate"))
+        .args(["keygen", "--kid", "k1"])
+        .env_clear()
+        .stdout(file)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let entry: Value = serde_json::from_str(&dir.read("key.json")).unwrap();
+    assert_eq!(entry["kid"], "k1");
+}
