@@ -518,15 +518,16 @@ pub fn select<'r>(
 pub fn path_readings(path: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     // The common path has nothing to read otherwise: no letter in upper
-    // case, no trailing slash, no dot in its last segment, no escape, no
-    // white space, control or byte beyond ASCII, no `.php`.
-    let last = path.rsplit('/').next().unwrap_or("");
+    // case, no trailing slash, no dot in any segment but as the first
+    // character of the last (a script or an extension), no escape, no
+    // white space, control or byte beyond ASCII.
+    let (dirs, last) = path.rsplit_once('/').unwrap_or(("", path));
     if !path
         .bytes()
         .any(|b| b.is_ascii_uppercase() || b == b'%' || !b.is_ascii_graphic())
         && (path.len() <= 1 || !path.ends_with('/'))
         && !last.chars().skip(1).any(|c| c == '.')
-        && !path.contains(".php")
+        && !dirs.contains('.')
     {
         return out;
     }
@@ -572,12 +573,12 @@ pub fn path_readings(path: &str) -> Vec<String> {
 }
 
 /// `/index.php/admin` → `/admin`: what follows the first segment that names
-/// a PHP script ([`is_php_script`]), when something follows it.
+/// a script ([`is_script`]), when something follows it.
 fn after_front_controller(path: &str) -> Option<String> {
     let mut at = 0;
     for segment in path.split('/') {
         let end = at + segment.len();
-        if !segment.is_empty() && is_php_script(segment) {
+        if !segment.is_empty() && is_script(segment) {
             let behind = path.get(end..)?;
             return (behind.len() > 1).then(|| behind.to_owned());
         }
@@ -589,13 +590,22 @@ fn after_front_controller(path: &str) -> Option<String> {
     None
 }
 
-/// Whether a path segment names a PHP script as a server reads it: every
-/// percent-escape decoded (IIS and Apache decode reserved characters too:
-/// `index.php%3A%3A%24DATA` is `index.php::$DATA`), any case, and as
-/// Windows opens files: trailing dots and spaces dropped, `::$DATA` the
-/// file itself, in any order (`index.php.`, `index.php%20`,
-/// `index.php::$DATA.`).
-pub fn is_php_script(segment: &str) -> bool {
+/// The extensions of scripts a stock server runs with what follows them
+/// as `PATH_INFO` (Apache's PHP handler: `.php`, `.phtml`, `.phar` and
+/// numbered `.php`s; CGI and FastCGI: `.cgi`, `.fcgi`, `.pl`; mod_wsgi:
+/// `.wsgi`; ASP.NET: `.aspx`, `.ashx`, `.asmx`).
+const SCRIPT_EXTENSIONS: [&str; 15] = [
+    ".php", ".php3", ".php4", ".php5", ".php7", ".php8", ".phtml", ".phar", ".cgi", ".fcgi", ".pl",
+    ".wsgi", ".aspx", ".ashx", ".asmx",
+];
+
+/// Whether a path segment names a script as a server reads it
+/// ([`SCRIPT_EXTENSIONS`]): every percent-escape decoded (IIS and Apache
+/// decode reserved characters too: `index.php%3A%3A%24DATA` is
+/// `index.php::$DATA`), any case, and as Windows opens files: trailing dots
+/// and spaces dropped, `::$DATA` the file itself, in any order
+/// (`index.php.`, `index.php%20`, `index.php::$DATA.`).
+pub fn is_script(segment: &str) -> bool {
     let decoded = decode_segment(segment).to_ascii_lowercase();
     let mut name = decoded.as_slice();
     loop {
@@ -607,7 +617,9 @@ pub fn is_php_script(segment: &str) -> bool {
             name = shorter;
             continue;
         }
-        return name.ends_with(b".php");
+        return SCRIPT_EXTENSIONS
+            .iter()
+            .any(|ext| name.ends_with(ext.as_bytes()));
     }
 }
 
@@ -723,38 +735,6 @@ fn without_extension(path: &str) -> Option<String> {
     // From the second character on, whatever its width in bytes.
     let (dot, _) = last.char_indices().skip(1).find(|(_, c)| *c == '.')?;
     path.get(..slash + 1 + dot).map(str::to_owned)
-}
-
-#[cfg(test)]
-mod script_tests {
-    use super::is_php_script;
-
-    #[test]
-    fn a_php_script_is_read_as_a_windows_server_reads_its_name() {
-        for name in [
-            "index.php",
-            "INDEX.PHP",
-            "index.php.",
-            "index.php%20",
-            "index.php%20.%20",
-            "index.php::$DATA",
-            "index.php%3A%3A%24DATA",
-            "index.php::$data.",
-            "index%2ephp",
-        ] {
-            assert!(is_php_script(name), "{name}");
-        }
-        for name in [
-            "index.php+",
-            "index.phpx",
-            "index.php5",
-            "index.php%3B",
-            "php",
-            "index.php%2",
-        ] {
-            assert!(!is_php_script(name), "{name}");
-        }
-    }
 }
 
 /// Whether a granted scope grants a required one: equal, or the granted one
@@ -1607,5 +1587,50 @@ mod cow_tests {
             normalize_path_cow(b"/orders/7?x"),
             Ok(Cow::Borrowed("/orders/7"))
         ));
+    }
+}
+
+#[cfg(test)]
+mod script_tests {
+    use super::is_script;
+
+    #[test]
+    fn a_script_is_read_as_a_windows_server_reads_its_name() {
+        for name in [
+            "index.php",
+            "INDEX.PHP",
+            "index.php.",
+            "index.php%20",
+            "index.php%20.%20",
+            "index.php::$DATA",
+            "index.php%3A%3A%24DATA",
+            "index.php::$data.",
+            "index%2ephp",
+        ] {
+            assert!(is_script(name), "{name}");
+        }
+        // Other scripts a stock server runs with PATH_INFO (round 6).
+        for name in [
+            "index.phtml",
+            "x.php5",
+            "trac.cgi",
+            "app.fcgi",
+            "x.PL",
+            "default.aspx%20",
+        ] {
+            assert!(is_script(name), "{name}");
+        }
+        for name in [
+            "index.php+",
+            "index.phpx",
+            "index.php9",
+            "index.php%3B",
+            "php",
+            "index.php%2",
+            "a.py",
+            "x.html",
+        ] {
+            assert!(!is_script(name), "{name}");
+        }
     }
 }

@@ -1045,6 +1045,14 @@ fn a_php_front_controller_or_trailing_white_space_is_read_as_the_path_behind() {
         "/public/index.php%20?/internal",
         "/public/index.php::$DATA?/internal",
         "/index.php%3A%3A%24DATA?/admin",
+        // Other scripts a stock server runs with PATH_INFO (round 6).
+        "/index.phtml/admin",
+        "/index.phar/admin",
+        "/index.php7/admin",
+        "/cgi-bin/trac.cgi/admin",
+        "/trac.fcgi/internal/x",
+        "/x.pl/admin",
+        "/default.aspx/admin",
     ] {
         let v = decide_on(&c, "GET", path, "api.example.com", &[("authorization", &t)]);
         assert_eq!(reason(&v), Some(Reason::BadRequest), "{path}");

@@ -1207,9 +1207,10 @@ pub fn readings_model(path: &str) -> BTreeSet<String> {
             None => path.to_owned(),
         }
     }
-    /// What follows the first segment naming a PHP script, when more than
-    /// `/` does: the segment with every `%XX` decoded, in lower case, is
-    /// `….php` followed by any run of `.`, ` ` and `::$data` (Windows).
+    /// What follows the first segment naming a script, when more than `/`
+    /// does: the segment with every `%XX` decoded, in lower case, is
+    /// `….php` (or another extension a stock server runs with PATH_INFO)
+    /// followed by any run of `.`, ` ` and `::$data` (Windows).
     fn behind_front_controller(path: &str) -> Option<String> {
         fn decoded(segment: &str) -> Vec<u8> {
             let b = segment.as_bytes();
@@ -1237,7 +1238,12 @@ pub fn readings_model(path: &str) -> BTreeSet<String> {
                 } else if name.ends_with(b"::$data") {
                     name.truncate(name.len() - 7);
                 } else {
-                    return name.ends_with(b".php");
+                    return [
+                        "php", "php3", "php4", "php5", "php7", "php8", "phtml", "phar", "cgi",
+                        "fcgi", "pl", "wsgi", "aspx", "ashx", "asmx",
+                    ]
+                    .iter()
+                    .any(|ext| name.ends_with(format!(".{ext}").as_bytes()));
                 }
             }
         }

@@ -197,14 +197,14 @@ fn forwarded_hosts(value: &[u8]) -> Result<Vec<&[u8]>, Reason> {
 
 /// The path CodeIgniter routes when the request goes to its front
 /// controller (a directory it may be installed in: `/`, `/app/`; or a
-/// script: `/index.php`, any last segment `policy::is_php_script`) with a
+/// script: `/index.php`, any last segment `policy::is_script`) with a
 /// query that starts with `/`: the query up to the next `?`, normalized like
 /// any path. `None` for every other request.
 fn query_as_path(raw: &[u8], path: &str) -> Result<Option<String>, Reason> {
     // The script as `after_front_controller` reads it in a path: Windows
     // spellings and escapes included (`/index.php.?/admin`,
     // `/index.php%3A%3A%24DATA?/admin`).
-    let front = path.ends_with('/') || path.rsplit('/').next().is_some_and(policy::is_php_script);
+    let front = path.ends_with('/') || path.rsplit('/').next().is_some_and(policy::is_script);
     if !front {
         return Ok(None);
     }
