@@ -583,9 +583,6 @@ fn after_front_controller(path: &str) -> Option<String> {
             return (behind.len() > 1).then(|| behind.to_owned());
         }
         at = end + 1;
-        if at >= path.len() {
-            break;
-        }
     }
     None
 }
@@ -606,7 +603,12 @@ const SCRIPT_EXTENSIONS: [&str; 15] = [
 /// and spaces dropped, `::$DATA` the file itself, in any order
 /// (`index.php.`, `index.php%20`, `index.php::$DATA.`).
 pub fn is_script(segment: &str) -> bool {
-    let decoded = decode_segment(segment).to_ascii_lowercase();
+    // Every extension opens with a dot, written as itself or escaped.
+    if !segment.bytes().any(|b| b == b'.' || b == b'%') {
+        return false;
+    }
+    let mut decoded = crate::wire::percent_decode_path(segment.as_bytes());
+    decoded.make_ascii_lowercase();
     let mut name = decoded.as_slice();
     loop {
         if let Some(shorter) = name
@@ -621,33 +623,6 @@ pub fn is_script(segment: &str) -> bool {
             .iter()
             .any(|ext| name.ends_with(ext.as_bytes()));
     }
-}
-
-/// A path segment with every `%XX` escape decoded (a `+` is itself, as in
-/// any path); what is not an escape is kept as sent.
-fn decode_segment(segment: &str) -> Vec<u8> {
-    let b = segment.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while let Some(&byte) = b.get(i) {
-        let escaped = match b.get(i..i + 3) {
-            Some([b'%', hi, lo]) => crate::wire::hex_value(*hi)
-                .zip(crate::wire::hex_value(*lo))
-                .map(|(hi, lo)| (hi << 4) | lo),
-            _ => None,
-        };
-        match escaped {
-            Some(value) => {
-                out.push(value);
-                i += 3;
-            }
-            None => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    out
 }
 
 /// `path` without the white space at its end, percent-encoded or not:

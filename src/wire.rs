@@ -40,6 +40,33 @@ pub fn percent_decode(raw: &[u8]) -> Result<Cow<'_, [u8]>, BadEscape> {
     Ok(Cow::Owned(out))
 }
 
+/// Percent-decodes a path or one of its segments: every `%XX` escape, as a
+/// server decodes it before mapping the path to a file; a `+` is itself,
+/// and what is not an escape is kept as sent.
+pub fn percent_decode_path(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while let Some(&byte) = raw.get(i) {
+        let escaped = match raw.get(i..i + 3) {
+            Some([b'%', hi, lo]) => hex_value(*hi)
+                .zip(hex_value(*lo))
+                .map(|(hi, lo)| (hi << 4) | lo),
+            _ => None,
+        };
+        match escaped {
+            Some(value) => {
+                out.push(value);
+                i += 3;
+            }
+            None => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 /// The value of one hex digit, either case.
 pub fn hex_value(b: u8) -> Option<u8> {
     match b {

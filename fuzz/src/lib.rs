@@ -1230,7 +1230,7 @@ pub fn readings_model(path: &str) -> BTreeSet<String> {
             }
             out.to_ascii_lowercase()
         }
-        fn names_php(segment: &str) -> bool {
+        fn names_script(segment: &str) -> bool {
             let mut name = decoded(segment);
             loop {
                 if name.ends_with(b".") || name.ends_with(b" ") {
@@ -1250,14 +1250,11 @@ pub fn readings_model(path: &str) -> BTreeSet<String> {
         let mut offset = 0;
         for segment in path.split('/') {
             offset += segment.len();
-            if !segment.is_empty() && names_php(segment) {
+            if !segment.is_empty() && names_script(segment) {
                 let rest = &path[offset..];
                 return (rest.len() > 1).then(|| rest.to_owned());
             }
             offset += 1;
-            if offset >= path.len() {
-                return None;
-            }
         }
         None
     }
