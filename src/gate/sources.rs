@@ -277,29 +277,22 @@ fn without_cookie(req: &Request<'_>, name: &str) -> Option<Option<Vec<u8>>> {
     let mut kept: Vec<Vec<u8>> = Vec::new();
     for line in req.lines("cookie") {
         let mut out: Vec<u8> = Vec::with_capacity(line.len());
-        let mut start = 0;
-        // Each piece with the separator that ends it (none for the last).
-        while start <= line.len() {
-            let end = line
-                .get(start..)
-                .and_then(|rest| rest.iter().position(|b| *b == b';' || *b == b','))
-                .map_or(line.len(), |i| start + i);
-            let piece = line.get(start..end).unwrap_or_default();
+        let mut start: usize = 0;
+        for piece in line.split(|b| *b == b';' || *b == b',') {
+            // The piece with the separator before it, as sent.
+            let sent = line.get(start.saturating_sub(1)..start + piece.len());
+            start += piece.len() + 1;
             let pair = wire::trim(piece);
-            let key = wire::trim(wire::split_pair(pair).0);
-            if !pair.is_empty() && names_param(key, name).unwrap_or(true) {
-                removed = true;
-            } else if !pair.is_empty() {
-                if out.is_empty() {
-                    out.extend_from_slice(pair);
-                } else {
-                    // The separator that came before this piece, as sent.
-                    out.extend_from_slice(
-                        line.get(start.saturating_sub(1)..end).unwrap_or_default(),
-                    );
-                }
+            if pair.is_empty() {
+                continue;
             }
-            start = end + 1;
+            if names_param(wire::trim(wire::split_pair(pair).0), name).unwrap_or(true) {
+                removed = true;
+            } else if out.is_empty() {
+                out.extend_from_slice(pair);
+            } else {
+                out.extend_from_slice(sent.unwrap_or_default());
+            }
         }
         if !out.is_empty() {
             kept.push(out);
