@@ -97,6 +97,14 @@ impl Recorder {
         std::mem::take(&mut *self.calls.borrow_mut())
     }
 
+    /// The headers of the next request.
+    fn load(&self, headers: &[(String, String)]) {
+        *self.headers.borrow_mut() = headers
+            .iter()
+            .map(|(n, v)| (n.clone(), v.as_bytes().to_vec()))
+            .collect();
+    }
+
     fn count(&self, name: &str) -> u64 {
         self.counts.borrow().get(name).copied().unwrap_or(0)
     }
@@ -611,10 +619,7 @@ fn publish(host: &Recorder, version: u64, entries: Vec<Entry>, fresh_at: u64) {
 fn decide(host: &Recorder, root: &Root, token: &str) -> (Flow, u32) {
     let bearer = format!("Bearer {token}");
     let h = get("/orders/7", &[("authorization", &bearer)]);
-    *host.headers.borrow_mut() = h
-        .iter()
-        .map(|(n, v)| (n.clone(), v.as_bytes().to_vec()))
-        .collect();
+    host.load(&h);
     let mut gate = root.new_request().unwrap();
     let flow = gate.on_request_headers(host, true);
     let status = match flow {
@@ -738,10 +743,7 @@ fn an_allowed_request_costs_four_host_calls_and_one_per_edit() {
     );
     // The same with the token cached (a second request).
     let mut again = _root.new_request().unwrap();
-    *host.headers.borrow_mut() = h
-        .iter()
-        .map(|(n, v)| (n.clone(), v.as_bytes().to_vec()))
-        .collect();
+    host.load(&h);
     assert_eq!(again.on_request_headers(&host, true), Flow::Continue);
     assert_eq!(calls_of(&host).len(), 8);
 }
@@ -774,10 +776,7 @@ fn an_allowed_request_under_the_lean_configuration_costs_six_host_calls() {
         );
         // Again, the token now cached.
         gate = root.new_request().unwrap();
-        *host.headers.borrow_mut() = h
-            .iter()
-            .map(|(n, v)| (n.clone(), v.as_bytes().to_vec()))
-            .collect();
+        host.load(&h);
     }
 }
 
@@ -816,10 +815,7 @@ fn an_anonymous_request_without_edits_costs_four_host_calls() {
     );
     // With a forged header to strip: one more, its removal.
     let h = get("/healthz", &[("x-auth-subject", "root")]);
-    *host.headers.borrow_mut() = h
-        .iter()
-        .map(|(n, v)| (n.clone(), v.as_bytes().to_vec()))
-        .collect();
+    host.load(&h);
     let mut gate = _root.new_request().unwrap();
     assert_eq!(gate.on_request_headers(&host, true), Flow::Continue);
     assert_eq!(calls_of(&host).len(), 5);
