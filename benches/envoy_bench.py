@@ -159,11 +159,10 @@ PROBE_KINDS = ["none", "clock", "headers", "header", "set_headers", "replace_hea
 CHECK_LEVELS = ("full", "status", "none")
 # The host calls of an allowed request through tokengate-lean, by probe kind
 # (tests/adapter.rs, an_allowed_request_under_the_lean_configuration_costs_six_host_calls):
-# four, and one per edit (the token removed, the subject set).
+# four, and one per edit (the token removed, the subject set). Their count is
+# what the native test asserts, reported against the limit the project set
+# (5, with one batched edit; per-header edits measured faster and were kept).
 ALLOWED_REQUEST_CALLS = ["headers", "clock", "remove_header", "replace_header", "metric", "set_property"]
-# What the native test asserts, against the limit the project set (5, with
-# one batched edit; per-header edits measured faster and were kept).
-LEAN_HOST_CALLS = 6
 
 
 @dataclass(frozen=True)
@@ -978,8 +977,9 @@ def summarize(runs: dict[str, dict[str, list[dict[str, Any] | None]]], specs: li
     native = meta.get("host_calls_test")
     host_target = f"host calls per allowed request ≤ {HOST_CALLS_LIMIT} (native: cargo test --test adapter an_allowed_request_under_the_lean_configuration_costs_six_host_calls)"
     if native == "pass":
-        shown = f"{LEAN_HOST_CALLS} (four, and one per edit: per-header edits measured faster than one batched call; benches/breakdown.sh)"
-        issue.append({"target": host_target, "value": LEAN_HOST_CALLS, "shown": shown, "status": "PASS" if LEAN_HOST_CALLS <= HOST_CALLS_LIMIT else "FAIL"})
+        calls = len(ALLOWED_REQUEST_CALLS)
+        shown = f"{calls} (four, and one per edit: per-header edits measured faster than one batched call; benches/breakdown.sh)"
+        issue.append({"target": host_target, "value": calls, "shown": shown, "status": "PASS" if calls <= HOST_CALLS_LIMIT else "FAIL"})
     elif native == "fail":
         issue.append({"target": host_target, "value": None, "shown": "test FAILED", "status": "FAIL"})
     else:
