@@ -14,6 +14,11 @@
 //! secrets must not sit in the configuration Envoy shows in `/config_dump`,
 //! and the connection manager must not pass `x_auth_subject` to an upstream
 //! that reads it as `x-auth-subject` (README, "Command-line tool").
+//!
+//! Istio's and Envoy Gateway's resources are read by `manifests` into the
+//! plugins their control planes generate; the same checks apply, in the
+//! resources' own field names, and the service must use the vm_id the
+//! control plane gives the filter (docs/deployment.md, "Istio").
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -25,7 +30,8 @@ use serde_json::Value;
 use tokengate::config::{Config, ConfigError, OnUnavailable, Secrets, ServiceConfig};
 use tokengate::policy::{Match, PathMatch, Rule};
 
-use crate::envoy::{self, FailurePolicy, FileKind, Host, Manager, Plugin};
+use crate::envoy::{self, Dialect, FailurePolicy, FileKind, Host, Manager, Plugin};
+use crate::manifests;
 use crate::util;
 
 /// Validate a filter or service configuration, or every tokengate configuration in an Envoy YAML/JSON file
@@ -33,9 +39,10 @@ use crate::util;
 #[command(
     after_help = "FILE is a filter configuration (it has \"keys\"), a revocation service configuration \
 (it has \"cluster\"), or an Envoy bootstrap in YAML or JSON, in which every wasm plugin with root_id tokengate or \
-tokengate-revocations is checked. Secret values are never read. Each error is one line on stderr: \
+tokengate-revocations is checked, or Kubernetes resources of Istio (WasmPlugin, EnvoyFilter) and Envoy Gateway \
+(EnvoyExtensionPolicy, EnvoyProxy, EnvoyPatchPolicy), checked as the proxy will get them. Secret values are never read. Each error is one line on stderr: \
 <where>: <path>: <message>.\n\nExit status: 0 valid, 1 invalid, 2 bad usage or unreadable file.\n\n\
-Examples:\n  tokengate check-config filter.json\n  tokengate check-config envoy/edge.yaml\n  \
+Examples:\n  tokengate check-config filter.json\n  tokengate check-config envoy/edge.yaml\n  tokengate check-config examples/istio/tokengate.yaml\n  \
 tokengate check-config --json envoy.json | jq .errors"
 )]
 pub struct Args {
@@ -90,8 +97,8 @@ impl Report {
         });
     }
 
-    fn config_error(&mut self, location: &str, e: &ConfigError) {
-        self.error(location, &e.path, e.message.clone());
+    fn config_error(&mut self, location: &str, prefix: &str, e: &ConfigError) {
+        self.error(location, &join(prefix, &e.path), e.message.clone());
     }
 }
 
@@ -102,12 +109,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
     match envoy::classify(&bytes) {
         Err(message) => report.error(&name, "", message),
         Ok(FileKind::Filter(json)) => {
-            check_filter(&mut report, &name, &json);
+            check_filter(&mut report, &name, "", &json);
         }
         Ok(FileKind::Service(json)) => {
-            check_service(&mut report, &name, &json);
+            check_service(&mut report, &name, "", &json);
         }
         Ok(FileKind::Envoy(root)) => check_envoy(&mut report, &name, &root),
+        Ok(FileKind::Manifests(docs)) => check_manifests(&mut report, &name, &docs),
     }
     report.valid = report.errors.is_empty();
     print_report(&report, args.json)?;
@@ -118,7 +126,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
     })
 }
 
-fn check_filter(report: &mut Report, location: &str, json: &[u8]) -> Option<Config> {
+/// A JSON path inside another: `prefix` then `path`.
+fn join(prefix: &str, path: &str) -> String {
+    match (prefix.is_empty(), path.is_empty()) {
+        (true, _) => path.to_owned(),
+        (false, true) => prefix.to_owned(),
+        (false, false) if path.starts_with('[') => format!("{prefix}{path}"),
+        (false, false) => format!("{prefix}.{path}"),
+    }
+}
+
+fn check_filter(report: &mut Report, location: &str, prefix: &str, json: &[u8]) -> Option<Config> {
     let result = Config::from_json(json, &Secrets::Placeholder);
     let summary = result.as_ref().ok().map(|c| {
         format!(
@@ -141,10 +159,10 @@ fn check_filter(report: &mut Report, location: &str, json: &[u8]) -> Option<Conf
         )
     });
     if let Err(e) = &result {
-        report.config_error(location, e);
+        report.config_error(location, prefix, e);
     }
     if let Ok(config) = &result {
-        shadowed_host_rules(report, location, config.rules());
+        shadowed_host_rules(report, location, prefix, config.rules());
     }
     report.configurations.push(Checked {
         location: location.to_owned(),
@@ -159,7 +177,7 @@ fn check_filter(report: &mut Report, location: &str, json: &[u8]) -> Option<Conf
 /// host and can fit the same requests: the first fitting rule decides, so on
 /// those hosts the earlier rule wins (a deny rule for `admin.example.com`
 /// after `/public` anonymous lets `admin.example.com/public` through).
-fn shadowed_host_rules(report: &mut Report, location: &str, rules: &[Rule]) {
+fn shadowed_host_rules(report: &mut Report, location: &str, prefix: &str, rules: &[Rule]) {
     for (i, rule) in rules.iter().enumerate() {
         if rule.matcher.hosts.is_none() {
             continue;
@@ -174,7 +192,7 @@ fn shadowed_host_rules(report: &mut Report, location: &str, rules: &[Rule]) {
         if !earlier.is_empty() {
             report.warning(
                 location,
-                &format!("rules[{i}]"),
+                &join(prefix, &format!("rules[{i}]")),
                 format!(
                     "names hosts but comes after {}, which apply on every host: on its hosts, requests those rules fit never reach it; put rules that name hosts first",
                     earlier.join(", ")
@@ -202,7 +220,12 @@ fn overlaps(a: &Match, b: &Match) -> bool {
     paths && methods
 }
 
-fn check_service(report: &mut Report, location: &str, json: &[u8]) -> Option<ServiceConfig> {
+fn check_service(
+    report: &mut Report,
+    location: &str,
+    prefix: &str,
+    json: &[u8],
+) -> Option<ServiceConfig> {
     let result = ServiceConfig::from_json(json, &Secrets::Placeholder);
     let summary = result.as_ref().ok().map(|s| {
         format!(
@@ -219,7 +242,7 @@ fn check_service(report: &mut Report, location: &str, json: &[u8]) -> Option<Ser
         )
     });
     if let Err(e) = &result {
-        report.config_error(location, e);
+        report.config_error(location, prefix, e);
     }
     report.configurations.push(Checked {
         location: location.to_owned(),
@@ -228,6 +251,19 @@ fn check_service(report: &mut Report, location: &str, json: &[u8]) -> Option<Ser
         summary,
     });
     result.ok()
+}
+
+/// Where the plugins of a file run: what the checks across plugins need.
+struct Surroundings<'a> {
+    /// The clusters the file defines.
+    clusters: Vec<&'a str>,
+    /// Whether clusters may also come from CDS.
+    cds: bool,
+    /// An Envoy bootstrap (both roots must use vm_id `tokengate`), or
+    /// resources whose control plane names the filter's VM.
+    bootstrap: bool,
+    /// The proxy container's environment, where a resource says.
+    container_env: Option<&'a [String]>,
 }
 
 fn check_envoy(report: &mut Report, name: &str, root: &Value) {
@@ -245,21 +281,102 @@ fn check_envoy(report: &mut Report, name: &str, root: &Value) {
         return;
     }
     let (clusters, cds) = envoy::clusters(root);
+    let around = Surroundings {
+        clusters,
+        cds,
+        bootstrap: true,
+        container_env: None,
+    };
+    check_plugins(report, name, &plugins, &around);
+    for manager in envoy::managers(root) {
+        check_underscores(report, &manager);
+    }
+}
+
+/// Istio and Envoy Gateway resources: the plugins their control planes
+/// generate, and the raw Envoy configuration they carry, checked together.
+fn check_manifests(report: &mut Report, name: &str, docs: &[Value]) {
+    let reading = manifests::read(docs);
+    for (location, field, message) in &reading.problems {
+        report.error(location, field, message.clone());
+    }
+    let plugins = reading.plugins();
+    if plugins.is_empty() {
+        report.error(
+            name,
+            "",
+            format!(
+                "no tokengate configuration found in {} resource{}: no WasmPlugin with pluginName {:?}, \
+                 no EnvoyExtensionPolicy wasm entry with rootID {:?}, no {:?} service in an EnvoyFilter or EnvoyProxy bootstrap",
+                reading.resources,
+                plural(reading.resources),
+                envoy::FILTER_ROOT,
+                envoy::FILTER_ROOT,
+                envoy::SERVICE_ROOT
+            ),
+        );
+        return;
+    }
+    let around = Surroundings {
+        clusters: reading.clusters(),
+        cds: false,
+        bootstrap: false,
+        container_env: reading.container_env.as_deref(),
+    };
+    check_plugins(report, name, &plugins, &around);
+    // The control plane names the filter's VM: the service must use that
+    // vm_id, or the list it publishes never reaches the filter.
+    let filters: Vec<&Plugin<'_>> = plugins
+        .iter()
+        .filter(|p| p.root_id == envoy::FILTER_ROOT)
+        .collect();
+    for service in plugins.iter().filter(|p| p.root_id == envoy::SERVICE_ROOT) {
+        if filters.is_empty() || filters.iter().any(|f| f.vm_id() == service.vm_id()) {
+            continue;
+        }
+        let theirs: Vec<String> = filters
+            .iter()
+            .map(|f| format!("{:?} ({})", f.vm_id(), f.path))
+            .collect();
+        report.error(
+            &service.path,
+            "vm_config.vm_id",
+            format!(
+                "is {:?}, but the filter's VM has vm_id {}: the list this service publishes never reaches the filter; use the filter's vm_id",
+                service.vm_id(),
+                theirs.join(", ")
+            ),
+        );
+    }
+}
+
+fn check_plugins(
+    report: &mut Report,
+    name: &str,
+    plugins: &[Plugin<'_>],
+    around: &Surroundings<'_>,
+) {
     let mut filters_with_revocation = 0;
     let mut services = 0;
     // Services by vm_id, in file order.
     let mut services_by_vm: BTreeMap<&str, usize> = BTreeMap::new();
-    for plugin in &plugins {
-        check_plugin_shape(report, plugin);
+    for plugin in plugins {
+        check_plugin_shape(report, plugin, around.bootstrap);
         if plugin.root_id == envoy::FILTER_ROOT {
             check_failure_policy(report, plugin);
         } else {
             *services_by_vm.entry(plugin.vm_id()).or_default() += 1;
         }
         let location = plugin.path.as_str();
+        let prefix = plugin.json_prefix.as_str();
         let text = match plugin.configuration() {
             Ok(text) => text,
             Err((path, message)) => {
+                let path = if plugin.dialect == Dialect::Envoy {
+                    path
+                } else {
+                    prefix.to_owned()
+                };
                 report.error(location, &path, message);
                 report.configurations.push(Checked {
                     location: location.to_owned(),
@@ -271,7 +388,7 @@ fn check_envoy(report: &mut Report, name: &str, root: &Value) {
             }
         };
         if plugin.root_id == envoy::FILTER_ROOT {
-            if let Some(config) = check_filter(report, location, text.as_bytes()) {
+            if let Some(config) = check_filter(report, location, prefix, text.as_bytes()) {
                 filters_with_revocation += usize::from(config.revocation().is_some());
                 let stops_on_headers = plugin
                     .config
@@ -279,41 +396,31 @@ fn check_envoy(report: &mut Report, name: &str, root: &Value) {
                     .and_then(Value::as_bool)
                     .unwrap_or(false);
                 if config.refresh_config().is_some() && !stops_on_headers {
-                    report.error(
-                        location,
-                        "allow_on_headers_stop_iteration",
-                        "refresh is configured but the plugin cannot read request bodies: set allow_on_headers_stop_iteration: true on this PluginConfig",
-                    );
+                    let (path, message) = match plugin.dialect {
+                        Dialect::Envoy => (
+                            "allow_on_headers_stop_iteration".to_owned(),
+                            "refresh is configured but the plugin cannot read request bodies: set allow_on_headers_stop_iteration: true on this PluginConfig",
+                        ),
+                        Dialect::IstioWasmPlugin | Dialect::GatewayPolicy => (
+                            join(prefix, "refresh"),
+                            "is configured but the plugin cannot read request bodies: the control plane does not set allow_on_headers_stop_iteration; \
+                             leave refresh out, or load the filter with raw Envoy configuration",
+                        ),
+                    };
+                    report.error(location, &path, message);
                 }
             }
         } else {
             services += 1;
-            if let Some(service) = check_service(report, location, text.as_bytes()) {
-                if !clusters.contains(&service.cluster()) {
-                    let message = format!(
-                        "no cluster {:?} in static_resources.clusters: the service cannot fetch the list",
-                        service.cluster()
-                    );
-                    if cds {
-                        report.warning(
-                            location,
-                            "cluster",
-                            format!("{message} unless CDS provides it"),
-                        );
-                    } else {
-                        report.error(location, "cluster", message);
-                    }
-                }
+            if let Some(service) = check_service(report, location, prefix, text.as_bytes()) {
+                check_service_cluster(report, location, service.cluster(), around);
             }
         }
         // What the VM's environment must hold; judged on the JSON even when
         // the core refused it for another reason.
         if let Ok(value) = serde_json::from_str::<Value>(text) {
-            check_secrets(report, plugin, &value);
+            check_secrets(report, plugin, &value, around.container_env);
         }
-    }
-    for manager in envoy::managers(root) {
-        check_underscores(report, &manager);
     }
     // Across plugins. (Each VM sees only the variables its own vm_config
     // lists, even with a shared vm_id, so the lists need not match.)
@@ -344,34 +451,100 @@ fn check_envoy(report: &mut Report, name: &str, root: &Value) {
     }
 }
 
+/// The cluster the service polls must exist where it runs.
+fn check_service_cluster(
+    report: &mut Report,
+    location: &str,
+    cluster: &str,
+    around: &Surroundings<'_>,
+) {
+    if around.clusters.contains(&cluster) {
+        return;
+    }
+    if around.bootstrap {
+        let message = format!(
+            "no cluster {cluster:?} in static_resources.clusters: the service cannot fetch the list"
+        );
+        if around.cds {
+            report.warning(
+                location,
+                "cluster",
+                format!("{message} unless CDS provides it"),
+            );
+        } else {
+            report.error(location, "cluster", message);
+        }
+    } else {
+        report.error(
+            location,
+            "cluster",
+            format!(
+                "no cluster {cluster:?} in these resources (a bootstrap's static_resources.clusters, an EnvoyFilter CLUSTER ADD patch, \
+                 an EnvoyPatchPolicy): the service cannot fetch the list"
+            ),
+        );
+    }
+}
+
 /// Where the plugin's secrets come from: every `secret_env` handed to the
 /// VM, and none written into the configuration, which Envoy shows in its
 /// admin `/config_dump` and, at debug level, in its log.
-fn check_secrets(report: &mut Report, plugin: &Plugin<'_>, value: &Value) {
+fn check_secrets(
+    report: &mut Report,
+    plugin: &Plugin<'_>,
+    value: &Value,
+    container_env: Option<&[String]>,
+) {
     let location = plugin.path.as_str();
+    let prefix = plugin.json_prefix.as_str();
     let names = plugin.env_names();
     let written = plugin.key_value_names();
+    // Where the operator lists the variables handed to the VM.
+    let (hand_over, written_at, instead) = match plugin.dialect {
+        Dialect::Envoy => (
+            "list it in vm_config.environment_variables.host_env_keys (or key_values)",
+            "vm_config.environment_variables.key_values",
+            "list {var} in host_env_keys and set it in Envoy's environment instead",
+        ),
+        Dialect::IstioWasmPlugin => (
+            "list it in spec.vmConfig.env with valueFrom: HOST",
+            "spec.vmConfig.env",
+            "take {var} with valueFrom: HOST and set it in the proxy container's environment instead",
+        ),
+        Dialect::GatewayPolicy => ("list it in env.hostKeys", "env", ""),
+    };
     for (path, var) in envoy::secret_envs(value) {
+        let path = join(prefix, &path);
         if !names.contains(&var.as_str()) {
             report.error(
                 location,
                 &path,
-                format!(
-                    "{var} is not handed to the VM: list it in vm_config.environment_variables.host_env_keys (or key_values)"
-                ),
+                format!("{var} is not handed to the VM: {hand_over}"),
             );
         } else if written.contains(&var.as_str()) {
             report.warning(
                 location,
-                &format!("vm_config.environment_variables.key_values.{var}"),
+                &format!("{written_at}.{var}"),
                 format!(
-                    "holds the secret of {path} in the Envoy configuration, which Envoy shows in its admin /config_dump: \
-                     list {var} in host_env_keys and set it in Envoy's environment instead"
+                    "holds the secret of {path} in the Envoy configuration, which Envoy shows in its admin /config_dump: {}",
+                    instead.replace("{var}", &var)
                 ),
             );
+        } else if let Some(env) = container_env {
+            if !env.contains(&var) {
+                report.error(
+                    location,
+                    &path,
+                    format!(
+                        "{var} is handed to the VM, but the EnvoyProxy's container env does not set it: \
+                         add it there (from a Secret), or the plugin refuses to start"
+                    ),
+                );
+            }
         }
     }
     for path in envoy::inline_secrets(value) {
+        let path = join(prefix, &path);
         report.warning(
             location,
             &path,
@@ -384,6 +557,26 @@ fn check_secrets(report: &mut Report, plugin: &Plugin<'_>, value: &Value) {
 /// What requests meet once the filter's VM has failed (a panic, a trap).
 fn check_failure_policy(report: &mut Report, plugin: &Plugin<'_>) {
     let location = plugin.path.as_str();
+    // Istio and Envoy Gateway name the setting their own way, and offer
+    // fewer choices: only failing open is refused there.
+    match (plugin.dialect, plugin.failure_policy()) {
+        (Dialect::Envoy, _) => {}
+        (Dialect::IstioWasmPlugin, Some(FailurePolicy::FailOpen)) => {
+            return report.error(
+                location,
+                "spec.failStrategy",
+                "is FAIL_OPEN: once the VM fails, every later request passes unchecked (an auth bypass); set FAIL_CLOSE (or FAIL_RELOAD where Istio offers it)",
+            );
+        }
+        (Dialect::GatewayPolicy, Some(FailurePolicy::FailOpenDeprecated)) => {
+            return report.error(
+                location,
+                &plugin.json_prefix.replace(".config", ".failOpen"),
+                "is true: once the VM fails, every request passes unchecked (an auth bypass); set failOpen: false",
+            );
+        }
+        (Dialect::IstioWasmPlugin | Dialect::GatewayPolicy, _) => return,
+    }
     const RELOAD: &str =
         "set failure_policy: FAIL_RELOAD (a fresh VM for the next request; the failing request is still refused)";
     match plugin.failure_policy() {
@@ -444,10 +637,12 @@ fn check_underscores(report: &mut Report, manager: &Manager<'_>) {
 }
 
 /// The plugin's place in Envoy: the right extension, the shared VM id.
-fn check_plugin_shape(report: &mut Report, plugin: &Plugin<'_>) {
+fn check_plugin_shape(report: &mut Report, plugin: &Plugin<'_>, bootstrap: bool) {
     let location = plugin.path.as_str();
     let vm_id = plugin.vm_id();
-    if vm_id != envoy::VM_ID {
+    // In resources, the control plane names the filter's VM: the service
+    // must follow it (`check_manifests`).
+    if bootstrap && vm_id != envoy::VM_ID {
         report.error(
             location,
             "vm_config.vm_id",

@@ -17,6 +17,7 @@ mod envoy;
 mod inspect;
 mod keygen;
 mod list_file;
+mod manifests;
 mod mint;
 mod resign;
 mod revoke;

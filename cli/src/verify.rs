@@ -27,6 +27,7 @@ use tokengate::refusal::Reply;
 use tokengate::revocation::{Document, Snapshot};
 
 use crate::envoy::{self, FileKind};
+use crate::manifests;
 use crate::util;
 
 /// Give the filter's decision for a request: allow, or the reason it refuses
@@ -201,28 +202,37 @@ fn load_config(file: &Path) -> Result<(Config, (bool, bool))> {
         }
         FileKind::Envoy(root) => {
             path_options = envoy::path_options(&root);
-            let plugins = envoy::plugins(&root);
-            let filters: Vec<_> = plugins
-                .iter()
-                .filter(|p| p.root_id == envoy::FILTER_ROOT)
-                .collect();
-            match filters.as_slice() {
-                [one] => one
-                    .configuration()
-                    .map_err(|(path, m)| anyhow!("--config: {name}: {}: {path}: {m}", one.path))?
-                    .as_bytes()
-                    .to_vec(),
-                [] => bail!("--config: {name} holds no tokengate filter configuration"),
-                many => bail!(
-                    "--config: {name} holds {} tokengate filters; save the one to check in a file of its own",
-                    many.len()
-                ),
-            }
+            the_filter(&name.to_string(), &envoy::plugins(&root))?
+        }
+        // Istio's or Envoy Gateway's resources: the configuration the
+        // control plane hands the filter.
+        FileKind::Manifests(docs) => {
+            the_filter(&name.to_string(), &manifests::read(&docs).plugins())?
         }
     };
     let config = Config::from_json(&json, &Secrets::process_env())
         .map_err(|e| anyhow!("--config: {name}: {e}"))?;
     Ok((config, path_options))
+}
+
+/// The JSON of the one tokengate filter among `plugins`.
+fn the_filter(name: &str, plugins: &[envoy::Plugin<'_>]) -> Result<Vec<u8>> {
+    let filters: Vec<_> = plugins
+        .iter()
+        .filter(|p| p.root_id == envoy::FILTER_ROOT)
+        .collect();
+    match filters.as_slice() {
+        [one] => Ok(one
+            .configuration()
+            .map_err(|(path, m)| anyhow!("--config: {name}: {}: {path}: {m}", one.path))?
+            .as_bytes()
+            .to_vec()),
+        [] => bail!("--config: {name} holds no tokengate filter configuration"),
+        many => bail!(
+            "--config: {name} holds {} tokengate filters; save the one to check in a file of its own",
+            many.len()
+        ),
+    }
 }
 
 /// Adds a header; a repeat is joined to the first as Envoy joins them.

@@ -495,6 +495,59 @@ fn the_shipped_envoy_examples_pass_as_checked_in() {
 }
 
 #[test]
+fn every_yaml_file_under_examples_passes_as_checked_in() {
+    // The Istio and Envoy Gateway resources people copy: valid, and without
+    // a warning, like the Envoy files.
+    fn yaml_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                yaml_files(&path, out);
+            } else if path.extension().and_then(|e| e.to_str()) == Some("yaml") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    yaml_files(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples"),
+        &mut files,
+    );
+    files.sort();
+    let dir = Dir::new();
+    for path in &files {
+        let run = check(&dir, path.to_str().unwrap());
+        assert_eq!(
+            run.code,
+            0,
+            "{}: {}{}",
+            path.display(),
+            run.stdout,
+            run.stderr
+        );
+        assert_eq!(run.stderr, "", "{}", path.display());
+        assert!(
+            run.stdout.ends_with(" 0 errors, 0 warnings\n"),
+            "{}",
+            run.stdout
+        );
+    }
+    let names: Vec<String> = files
+        .iter()
+        .map(|p| {
+            p.strip_prefix(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples"))
+                .unwrap()
+                .display()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        ["envoy-gateway/tokengate.yaml", "istio/tokengate.yaml"]
+    );
+}
+
+#[test]
 fn says_when_a_file_holds_no_tokengate_configuration() {
     let dir = Dir::new();
     dir.write("envoy.yaml", "static_resources:\n  clusters: []\n");

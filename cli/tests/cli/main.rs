@@ -9,6 +9,7 @@ mod util;
 mod check_config;
 mod inspect;
 mod keygen;
+mod manifests;
 mod mint;
 mod resign;
 mod revoke;
