@@ -19,6 +19,7 @@ mod keygen;
 mod list_file;
 mod manifests;
 mod mint;
+mod package_oci;
 mod resign;
 mod revoke;
 mod util;
@@ -52,6 +53,7 @@ enum Command {
     Revoke(revoke::Args),
     Resign(resign::Args),
     CheckConfig(check_config::Args),
+    PackageOci(package_oci::Args),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +82,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Revoke(args) => revoke::run(args),
         Command::Resign(args) => resign::run(args),
         Command::CheckConfig(args) => check_config::run(args),
+        Command::PackageOci(args) => package_oci::run(args),
     }
 }
 

@@ -11,6 +11,7 @@ mod inspect;
 mod keygen;
 mod manifests;
 mod mint;
+mod package_oci;
 mod resign;
 mod revoke;
 mod usage;
