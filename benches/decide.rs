@@ -3,7 +3,7 @@
 //! and without the per-worker verified-token cache, and with an empty vs a
 //! 1,000,000-entry revocation list.
 //!
-//! Run: `cargo bench --bench decide` (figures in the README).
+//! Run: `cargo bench --bench decide` (figures in docs/figures.md, "The core, natively").
 
 #![allow(
     clippy::unwrap_used,

@@ -323,7 +323,7 @@ class Material:
 
     def signed_list(self, kind: str) -> bytes:
         """The list of ``kind`` signed now: a signed list's age is its signed
-        ``generated_at`` (the README's "Revocation"), so each Envoy is given
+        ``generated_at`` (docs/revocation.md, "Age and staleness"), so each Envoy is given
         one just signed, as a publisher re-signing it on a timer would."""
         return self._signed_list(self.entries[kind], self.versions[kind], int(time.time()))
 
@@ -348,7 +348,7 @@ class Material:
 
 
 def tokengate_config(max_stale_s: int = 60) -> dict[str, Any]:
-    """The realistic filter configuration (the README's "Configuration" section)."""
+    """The realistic filter configuration (docs/configuration.md)."""
     return {
         "realm": "orders-api",
         "keys": [{"kid": kid, "alg": "HS256", "secret_env": env} for kid, env in KEY_ENVS.items()],

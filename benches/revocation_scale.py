@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Revocation at scale (README, "A 1,000,000-entry revocation list"): a 1,000,000-entry list in Envoy.
+"""Revocation at scale (docs/figures.md, "A 1,000,000-entry revocation list"): a 1,000,000-entry list in Envoy.
 
 A benchmark, not a test: it prints figures and compares them with the
 targets; it never fails a build. Everything runs on 127.0.0.1 and is bounded

@@ -52,8 +52,8 @@ also on Ctrl-C or SIGTERM):
 How each answer is judged: every response is compared with the decision the
 configuration prescribes (status and ``reason``). For a token, that depends on
 the list in force, which changes: a change made at time T must be enforced by
-every worker from T + ``poll_interval_s`` + 1 s on (README, "Revocation
-service"), so for a request sent at S and answered at R the lists that may be
+every worker from T + ``poll_interval_s`` + 1 s on (docs/revocation.md,
+"Polling and the hand-over to workers"), so for a request sent at S and answered at R the lists that may be
 in force are the newest one published at or before S − grace, and every later
 one published up to R. The answer must fit one of them: revoked or not, in the
 grace window either, and afterwards only the right one. A transport error or a
@@ -528,8 +528,8 @@ class Soak:
         elif kind == "unsigned":
             self.source.set(document={"version": cur.number + 1000, "entries": []})
         elif kind == "same_version":
-            # Same version, every entry gone: the version must rise (README,
-            # "Revocation service"), so this is a failed fetch and changes nothing.
+            # Same version, every entry gone: the version must rise (docs/revocation.md,
+            # "Rollback, faults and age"), so this is a failed fetch and changes nothing.
             doc = {"version": cur.number, "generated_at": int(time.time()), "entries": []}
             self.source.set(body=sign_list(doc, base64.b64encode(self.keys.list_key).decode()))
         return kind
@@ -1134,7 +1134,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--poll-interval", type=int, default=1, help="the service's poll_interval_s (default 1)")
     p.add_argument("--timeout-ms", type=int, default=500, help="the service's timeout_ms (default 500)")
     p.add_argument("--max-stale", type=int, default=30, help="revocation.max_stale_s (default 30)")
-    p.add_argument("--grace", type=float, default=None, help="seconds a list change may take to be enforced (default poll_interval_s + 1, README: Revocation service)")
+    p.add_argument("--grace", type=float, default=None, help="seconds a list change may take to be enforced (default poll_interval_s + 1, docs/revocation.md: Polling and the hand-over to workers)")
     p.add_argument("--fault-rate", type=float, default=0.35, help="chance that a list change is preceded by a source fault (default 0.35)")
     p.add_argument("--subjects", type=int, default=600, help="distinct subjects (default 600)")
     p.add_argument("--tokens", type=int, default=2400, help="valid tokens minted at the start (default 2400)")

@@ -47,7 +47,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let access = token::sign(&claims, &key, "JWT");
     println!("access token:\n{access}\n");
 
-    // A refresh token differs by its typ (the README's "Refresh at the edge").
+    // A refresh token differs by its typ (docs/refresh.md).
     let refresh_claims = json!({
         "sub": "alice",
         "aud": "orders-api",

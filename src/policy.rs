@@ -1,7 +1,7 @@
 //! Request matching: which rule decides a request, and whether granted scopes
 //! satisfy it.
 //!
-//! This module owns the path normalization of the README's "Rules" (the path the
+//! This module owns the path normalization of docs/configuration.md, "Rules" (the path the
 //! rules see), the rule matchers (path, method, host), first-match rule
 //! selection and the scope grant logic (`orders:*` grants `orders:read`). It
 //! knows nothing of tokens, claims or keys, and does not parse configuration:
@@ -88,8 +88,8 @@ pub fn normalize_path_cow(raw: &[u8]) -> Result<Cow<'_, str>, PathError> {
     normalize_path(raw).map(Cow::Owned)
 }
 
-/// Normalizes a raw `:path` (bytes as received) for matching, as the README's
-/// "Rules" describes.
+/// Normalizes a raw `:path` (bytes as received) for matching, as
+/// docs/configuration.md, "Rules", describes.
 ///
 /// In order: cut at `?` and `#`; must start with `/`; percent-escapes of
 /// unreserved characters (ALPHA DIGIT `-` `.` `_` `~`) decoded, other escapes

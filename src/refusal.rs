@@ -2,7 +2,7 @@
 //!
 //! This module owns the one mapping from a refusal [`Reason`] to the HTTP
 //! status, the RFC 6750 `error` code, the `www-authenticate` header and the
-//! JSON body (the README's "Responses"). Everything that refuses a request goes through
+//! JSON body (docs/responses.md, "The answer"). Everything that refuses a request goes through
 //! [`Reason`]; nothing else invents a status code.
 
 use std::fmt;
@@ -242,7 +242,7 @@ impl Reply {
     }
 }
 
-/// Builds the refusal reply of the README's "Responses" table.
+/// Builds the refusal reply of table of docs/responses.md, "Reasons and status codes".
 ///
 /// `scopes` are the scopes the matched rule requires; they are sent in the
 /// challenge's `scope` attribute on `insufficient_scope` only.

@@ -714,7 +714,7 @@ fn calls_of(host: &Recorder) -> Vec<Call> {
 #[test]
 fn an_allowed_request_costs_four_host_calls_and_one_per_edit() {
     // The header map, the clock, one call per edit (measured cheaper in
-    // Envoy than one call replacing the map: README, "Figures"), the
+    // Envoy than one call replacing the map: docs/figures.md, "CPU per request in Envoy, side by side"), the
     // counter, the filter state. Here four edits: the forged subject
     // removed (every line of it: a replace would leave a second line in
     // place on Envoys that replace only the first), the token removed, the

@@ -1,4 +1,4 @@
-//! Every refusal reason of the README's "Responses", reached through `Config::decide`
+//! Every refusal reason of docs/responses.md, reached through `Config::decide`
 //! with a fixed instant, and the request edits of an allowed request.
 
 #![allow(

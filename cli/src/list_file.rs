@@ -28,7 +28,7 @@ use crate::util;
 
 /// How long an entry outlives its `exp`. The filter honours a token until
 /// `exp` + `clock_skew_s`, so a publisher drops an entry only once `exp` +
-/// 300 s has passed (README, "Command-line tool"); dropping it at `exp`
+/// 300 s has passed (docs/cli.md, "`revoke` and `resign`"); dropping it at `exp`
 /// would let a revoked token in again while a skewed clock still accepts it.
 pub const KEEP_PAST_EXP_S: u64 = 300;
 

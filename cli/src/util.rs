@@ -301,7 +301,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Whether a string holds a character the filter refuses in claims it
 /// reads: C0 (U+0000–U+001F), DEL, C1 (U+0080–U+009F), and the line and
-/// paragraph separators U+2028 and U+2029 (README, "Security model").
+/// paragraph separators U+2028 and U+2029 (docs/token.md, "Claims").
 /// Judged by character: C1 and the separators are several bytes in UTF-8.
 pub fn has_control(s: &str) -> bool {
     // The filter's own check, so the two can never disagree.

@@ -147,7 +147,7 @@ impl RevocationPolicy {
     }
 }
 
-/// Refresh at the edge (the README's "Refresh at the edge").
+/// Refresh at the edge (docs/refresh.md).
 #[derive(Debug, Clone)]
 pub struct RefreshConfig {
     pub(crate) path: String,

@@ -164,7 +164,7 @@ impl GateRoot {
         let Some(json) = host.plugin_configuration() else {
             host.log(
                 LogLevel::Warn,
-                "the plugin configuration is empty; it must be the filter's JSON configuration (see the README)",
+                "the plugin configuration is empty; it must be the filter's JSON configuration (see docs/configuration.md)",
             );
             return false;
         };
@@ -290,7 +290,7 @@ pub struct Gate {
 /// Makes the verdict's edits, one host call each (`remove` the token and
 /// forged headers, `replace` each claim header). Measured in Envoy, this
 /// is cheaper than one call replacing the whole map, which Envoy rebuilds
-/// line by line, even with five edits (README, "Figures"); the
+/// line by line, even with five edits (docs/figures.md, "CPU per request in Envoy, side by side"); the
 /// `batched_edits` profile keeps the other way measurable (`profile.rs`).
 /// If Envoy refuses one edit the caller refuses the request, so edits made
 /// before it never reach an upstream.

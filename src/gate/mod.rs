@@ -1,6 +1,6 @@
 //! The decision: one request in, one [`Verdict`] out.
 //!
-//! `decide` runs the checks of the README's "Responses" in their order and
+//! `decide` runs the checks of docs/responses.md ("The order of the checks") in their order and
 //! stops at the first that fails: rule (path, method, host, under every
 //! reading an upstream may give them) → token present → single token → TLS
 //! → format → key → signature → binding → token type → required claims →

@@ -4,7 +4,7 @@
 //! The follower decides when a poll is due, what a response does to the
 //! list in force, and what must be published; the service adapter only
 //! sends the request, hands the response in, and writes what it is told
-//! to shared data. Its rules (see the README's "Revocation"):
+//! to shared data. Its rules (see docs/revocation.md, "Rollback, faults and age"):
 //!
 //! * A 200 is checked (size, signature, shape). A version lower than the one
 //!   in force is refused (rollback). An equal version with the same entries

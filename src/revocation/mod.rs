@@ -1,4 +1,4 @@
-//! The revocation list (the README's "Revocation"): the document, its
+//! The revocation list (docs/revocation.md): the document, its
 //! signature, the compact snapshot that crosses shared data, the lookups,
 //! and the follower that decides what each poll does.
 //!

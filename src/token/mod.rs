@@ -1,8 +1,8 @@
 //! JWS compact tokens: splitting, the protected header, the MAC, and claims.
 //!
 //! This module turns the bytes a client sent into a [`Verified`] token, or a
-//! [`Reason`]. The order is fixed and deliberate (RFC 8725 §2; the README's
-//! "Security model"): size cap → exactly three segments → canonical
+//! [`Reason`]. The order is fixed and deliberate (RFC 8725 §2; docs/token.md,
+//! "Header and signature"): size cap → exactly three segments → canonical
 //! base64url → header → key chosen by (`kid`, `alg`) → constant-time MAC
 //! check → only then is the payload parsed.
 //! Nothing from the payload is trusted, or even read as JSON, before the MAC

@@ -1,4 +1,4 @@
-"""The command-line tool `tokengate` (README, "Command-line tool") against PyJWT and against
+"""The command-line tool `tokengate` (docs/cli.md) against PyJWT and against
 the real filter in Envoy.
 
 * Interop both ways: PyJWT verifies what ``tokengate mint`` signs (HS256/384/512,
@@ -94,7 +94,7 @@ def _filter() -> dict[str, Any]:
 # `tokengate verify` reads.
 FILTER: dict[str, Any] = _filter()
 
-# README, "Responses": reason -> status
+# docs/responses.md, "Reasons and status codes": reason -> status
 STATUS = {
     "bad_request": 400, "missing": 401, "malformed": 401, "unknown_key": 401, "bad_signature": 401,
     "expired": 401, "not_yet_valid": 401, "lifetime_too_long": 401, "wrong_issuer": 401,
@@ -403,7 +403,7 @@ CASES = [
     Case("query-cut", "GET", "/api/x?next=/admin", "reader", "allow"),
     Case("invalid-escape", "GET", "/api/%zz", "reader", "deny bad_request"),
     # Envoy's own normalize_path/merge_slashes rewrite these before the filter runs
-    # (README, "Configuration"): the CLI must give the decision the filter in Envoy gives.
+    # (docs/configuration.md): the CLI must give the decision the filter in Envoy gives.
     Case("envoy-normalizes-healthz-dslash-dotdot-admin", "GET", "/healthz//..//admin", "reader", "anonymous"),
     Case("envoy-normalizes-dotdot-above-root", "GET", "/../api/x", "reader", "allow"),
     Case("envoy-normalizes-backslash", "GET", "/api\\x", "reader", "allow"),
@@ -599,7 +599,7 @@ def test_table_is_large_and_covers_every_kind(table: Table) -> None:
 # ---------------------------------------- 4. revoke -> RevocationSource -> Envoy
 
 POLL_S = 1
-DEADLINE_S = POLL_S + 1  # README, "Revocation service": workers see a new list within poll_interval_s + 1 s
+DEADLINE_S = POLL_S + 1  # docs/revocation.md, "Polling and the hand-over to workers": workers see a new list within poll_interval_s + 1 s
 
 
 @pytest.mark.parametrize("signed", [False, True], ids=["plain", "signed"])

@@ -320,7 +320,7 @@ def corpus(wasm_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 def tokengate_body(resp: RawResponse) -> dict[str, Any] | None:
-    """tokengate's JSON refusal body (README, "Responses"), or None when the response is not one."""
+    """tokengate's JSON refusal body (docs/responses.md, "The answer"), or None when the response is not one."""
     ctype = (resp.header("content-type") or "").split(";")[0].strip().lower()
     if ctype != "application/json":
         return None

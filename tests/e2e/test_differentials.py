@@ -2,7 +2,7 @@
 received, in a real Envoy: no request reaches the upstream under a rule the
 gate did not apply.
 
-The gate reads a path one way (README, "Rules": unreserved escapes decoded,
+The gate reads a path one way (docs/configuration.md, "Rules": unreserved escapes decoded,
 ``;`` parameters cut from each segment, ``//`` merged, ``.`` and ``..``
 resolved, and a segment that is ``.`` or ``..`` only once its parameters are
 cut refused); upstream frameworks read the path they receive their own way.
@@ -32,7 +32,7 @@ each documented with who reads paths that way:
 * ``nginx``: percent-decode, merge ``//``, resolve dots (``..`` above the
   root is a 400), ``;`` has no meaning.
 
-``rule_for`` matches a path against ``RULES`` by the README's rule semantics
+``rule_for`` matches a path against ``RULES`` by the rule semantics of docs/configuration.md
 (first match wins; a prefix fits on a segment boundary: ``/admin`` fits
 ``/admin``, ``/admin/``, ``/admin/x``, never ``/adminx``), and ``outcome``
 says what that rule decides for the token sent (valid, no ``admin`` role).
@@ -270,7 +270,7 @@ MODELS: dict[str, Callable[[str], str | None]] = {"servlet": servlet, "whatwg": 
 
 
 def fits(prefix: str, path: str) -> bool:
-    """A prefix fits on a segment boundary (README, "Rules")."""
+    """A prefix fits on a segment boundary (docs/configuration.md, "Rules")."""
     if prefix == "/":
         return path.startswith("/")
     return path == prefix or path.startswith(prefix + "/")

@@ -1,7 +1,7 @@
 """tokengate's edge features in a real Envoy: certificate-bound tokens
-(README, "Certificate-bound tokens"; RFC 8705) and refresh at the edge
-(README, "Refresh at the edge"; RFC 6749 §6), with their counters (README,
-"Telemetry").
+(docs/token.md, "Certificate-bound tokens (RFC 8705)") and refresh at the edge
+(docs/refresh.md; RFC 6749 §6), with their counters
+(docs/telemetry.md).
 
 One Envoy (two workers) serves the whole module. Its only listener speaks TLS
 with a server certificate from a test CA made here with openssl, and asks for
@@ -82,7 +82,7 @@ GATE: dict[str, Any] = {
     "refresh": {"path": REFRESH_PATH, "access_ttl_s": ACCESS_TTL, "kid": EDGE_KID},
 }
 
-# README, "Responses": reason → (status, RFC 6750 error)
+# docs/responses.md, "Reasons and status codes": reason → (status, RFC 6750 error)
 REASONS = {
     "bad_request": (400, "invalid_request"),
     "missing": (401, None),
@@ -342,7 +342,7 @@ def parse_challenge(value: str) -> dict[str, str]:
 
 
 def assert_refusal(resp: RawResponse, reason: str) -> dict[str, Any]:
-    """The refusal of the README's "Responses" for ``reason`` (status, challenge, JSON body)."""
+    """The refusal of docs/responses.md for ``reason`` (status, challenge, JSON body)."""
     status, error = REASONS[reason]
     assert resp.status == status, f"{reason}: want {status}, got {resp.status} {resp.text!r}"
     ctype = resp.header("content-type") or ""
@@ -364,8 +364,8 @@ def assert_refusal(resp: RawResponse, reason: str) -> dict[str, Any]:
 
 
 def assert_oauth_error(resp: RawResponse, error: str, reason: str | None = None) -> dict[str, Any]:
-    """An RFC 6749 §5.2 error answer of the token endpoint (README, "Refresh at the edge"): 400 JSON
-    with ``error``; tokengate adds its ``reason`` (one of the README's "Responses")."""
+    """An RFC 6749 §5.2 error answer of the token endpoint (docs/refresh.md): 400 JSON
+    with ``error``; tokengate adds its ``reason`` (one of docs/responses.md)."""
     assert error in OAUTH_ERRORS
     assert resp.status == 400, f"{error}: want 400, got {resp.status} {resp.text!r}"
     ctype = resp.header("content-type") or ""
@@ -374,7 +374,7 @@ def assert_oauth_error(resp: RawResponse, error: str, reason: str | None = None)
     assert body.get("error") == error, body
     if "error_description" in body:
         assert isinstance(body["error_description"], str) and body["error_description"], body
-    assert body.get("reason") in REASONS, f"{error}: the body names no reason of the README's Responses: {body}"
+    assert body.get("reason") in REASONS, f"{error}: the body names no reason of docs/responses.md: {body}"
     if reason is not None:
         assert body["reason"] == reason, body
     assert resp.header("x-echo") is None, "the upstream answered a token endpoint request"
@@ -383,7 +383,7 @@ def assert_oauth_error(resp: RawResponse, error: str, reason: str | None = None)
 
 
 def assert_minted(resp: RawResponse, *, scope: str | None) -> tuple[str, dict[str, Any]]:
-    """A 200 answer of the refresh endpoint (README, "Refresh at the edge"; RFC 6749 §5.1); returns the access token and its claims, verified by PyJWT with the edge key."""
+    """A 200 answer of the refresh endpoint (docs/refresh.md; RFC 6749 §5.1); returns the access token and its claims, verified by PyJWT with the edge key."""
     assert resp.status == 200, f"want 200, got {resp.status} {resp.text!r}"
     assert resp.header("x-echo") is None, "the upstream answered a refresh request"
     ctype = resp.header("content-type") or ""
@@ -655,7 +655,7 @@ def test_token_endpoint_request_errors(
         kwargs["body"] = json.dumps({"grant_type": "refresh_token", "refresh_token": rt})
     body = assert_oauth_error(edge.token_endpoint(params, **kwargs), error)
     if error == "invalid_request":
-        # README, "Responses": invalid_request is the error of reason bad_request
+        # docs/responses.md: invalid_request is the error of reason bad_request
         assert body["reason"] == "bad_request", body
 
 
@@ -728,7 +728,7 @@ def test_unbound_refresh_token_over_mtls_yields_unbound_access_token(edge: Edge)
         assert edge.get("/orders/1", access, cert=cert).status == 200
 
 
-# ============================================= counters (README, "Telemetry")
+# ============================================= counters (docs/telemetry.md)
 
 
 def test_refresh_and_binding_counters(edge: Edge) -> None:

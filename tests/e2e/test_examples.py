@@ -1,5 +1,5 @@
 """The Envoy configurations checked in under envoy/ run exactly as they are,
-the way their header comments and the README tell: from the repository root,
+the way their header comments and docs/configuration.md tell: from the repository root,
 ``envoy -c envoy/<name>.yaml``, with nothing but the documented environment
 variables, on the file's own fixed ports on 127.0.0.1. No rendering, no copy.
 

@@ -1,5 +1,5 @@
-"""What a failing VM does, in a real Envoy (the README's "Responses": fail
-closed inside).
+"""What a failing VM does, in a real Envoy (docs/responses.md, "Fail
+closed inside").
 
 A panic is never expected (nothing on the request path can panic on input),
 so this needs a module that can: ``target/panic-probe/…/tokengate.wasm``,

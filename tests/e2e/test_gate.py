@@ -1,6 +1,6 @@
 """tokengate in a real Envoy: the decision, the request edits, the responses,
-the counters and the access log, as the README's "Configuration", "Responses"
-and "Telemetry" describe them.
+the counters and the access log, as docs/configuration.md, docs/responses.md
+and docs/telemetry.md describe them.
 
 One Envoy (two workers) serves the whole module. It has four listeners, each
 with its own tokengate filter configuration, all routed to one echo upstream
@@ -79,7 +79,7 @@ LISTENER_CONFIGS: dict[str, dict[str, Any]] = {
 
 CLAIM_HEADERS = sorted(GATE["claims_to_headers"].values())
 
-# README, "Responses": reason → (status, RFC 6750 error)
+# docs/responses.md, "Reasons and status codes": reason → (status, RFC 6750 error)
 REASONS = {
     "bad_request": (400, "invalid_request"),
     "missing": (401, None),
@@ -167,7 +167,7 @@ def parse_challenge(value: str) -> dict[str, str]:
 
 
 def assert_refusal(resp: RawResponse, reason: str, *, scope: str | None = None, realm: str = REALM, token: str | None = None) -> dict[str, Any]:
-    """The refusal of the README's "Responses" for ``reason``: status, www-authenticate, content-type, JSON body."""
+    """The refusal of docs/responses.md for ``reason``: status, www-authenticate, content-type, JSON body."""
     status, error = REASONS[reason]
     assert resp.status == status, f"{reason}: want {status}, got {resp.status} {resp.text!r}"
     ctype = resp.header("content-type")
@@ -442,7 +442,7 @@ def test_token_removed_on_anonymous_route_too(gate: Gate) -> None:
 # Several tokens at once on an anonymous route. The rule decides first (anonymous: "no
 # token needed, the token is not checked"), and with forward_token false "the token is
 # removed from the request before it goes upstream ... on every route, anonymous ones
-# included" (README, "Configuration"): none of them may reach the upstream.
+# included" (docs/configuration.md, "Token sources and forwarding"): none of them may reach the upstream.
 ANON_SEVERAL = {
     "query_and_authorization": (lambda a, b: (f"/healthz/several?x=1&access_token={a}", bearer(b))),
     "query_param_twice": (lambda a, b: (f"/healthz/several?x=1&access_token={a}&access_token={b}", [])),

@@ -1189,7 +1189,7 @@ FORGED_IDENTITIES = [
 def test_a_logged_claim_that_hides_a_control_or_edge_white_space_is_malformed(edge: Gate, claim: str, value: str) -> None:
     """``sub`` and ``jti`` are logged and forwarded: a token carrying one of
     these values, signed with the gate's own key, is refused as malformed
-    (README, "Tokens") over HTTP/1.1 and HTTP/2, before any claim header is
+    (docs/token.md, "Claims") over HTTP/1.1 and HTTP/2, before any claim header is
     set, so no ``x-auth-subject`` of it reaches the upstream."""
     signed = token(**{claim: value})
     with edge.untouched():
@@ -1199,7 +1199,7 @@ def test_a_logged_claim_that_hides_a_control_or_edge_white_space_is_malformed(ed
 
 @pytest.mark.parametrize("value", ['alice bob', 'alice=admin', 'alice" role="admin', 'a\\b'])
 def test_a_subject_with_a_space_an_equals_sign_or_a_quote_goes_upstream_as_one_value(edge: Gate, value: str) -> None:
-    """Printable characters inside ``sub`` are not refused (README, "Tokens":
+    """Printable characters inside ``sub`` are not refused (docs/token.md, "Claims":
     only controls and white space at either end are): the upstream gets the
     whole value, once, in ``x-auth-subject``, and nothing else of it. The
     access log cannot be forged with them either: the examples log JSON,

@@ -171,7 +171,7 @@ def interop(wasm_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 def assert_refused(r: RawResponse, reason: str) -> None:
-    """401 invalid_token with ``reason`` in the JSON body and the challenge (README, "Responses")."""
+    """401 invalid_token with ``reason`` in the JSON body and the challenge (docs/responses.md, "The answer")."""
     assert r.status == 401, f"want 401 {reason}, got {r.status} {r.text!r}"
     assert (r.header("content-type") or "").split(";")[0] == "application/json"
     body = r.json()

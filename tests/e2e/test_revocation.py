@@ -1,5 +1,5 @@
-"""Revocation end to end in a real Envoy (the README's "Revocation service",
-the filter's `revocation` field, "Telemetry").
+"""Revocation end to end in a real Envoy (docs/revocation.md,
+the filter's `revocation` field in docs/configuration.md, docs/telemetry.md).
 
 Every Envoy here runs with ``--concurrency 2`` (two workers, each with its own
 filter VM) beside the singleton service ``tokengate-revocations``, which polls
@@ -44,7 +44,7 @@ from harness import Envoy, bootstrap, cluster, free_port, mint, new_key, revocat
 from servers import RevocationSource
 
 POLL_S = 1  # poll_interval_s of every service here
-DEADLINE_S = POLL_S + 1  # README: enforced by every worker within poll_interval_s + 1 s
+DEADLINE_S = POLL_S + 1  # docs/revocation.md: enforced by every worker within poll_interval_s + 1 s
 TIMEOUT_MS = 500  # timeout_ms of the services here
 MAX_BYTES = 8192  # max_bytes of the shared service
 STAT = "wasmcustom.tokengate.revocation."
