@@ -13,7 +13,7 @@
 //! round: a VM that fails must not let requests through (`failure_policy`),
 //! secrets must not sit in the configuration Envoy shows in `/config_dump`,
 //! and the connection manager must not pass `x_auth_subject` to an upstream
-//! that reads it as `x-auth-subject` (README, "Command-line tool").
+//! that reads it as `x-auth-subject` (docs/cli.md, "`check-config`").
 //!
 //! Istio's and Envoy Gateway's resources are read by `manifests` into the
 //! plugins their control planes generate; the same checks apply, in the

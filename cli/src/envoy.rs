@@ -134,7 +134,7 @@ pub enum Host {
 
 /// `PluginConfig.failure_policy` (Envoy's `FailurePolicy` enum), which
 /// decides what requests meet once the plugin's VM has failed (a panic, a
-/// trap): the observed behaviour is in the README ("Command-line tool").
+/// trap): the observed behaviour is in docs/cli.md, "`check-config`".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FailurePolicy {
     /// Not set (or `UNSPECIFIED`, 0): Envoy applies `FAIL_CLOSED`.

@@ -215,6 +215,9 @@ def test_edge_serves_as_checked_in(envoys, wasm_path: Path, tmp_path: Path, demo
             revoked = mint(demo_key, sub="alice", scope="orders:read", iss=ISS, aud=AUD, jti="gone")
             r = envoy.get("/orders/9", headers={"authorization": f"Bearer {revoked}"})
             assert r.status_code == 401 and r.json()["reason"] == "revoked", r.text
+            forged = mint(list_key, sub="alice", scope="orders:read", iss=ISS, aud=AUD, jti="f-1")
+            r = envoy.get("/orders/10", headers={"authorization": f"Bearer {forged}"})
+            assert r.status_code == 401 and r.json()["reason"] == "bad_signature", r.text
 
             samples = envoy.prometheus_samples()
             assert samples["tokengate_allowed{}"] >= 1
