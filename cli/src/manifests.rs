@@ -154,14 +154,11 @@ impl Reading {
         if !is_tokengate_root(root_id) {
             return;
         }
-        if !matches!(
-            str_at(spec, &["type"]),
-            None | Some("HTTP" | "UNSPECIFIED_PLUGIN_TYPE")
-        ) {
+        if str_at(spec, &["type"]) == Some("NETWORK") {
             self.problem(
                 name,
                 "spec.type",
-                "tokengate is an HTTP filter: set type: HTTP (or leave it out)",
+                "is NETWORK; tokengate is an HTTP filter: set type: HTTP (or leave it out)",
             );
         }
         let mut host_env_keys = Vec::new();
