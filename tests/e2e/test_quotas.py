@@ -182,8 +182,15 @@ def test_the_documented_local_filter_limits_each_subject_and_no_client_spends_an
     assert refused_b is not None
     assert quota <= ok_b <= refill_bound(per_subject, took_b), (ok_b, took_b, per_subject)
 
+    # A third subject's first answer carries its own bucket in the draft-03 headers.
+    carol = gate.request("GET", "/orders/4", [("authorization", f"Bearer {token('carol')}")])
+    assert carol.status == 200
+    assert (carol.header("x-ratelimit-limit"), carol.header("x-ratelimit-remaining")) == (str(quota), str(quota - 1))
+
     stats = gate.stats()
     assert stats["tokengate_quota.http_local_rate_limit.enforced"] >= 3
+    limited = r'(?m)^envoy_http_local_rate_limit_rate_limited\{envoy_local_http_ratelimit_prefix="tokengate_quota"\} [1-9]'
+    assert re.search(limited, gate.prometheus())
     assert stats["wasmcustom.tokengate.denied.malformed"] + stats.get("wasmcustom.tokengate.denied.bad_signature", 0) + stats[
         "wasmcustom.tokengate.denied.missing"
     ] == len(FORGED_NAMES) * 3
