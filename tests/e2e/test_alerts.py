@@ -114,6 +114,7 @@ class Prometheus:
             stdout=self.log,
             stderr=subprocess.STDOUT,
             cwd=directory,
+            preexec_fn=harness._die_with_parent,  # never outlives the test process
         )
         self.log_path = directory / "prometheus.log"
 
