@@ -5,10 +5,11 @@
   their unit tests (``tokengate-alerts.test.yml``: each alert fires on its
   failure and stays quiet on healthy neighbours).
 * In a real run, a Prometheus started here (127.0.0.1, a temp config and
-  data dir, 1 s scrape and evaluation intervals) scrapes Envoy's
-  ``/stats/prometheus`` while the revocation list source is down, and the
-  stale-list alert goes pending, then firing; every metric the rules name
-  is one Envoy exports.
+  data dir, 1 s scrape and evaluation intervals) scrapes two Envoys'
+  ``/stats/prometheus`` while their revocation list source is down, and the
+  stale-list alert (for the one that had loaded a list) and the not-loaded
+  alert (for the one whose source never answered) go pending, then firing;
+  every metric the rules name is one Envoy exports.
 
 promtool and prometheus come from Debian's ``prometheus`` package, which
 ``scripts/setup`` installs: a missing one is a failure, never a skip.
@@ -92,14 +93,14 @@ def test_every_alert_is_tested_and_documented():
 class Prometheus:
     """A Prometheus on 127.0.0.1 with its config and data under ``directory``; stopped by PID."""
 
-    def __init__(self, directory: Path, rules_text: str, target: str) -> None:
+    def __init__(self, directory: Path, rules_text: str, targets: list[str]) -> None:
         self.port = free_port()
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "rules.yml").write_text(rules_text)
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
             "rule_files": ["rules.yml"],
-            "scrape_configs": [{"job_name": "envoy", "metrics_path": "/stats/prometheus", "static_configs": [{"targets": [target]}]}],
+            "scrape_configs": [{"job_name": "envoy", "metrics_path": "/stats/prometheus", "static_configs": [{"targets": targets}]}],
         }
         (directory / "prometheus.yml").write_text(json.dumps(config))
         self.log = open(directory / "prometheus.log", "wb")
@@ -154,9 +155,36 @@ def shortened(text: str) -> str:
     return out
 
 
-def test_prometheus_scraping_envoy_raises_the_stale_list_alert_while_the_source_is_down(envoys, echo_server, wasm_path, list_key, tmp_path):
-    """A real Prometheus scrapes Envoy while the list source is down, and
-    TokengateRevocationListStale goes pending, then firing.
+def gate_with_service(envoys: Any, upstream_port: int, source_port: int, list_key: str) -> tuple[harness.Envoy, dict[str, Any]]:
+    """An Envoy with tokengate (orders-api, ``max_stale_s`` 300, deny) and the
+    revocation service polling 127.0.0.1:source_port every second for a
+    list signed with ``list_key``; returns it and the filter configuration."""
+    gate_cfg = harness.orders_api()
+    gate_cfg["revocation"] = {"max_stale_s": STALE_THRESHOLD_S, "on_unavailable": "deny"}
+    service_cfg = {
+        "cluster": "revocation_source",
+        "authority": "revocations.internal",
+        "path": "/v1/revocations",
+        "poll_interval_s": 1,
+        "timeout_ms": 500,
+        "verify_key": {"alg": "HS256", "secret_env": "TOKENGATE_LIST_KEY"},
+    }
+    config = harness.bootstrap(
+        listener_port=free_port(),
+        admin_port=free_port(),
+        upstream_port=upstream_port,
+        http_filters=[tokengate_filter(gate_cfg)],
+        clusters=[harness.cluster("revocation_source", source_port)],
+        bootstrap_extensions=[revocation_service(service_cfg)],
+    )
+    return envoys.start(config, env={"TOKENGATE_LIST_KEY": list_key}), gate_cfg
+
+
+def test_prometheus_scraping_envoy_raises_the_list_alerts_while_the_source_is_down(envoys, echo_server, wasm_path, list_key, tmp_path):
+    """A real Prometheus scrapes two Envoys whose list source is down, and
+    the alerts go pending, then firing: TokengateRevocationListStale for the
+    one that loaded a list before the source went down,
+    TokengateRevocationListNotLoaded for the one whose source never answered.
 
     The rules are the shipped ones with only their ``for:`` durations cut to
     3 s (the shipped ``for:`` are minutes); thresholds are untouched. The
@@ -170,60 +198,49 @@ def test_prometheus_scraping_envoy_raises_the_stale_list_alert_while_the_source_
     try:
         old = int(time.time()) - (STALE_THRESHOLD_S + 100)
         source.set(body=sign_list({"version": 1, "generated_at": old, "entries": []}, list_key), content_type="application/jwt")
-        gate_cfg = harness.orders_api()
-        gate_cfg["revocation"] = {"max_stale_s": STALE_THRESHOLD_S, "on_unavailable": "deny"}
-        service_cfg = {
-            "cluster": "revocation_source",
-            "authority": "revocations.internal",
-            "path": "/v1/revocations",
-            "poll_interval_s": 1,
-            "timeout_ms": 500,
-            "verify_key": {"alg": "HS256", "secret_env": "TOKENGATE_LIST_KEY"},
-        }
-        config = harness.bootstrap(
-            listener_port=free_port(),
-            admin_port=free_port(),
-            upstream_port=echo_server.port,
-            http_filters=[tokengate_filter(gate_cfg)],
-            clusters=[harness.cluster("revocation_source", source.port)],
-            bootstrap_extensions=[revocation_service(service_cfg)],
-        )
-        gate = envoys.start(config, env={"TOKENGATE_LIST_KEY": list_key})
-        harness.wait_until(lambda: gate.stat("wasmcustom.tokengate.revocation.version") == 1, timeout=10, what="list version 1")
+        stale, gate_cfg = gate_with_service(envoys, echo_server.port, source.port, list_key)
+        harness.wait_until(lambda: stale.stat("wasmcustom.tokengate.revocation.version") == 1, timeout=10, what="list version 1")
     finally:
         source.stop()  # the source is down from here on
-    assert gate.stat("wasmcustom.tokengate.revocation.age_s") > STALE_THRESHOLD_S
-    # What the alert is about: valid tokens get 503 revocation_unavailable.
+    # Nothing ever listens on this one's source port.
+    never, _ = gate_with_service(envoys, echo_server.port, free_port(), list_key)
+
+    assert stale.stat("wasmcustom.tokengate.revocation.age_s") > STALE_THRESHOLD_S
+    assert never.stat("wasmcustom.tokengate.revocation.version") == 0
+    # What the alerts are about: valid tokens get 503 revocation_unavailable.
     key = gate_cfg["keys"][0]
     token = mint(key["secret"], kid=key["kid"], sub="alice", iss="https://auth.example.com", aud="orders-api", scope="orders:read")
-    r = gate.request("GET", "/orders/1", [("authorization", f"Bearer {token}")])
-    assert r.status == 503 and r.json()["reason"] == "revocation_unavailable", r.text
+    for gate in (stale, never):
+        r = gate.request("GET", "/orders/1", [("authorization", f"Bearer {token}")])
+        assert r.status == 503 and r.json()["reason"] == "revocation_unavailable", r.text
     # The Envoy exports every metric the rules name.
-    exported = set(re.findall(r"(?m)^# TYPE (tokengate_[a-z_]+) (?:counter|gauge)$", gate.prometheus()))
+    exported = set(re.findall(r"(?m)^# TYPE (tokengate_[a-z_]+) (?:counter|gauge)$", stale.prometheus()))
     assert metric_names() <= exported, metric_names() - exported
 
-    target = f"{harness.HOST}:{gate.admin_port}"
-    prom = Prometheus(tmp_path / "prometheus", shortened(RULES.read_text()), target)
+    stale_target, never_target = (f"{harness.HOST}:{g.admin_port}" for g in (stale, never))
+    prom = Prometheus(tmp_path / "prometheus", shortened(RULES.read_text()), [stale_target, never_target])
     try:
         harness.wait_until(prom.ready, timeout=30, interval=0.2, what="prometheus ready")
-        states: list[str] = []
+        states: dict[str, list[str]] = {"TokengateRevocationListStale": [], "TokengateRevocationListNotLoaded": []}
 
-        def stale_state() -> str | None:
-            found = prom.alerts("TokengateRevocationListStale")
-            if found:
-                states.append(found[0]["state"])
-            return found[0]["state"] if found and found[0]["state"] == "firing" else None
+        def both_firing() -> bool:
+            for name, seen in states.items():
+                found = prom.alerts(name)
+                if found:
+                    seen.append(found[0]["state"])
+            return all(seen and seen[-1] == "firing" for seen in states.values())
 
-        harness.wait_until(stale_state, timeout=30, interval=0.5, what="TokengateRevocationListStale firing")
+        harness.wait_until(both_firing, timeout=30, interval=0.5, what="the stale-list and not-loaded alerts firing")
+        for name, target in (("TokengateRevocationListStale", stale_target), ("TokengateRevocationListNotLoaded", never_target)):
+            (alert,) = prom.alerts(name)  # one alert, for that Envoy only
+            assert alert["labels"] == {"alertname": name, "instance": target, "job": "envoy", "severity": "critical"}
+            # Pending first (for: 3 s), then firing; never anything else.
+            assert set(states[name]) <= {"pending", "firing"}, states
         (alert,) = prom.alerts("TokengateRevocationListStale")
-        assert alert["labels"] == {"alertname": "TokengateRevocationListStale", "instance": target, "job": "envoy", "severity": "critical"}
         assert float(alert["value"]) > STALE_THRESHOLD_S
-        # Pending first (for: 3 s), then firing; never anything else.
-        assert set(states) <= {"pending", "firing"} and states[-1] == "firing", states
-        # Scraped under the names the rules use; a list is loaded, so that alert stays quiet.
+        # Scraped under the names the rules use.
         for name in sorted(metric_names()):
             assert prom.api(f"/api/v1/query?query={name}")["result"], f"Prometheus has no {name}"
-        assert prom.alerts("TokengateRevocationListNotLoaded") == []
         assert prom.alerts("TokengateInternalRefusals") == []
     finally:
         prom.stop()
