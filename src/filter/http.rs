@@ -233,8 +233,11 @@ impl GateRoot {
         // tick, and reading the new one beside it would double the VM's
         // memory (wasm memory never shrinks) for a million-entry list. If
         // the new one cannot be read, the worker has no list and refuses
-        // what needs one until it can: a fault never un-revokes.
-        let had = list.snapshot.is_some() || list.lost;
+        // what needs one until it can: a fault never un-revokes. That holds
+        // for a root that never held a list too (a new configuration, a new
+        // VM, a module whose snapshot format differs from the service's):
+        // the state record says a list was published, so this node is not
+        // one that has "never received a list", even under `allow`.
         list.snapshot = None;
         match shared::read_snapshot(|key| host.shared_data(key)) {
             Some(snapshot)
@@ -247,7 +250,7 @@ impl GateRoot {
                 list.failed_generation = None;
             }
             _ => {
-                list.lost = had;
+                list.lost = true;
                 list.failed_generation = Some(published.generation);
                 host.log(
                     LogLevel::Warn,
