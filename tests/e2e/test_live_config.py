@@ -11,7 +11,9 @@ Under steady load (threads, each with its own keep-alive connection, on
 127.0.0.1, bounded in time) the test rotates a key: add key 2 (``k2``);
 remove key 1 (``k1``); revoke key 1 by ``kid`` with ``tokengate revoke
 --kid``; then changes the listener (LDS) and, last, rolls a node back to a
-configuration that still trusts key 1 (which the kid revocation must cover).
+configuration that still trusts key 1 (which the kid revocation must cover),
+changes the configuration without a new VM, and pushes one the filter
+refuses (Envoy keeps the one in force).
 Each change of the filter's key list also changes its ``vm_config`` (the
 ``host_env_keys`` that hand the keys over), so Envoy builds new VMs for it:
 the worst case for a list that must be in force from the first request.
@@ -337,7 +339,7 @@ def test_key_rotation_and_listener_change_under_load(tmp_path: Path, cli_path: P
             time.sleep(SETTLE_S)
             phases.append(Phase(name, answers, written, acked, node.stat(VM_CREATED) - vms))
 
-        with Load(node.envoy, tokens, limit_s=30) as load:
+        with Load(node.envoy, tokens, limit_s=40) as load:
             time.sleep(SETTLE_S)
             # 1. add key 2 (new VMs: the key list and host_env_keys change)
             change("k1+k2", expected({"k1", "k2"}, set()), lambda: node.write_filter(["k1", "k2"]), node.wait_ecds, ECDS_RELOAD)
@@ -368,8 +370,20 @@ def test_key_rotation_and_listener_change_under_load(tmp_path: Path, cli_path: P
 
             change("same VM, new root", expected({"k1", "k2"}, {"k1"}), realm_only, node.wait_ecds, ECDS_RELOAD)
 
+            # 7. a configuration the filter refuses (an unknown field): Envoy
+            # refuses it (config_fail) and the one in force stays
+            def refused() -> None:
+                node.ecds_version += 1
+                cfg = filter_config(["k2"])
+                cfg["no_such_field"] = True
+                plugin = harness.plugin_config(cfg, env_keys=[ENV["k2"]], failure_policy="FAIL_RELOAD")
+                resource = {"@type": EXTENSION_TYPE, "name": FILTER_NAME, "typed_config": {"@type": WASM_FILTER_TYPE, "config": plugin}}
+                write_atomically(node.ecds, {"version_info": str(node.ecds_version), "resources": [resource]})
+
+            change("refused, kept", expected({"k1", "k2"}, {"k1"}), refused, lambda before: wait_until(lambda: node.stat(ECDS_FAIL) > before, 10, 0.01, "ECDS config_fail"), ECDS_FAIL)
+
         assert not load.errors, load.errors[:5]
-        assert node.stat(ECDS_FAIL) == 0
+        assert node.stat(ECDS_FAIL) == 1
         samples = sorted(load.samples, key=lambda s: s.start)
         fivexx = [s for s in samples if s.status >= 500]
         assert not fivexx, f"{len(fivexx)} answers 5xx, first: {fivexx[0]}"
@@ -394,6 +408,68 @@ def test_key_rotation_and_listener_change_under_load(tmp_path: Path, cli_path: P
         by_name = {p.name: p for p in phases}
         for name in ("k1+k2", "k2", "k1+k2 again"):
             assert by_name[name].new_vms >= 3, (name, by_name[name].new_vms)
+    finally:
+        node.envoy.stop()
+        node.source.stop()
+
+
+def test_a_key_removed_by_lds_passes_on_old_connections_until_revoked_by_kid(tmp_path: Path, cli_path: Path, wasm_path: Path) -> None:
+    """ECDS applies to the next request, LDS to the next connection: a key
+    removed by a listener change (the filter inline in the listener) still
+    passes on a keep-alive connection opened before, until Envoy drains it;
+    a revocation by kid refuses it there within poll_interval_s + 1 s
+    (docs/operations.md, "Changing configuration while traffic flows")."""
+    node = Node(tmp_path, cli_path)
+    node.envoy.extra_args = ("--drain-time-s", "30")  # longer than this test
+    try:
+        node.revoke("--jti", "lds-seed", "--exp", str(int(time.time()) + 3600))
+        node.envoy.start()
+        wait_until(lambda: node.stat("wasmcustom.tokengate.revocation.version") == 1, 10, 0.05, "list version 1 published")
+        time.sleep(0.6)
+        t1 = node.token("k1")
+
+        def ask(conn: http.client.HTTPConnection) -> tuple[int, str | None]:
+            conn.request("GET", "/api", headers={"authorization": f"Bearer {t1}"})
+            resp = conn.getresponse()
+            body = resp.read()
+            return (resp.status, None) if resp.status == 200 else (resp.status, json.loads(body).get("reason"))
+
+        old = http.client.HTTPConnection(HOST, node.listener_port, timeout=5)
+        assert ask(old) == OK
+        # ECDS: key 1 removed, the open connection's next request is refused
+        before = node.stat(ECDS_RELOAD)
+        node.write_filter(["k2"])
+        node.wait_ecds(before)
+        assert ask(old) == UNKNOWN
+        before = node.stat(ECDS_RELOAD)
+        node.write_filter(["k1"])
+        node.wait_ecds(before)
+        assert ask(old) == OK
+        # LDS: the listener now carries the filter inline, key 2 only
+        listener = json.loads(node.lds.read_text())
+        manager = listener["resources"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        manager["http_filters"][0] = harness.tokengate_filter(filter_config(["k2"]), env_keys=[ENV["k2"]])
+        node.lds_version += 1
+        listener["version_info"] = str(node.lds_version)
+        before = node.stat("listener_manager.listener_modified")
+        write_atomically(node.lds, listener)
+        node.wait_lds(before)
+        fresh = http.client.HTTPConnection(HOST, node.listener_port, timeout=5)
+        assert ask(fresh) == UNKNOWN, "a new connection gets the new listener"
+        assert ask(old) == OK, "the old connection keeps the old filter chain"
+        time.sleep(1)
+        assert ask(old) == OK, "…until it is drained"
+        # revoke key 1 by kid: refused on the old connection too
+        node.revoke("--kid", "k1")
+        t0 = time.monotonic()
+        while ask(old) == OK:
+            assert time.monotonic() - t0 < POLL_S + 1, "kid revocation not in force on the old connection within poll_interval_s + 1 s"
+            time.sleep(0.05)
+        assert ask(old) == REVOKED
+        assert ask(fresh) == UNKNOWN
+        print(f"\nkid revocation refused the old connection's key-1 token after {time.monotonic() - t0:.2f} s")
+        old.close()
+        fresh.close()
     finally:
         node.envoy.stop()
         node.source.stop()
