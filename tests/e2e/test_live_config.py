@@ -25,6 +25,13 @@ new one; in between, either. Tokens revoked by ``jti`` (one per key) are in
 the mix and must be refused in every single request; no request may get a
 5xx (so no ``revocation_unavailable`` window either).
 
+Two more tests: a key removed by a listener change (LDS, the filter inline)
+still passes on a connection opened before, until a revocation by ``kid``
+refuses it there; and a filter module delivered by ECDS that cannot read
+the list the running service published (another snapshot format) refuses
+with 503 even under ``on_unavailable: allow``, never letting a revoked token
+through.
+
 Run: ``.venv/bin/python -m pytest tests/e2e/test_live_config.py -q -s``
 (``-s`` prints the transition windows and request counts).
 """
@@ -40,6 +47,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 import harness
 from harness import HCM_TYPE, HOST, STRING_VALUE_TYPE, WASM_FILTER_TYPE, Envoy, cluster, free_port, mint, new_key, revocation_service, router_filter, wait_until
@@ -77,12 +86,12 @@ def expected(keys: set[str], kid_revoked: set[str]) -> dict[str, tuple[int, str 
     return out
 
 
-def filter_config(keys: list[str], list_key_env: str | None = None) -> dict[str, Any]:
+def filter_config(keys: list[str], on_unavailable: str = "deny") -> dict[str, Any]:
     return {
         "realm": "rotation",
         "keys": [{"kid": kid, "alg": "HS256", "secret_env": ENV[kid]} for kid in keys],
         "rules": [{"match": {"prefix": "/"}}],
-        "revocation": {"max_stale_s": 60, "on_unavailable": "deny"},
+        "revocation": {"max_stale_s": 60, "on_unavailable": on_unavailable},
     }
 
 
@@ -186,7 +195,7 @@ class Node:
     """Envoy with LDS and ECDS from watched files, the revocation service
     polling a list file that ``tokengate revoke`` writes."""
 
-    def __init__(self, workdir: Path, cli: Path) -> None:
+    def __init__(self, workdir: Path, cli: Path, on_unavailable: str = "deny") -> None:
         self.dir = workdir / "xds"
         self.dir.mkdir(parents=True)
         self.lds = self.dir / "lds.json"
@@ -199,7 +208,7 @@ class Node:
         self.lds_version = 0
         self.ecds_version = 0
         self.write_listener("ingress")
-        self.write_filter(["k1"])
+        self.write_filter(["k1"], on_unavailable)
         config = {
             "node": {"id": "edge-1", "cluster": "edge"},
             "admin": {"address": {"socket_address": {"address": HOST, "port_value": free_port()}}},
@@ -256,11 +265,13 @@ class Node:
         }
         write_atomically(self.lds, {"version_info": str(self.lds_version), "resources": [listener]})
 
-    def write_filter(self, keys: list[str]) -> None:
+    def write_filter(self, keys: list[str], on_unavailable: str = "deny", wasm: Path | None = None) -> None:
         """tokengate's configuration trusting ``keys``; the VM gets exactly
         those keys' variables (so a new key list means new VMs)."""
         self.ecds_version += 1
-        plugin = harness.plugin_config(filter_config(keys), env_keys=[ENV[k] for k in keys], failure_policy="FAIL_RELOAD")
+        plugin = harness.plugin_config(
+            filter_config(keys, on_unavailable), env_keys=[ENV[k] for k in keys], failure_policy="FAIL_RELOAD", wasm_path=wasm
+        )
         assert plugin["configuration"]["@type"] == STRING_VALUE_TYPE
         resource = {"@type": EXTENSION_TYPE, "name": FILTER_NAME, "typed_config": {"@type": WASM_FILTER_TYPE, "config": plugin}}
         write_atomically(self.ecds, {"version_info": str(self.ecds_version), "resources": [resource]})
@@ -470,6 +481,56 @@ def test_a_key_removed_by_lds_passes_on_old_connections_until_revoked_by_kid(tmp
         print(f"\nkid revocation refused the old connection's key-1 token after {time.monotonic() - t0:.2f} s")
         old.close()
         fresh.close()
+    finally:
+        node.envoy.stop()
+        node.source.stop()
+
+
+PROBE_WASM = harness.REPO / "target" / "panic-probe" / "wasm32-wasip1" / "release" / "tokengate.wasm"
+
+
+def test_a_filter_upgrade_that_cannot_read_the_list_refuses_even_under_allow(tmp_path: Path, cli_path: Path, wasm_path: Path) -> None:
+    """A new filter module delivered by ECDS whose snapshot format differs
+    from the running service's (here the panic-probe build, which stands in
+    for a later build) finds a list announced that it cannot read. It
+    refuses what needs the list (503) even under ``on_unavailable: allow``:
+    a list was received, and a revoked token must never pass because a
+    new VM could not read it (docs/revocation.md, "Rollback, faults and
+    age"). Back on the service's build, the list applies again."""
+    if not PROBE_WASM.exists():
+        pytest.fail(
+            f"the panic-probe module is missing at {PROBE_WASM}: scripts/test builds it "
+            "(RUSTFLAGS='--cfg tokengate_profile=\"panic_probe\"' CARGO_TARGET_DIR=target/panic-probe "
+            "cargo build --release --target wasm32-wasip1)",
+            pytrace=False,
+        )
+    node = Node(tmp_path, cli_path, on_unavailable="allow")
+    try:
+        node.revoke("--jti", "upgrade-r1", "--exp", str(int(time.time()) + 3600))
+        node.envoy.start()
+        wait_until(lambda: node.stat("wasmcustom.tokengate.revocation.version") == 1, 10, 0.05, "list version 1 published")
+        time.sleep(0.6)
+        tokens = {"t1": node.token("k1"), "r1": node.token("k1", jti="upgrade-r1")}
+
+        def answers() -> dict[str, tuple[int, str | None]]:
+            out = {}
+            for name, token in tokens.items():
+                r = node.envoy.request("GET", "/api", headers={"authorization": f"Bearer {token}"})
+                out[name] = (r.status, None) if r.status == 200 else (r.status, r.json().get("reason"))
+            return out
+
+        assert answers() == {"t1": OK, "r1": REVOKED}
+        before = node.stat(ECDS_RELOAD)
+        node.write_filter(["k1"], "allow", wasm=PROBE_WASM)
+        node.wait_ecds(before)
+        unavailable = (503, "revocation_unavailable")
+        for _ in range(10):  # both workers, fresh connections
+            assert answers() == {"t1": unavailable, "r1": unavailable}
+        before = node.stat(ECDS_RELOAD)
+        node.write_filter(["k1"], "allow")
+        node.wait_ecds(before)
+        for _ in range(10):
+            assert answers() == {"t1": OK, "r1": REVOKED}
     finally:
         node.envoy.stop()
         node.source.stop()
