@@ -735,6 +735,37 @@ fn a_new_root_that_cannot_read_the_announced_list_refuses_even_under_allow() {
     assert_eq!(decide(&host, &root, &access_token()).1, 401);
 }
 
+/// A worker configured before the service first published (at start-up,
+/// or a configuration that arrives first) takes the list on its next
+/// request, not at its next tick: no request after the publication is
+/// refused for want of a list the node has (docs/operations.md, "Changing
+/// configuration while traffic flows").
+#[test]
+fn a_worker_configured_before_the_first_list_takes_it_on_its_next_request() {
+    let host = Recorder::filter(with_revocation("deny"));
+    let (root, _) = start(&host, &[]);
+    // Nothing published yet: refused, fail closed.
+    assert_eq!(decide(&host, &root, &access_token()).1, 503);
+    publish(&host, 5, vec![revoked_jti("t1")], NOW);
+    // No tick in between.
+    assert_eq!(decide(&host, &root, &access_token()).1, 401);
+    let other = token(
+        json!({"sub": "bob", "scope": "orders:read", "exp": NOW + 600, "jti": "t2"}),
+        "JWT",
+    );
+    assert_eq!(decide(&host, &root, &other).1, 200);
+    // Once a list is held, the request path reads no shared data.
+    host.take_calls();
+    assert_eq!(decide(&host, &root, &other).1, 200);
+    assert!(
+        !calls_of(&host)
+            .iter()
+            .any(|c| matches!(c, Call::SharedData(_))),
+        "{:?}",
+        calls_of(&host)
+    );
+}
+
 // --- what a request costs in host calls ---
 
 /// The host calls of one request, without the log calls (none is made on

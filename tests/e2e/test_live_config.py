@@ -30,7 +30,9 @@ still passes on a connection opened before, until a revocation by ``kid``
 refuses it there; and a filter module delivered by ECDS that cannot read
 the list the running service published (another snapshot format) refuses
 with 503 even under ``on_unavailable: allow``, never letting a revoked token
-through.
+through. And at start-up: every request that starts after the service
+first published the list is decided with it (no 503 until the workers'
+next tick).
 
 Run: ``.venv/bin/python -m pytest tests/e2e/test_live_config.py -q -s``
 (``-s`` prints the transition windows and request counts).
@@ -431,7 +433,11 @@ def test_a_key_removed_by_lds_passes_on_old_connections_until_revoked_by_kid(tmp
     a revocation by kid refuses it there within poll_interval_s + 1 s
     (docs/operations.md, "Changing configuration while traffic flows")."""
     node = Node(tmp_path, cli_path)
-    node.envoy.extra_args = ("--drain-time-s", "30")  # longer than this test
+    # Envoy drains the old filter chain's connections gradually over the
+    # drain time (a response closes the connection with a chance that grows
+    # with the time elapsed): an hour makes an early close in the few
+    # seconds here about a 1-in-1000 event, and ``ask`` says so if it happens.
+    node.envoy.extra_args = ("--drain-time-s", "3600", "--parent-shutdown-time-s", "7200")
     try:
         node.revoke("--jti", "lds-seed", "--exp", str(int(time.time()) + 3600))
         node.envoy.start()
@@ -440,9 +446,12 @@ def test_a_key_removed_by_lds_passes_on_old_connections_until_revoked_by_kid(tmp
         t1 = node.token("k1")
 
         def ask(conn: http.client.HTTPConnection) -> tuple[int, str | None]:
+            sock = conn.sock
             conn.request("GET", "/api", headers={"authorization": f"Bearer {t1}"})
+            assert sock is None or conn.sock is sock, "the connection was replaced"
             resp = conn.getresponse()
             body = resp.read()
+            assert not resp.will_close, "Envoy closed this connection (an early drain, about 1 in 1000)"
             return (resp.status, None) if resp.status == 200 else (resp.status, json.loads(body).get("reason"))
 
         old = http.client.HTTPConnection(HOST, node.listener_port, timeout=5)
@@ -470,15 +479,18 @@ def test_a_key_removed_by_lds_passes_on_old_connections_until_revoked_by_kid(tmp
         assert ask(old) == OK, "the old connection keeps the old filter chain"
         time.sleep(1)
         assert ask(old) == OK, "…until it is drained"
-        # revoke key 1 by kid: refused on the old connection too
+        # revoke key 1 by kid: refused on the old connection too. (Envoy
+        # drains old connections gradually, so the old one is asked only
+        # once more.)
         node.revoke("--kid", "k1")
         t0 = time.monotonic()
-        while ask(old) == OK:
-            assert time.monotonic() - t0 < POLL_S + 1, "kid revocation not in force on the old connection within poll_interval_s + 1 s"
-            time.sleep(0.05)
+        wait_until(lambda: node.stat("wasmcustom.tokengate.revocation.version") == 2, POLL_S + 1, 0.02, "kid revocation published")
+        time.sleep(0.3)  # the workers' 250 ms tick
+        took = time.monotonic() - t0
+        assert took <= POLL_S + 1
         assert ask(old) == REVOKED
         assert ask(fresh) == UNKNOWN
-        print(f"\nkid revocation refused the old connection's key-1 token after {time.monotonic() - t0:.2f} s")
+        print(f"\nkid revocation in force on the old connection within {took:.2f} s")
         old.close()
         fresh.close()
     finally:
@@ -531,6 +543,41 @@ def test_a_filter_upgrade_that_cannot_read_the_list_refuses_even_under_allow(tmp
         node.wait_ecds(before)
         for _ in range(10):
             assert answers() == {"t1": OK, "r1": REVOKED}
+    finally:
+        node.envoy.stop()
+        node.source.stop()
+
+
+def test_the_first_requests_after_the_first_list_are_decided_with_it(tmp_path: Path, cli_path: Path, wasm_path: Path) -> None:
+    """Workers configured before the service's first publication (the list
+    source answers 503 until the load runs) are refused with 503 until the list exists,
+    fail closed; every request that starts once the service has published
+    it (its version gauge is written after shared data) is decided with the
+    list: no 503 window until the workers' next tick
+    (docs/operations.md, "Changing configuration while traffic flows")."""
+    node = Node(tmp_path, cli_path)
+    try:
+        node.revoke("--jti", "first-r1", "--exp", str(int(time.time()) + 3600))
+        node.source.set(status=503)
+        node.envoy.start()
+        tokens = {"t1": node.token("k1"), "r1": node.token("k1", jti="first-r1")}
+        published: list[float] = []
+        with Load(node.envoy, tokens, limit_s=15) as load:
+            time.sleep(0.5)
+            switched = time.monotonic()
+            node.source.set(status=200)
+            wait_until(lambda: node.stat("wasmcustom.tokengate.revocation.version") == 1, 10, 0.005, "list version 1 published")
+            published.append(time.monotonic())
+            time.sleep(1.0)
+        samples = sorted(load.samples, key=lambda s: s.start)
+        before = [s for s in samples if s.end < switched]
+        after = [s for s in samples if s.start >= published[0]]
+        assert before and all((s.status, s.reason) == (503, "revocation_unavailable") for s in before), before[:3]
+        want = {"t1": OK, "r1": REVOKED}
+        wrong = [s for s in after if (s.status, s.reason) != want[s.token]]
+        print(f"\n{len(before)} requests refused 503 before the first list; {len(after)} after it, {len(wrong)} not decided with it")
+        assert len(after) >= 200
+        assert not wrong, wrong[:5]
     finally:
         node.envoy.stop()
         node.source.stop()
