@@ -700,6 +700,72 @@ fn an_unreadable_newer_snapshot_makes_the_list_unavailable_even_under_allow() {
     assert_eq!(decide(&host, &root, &access_token()).1, 401);
 }
 
+/// A new configuration (a new root, often a new VM: an ECDS or LDS update,
+/// a module upgrade) that finds a list announced in shared data but cannot
+/// read its snapshot (another build's snapshot format, damaged bytes) has
+/// still seen that a list exists: it refuses what needs the list, even
+/// under `allow`, instead of deciding as if none had ever been received
+/// (docs/revocation.md, "Rollback, faults and age").
+#[test]
+fn a_new_root_that_cannot_read_the_announced_list_refuses_even_under_allow() {
+    let host = Recorder::filter(with_revocation("allow"));
+    publish(&host, 5, vec![revoked_jti("t1")], NOW);
+    // The snapshot in shared data is one this build cannot read.
+    let mut other_format = {
+        let doc = Document {
+            version: 5,
+            generated_at: Some(NOW),
+            entries: vec![revoked_jti("t1")],
+        };
+        Snapshot::build(&doc, NOW).as_bytes().to_vec()
+    };
+    other_format[4] = 2; // SNAPSHOT_FORMAT 2
+    host.set_shared_data(SNAPSHOT_KEY, &other_format, 0)
+        .unwrap();
+    let (root, _) = start(&host, &[]);
+    assert_eq!(
+        decide(&host, &root, &access_token()),
+        (Flow::Pause, 503),
+        "a revoked token must never pass because the new root could not read the list"
+    );
+    // Once a readable list is published, the root takes it.
+    let mut root = root;
+    publish(&host, 6, vec![revoked_jti("t1")], NOW);
+    root.on_tick(&host);
+    assert_eq!(decide(&host, &root, &access_token()).1, 401);
+}
+
+/// A worker configured before the service first published (at start-up,
+/// or a configuration that arrives first) takes the list on its next
+/// request, not at its next tick: no request after the publication is
+/// refused for want of a list the node has (docs/operations.md, "Changing
+/// configuration while traffic flows").
+#[test]
+fn a_worker_configured_before_the_first_list_takes_it_on_its_next_request() {
+    let host = Recorder::filter(with_revocation("deny"));
+    let (root, _) = start(&host, &[]);
+    // Nothing published yet: refused, fail closed.
+    assert_eq!(decide(&host, &root, &access_token()).1, 503);
+    publish(&host, 5, vec![revoked_jti("t1")], NOW);
+    // No tick in between.
+    assert_eq!(decide(&host, &root, &access_token()).1, 401);
+    let other = token(
+        json!({"sub": "bob", "scope": "orders:read", "exp": NOW + 600, "jti": "t2"}),
+        "JWT",
+    );
+    assert_eq!(decide(&host, &root, &other).1, 200);
+    // Once a list is held, the request path reads no shared data.
+    host.take_calls();
+    assert_eq!(decide(&host, &root, &other).1, 200);
+    assert!(
+        !calls_of(&host)
+            .iter()
+            .any(|c| matches!(c, Call::SharedData(_))),
+        "{:?}",
+        calls_of(&host)
+    );
+}
+
 // --- what a request costs in host calls ---
 
 /// The host calls of one request, without the log calls (none is made on

@@ -1,8 +1,9 @@
 //! The HTTP filter (root id `tokengate`): one decision per request.
 //!
 //! `GateRoot` holds the compiled configuration, the metrics and this worker's
-//! copy of the revocation snapshot (refreshed on a tick, never on the request
-//! path). `Gate`, one per request, reads the header map once, asks the core
+//! copy of the revocation snapshot (read when the root is configured, then
+//! refreshed on a tick; on the request path only while the worker holds no
+//! list at all). `Gate`, one per request, reads the header map once, asks the core
 //! for a verdict, and applies it: the edits, or a local reply. Whatever goes
 //! wrong inside, the request does not go upstream as it came: an edit Envoy
 //! refuses turns the request into a 500 `internal` refusal, and a request to
@@ -152,6 +153,86 @@ impl Shared {
         }
         Flow::Pause
     }
+
+    /// Picks up a newly published snapshot. The small state record is read
+    /// every tick; the snapshot itself only when its generation rose. A
+    /// lower generation is ignored, whoever wrote it.
+    fn take_published(&self, host: &dyn Host) {
+        if self.config.revocation.is_none() {
+            return;
+        }
+        let Some(published) = host
+            .shared_data(shared::STATE_KEY)
+            .and_then(|b| Published::decode(&b))
+        else {
+            return;
+        };
+        let mut list = self.list.borrow_mut();
+        let held = list.snapshot.as_ref().map(Snapshot::version);
+        match held {
+            Some(v) if published.generation < v => return,
+            Some(v) if published.generation == v => {
+                list.fresh_at = Some(published.fresh_at);
+                return;
+            }
+            _ => {}
+        }
+        if list.failed_generation == Some(published.generation) {
+            return;
+        }
+        // Drop the old copy first: nothing runs on this worker during the
+        // tick, and reading the new one beside it would double the VM's
+        // memory (wasm memory never shrinks) for a million-entry list. If
+        // the new one cannot be read, the worker has no list and refuses
+        // what needs one until it can: a fault never un-revokes. That holds
+        // for a root that never held a list too (a new configuration, a new
+        // VM, a module whose snapshot format differs from the service's):
+        // the state record says a list was published, so this node is not
+        // one that has "never received a list", even under `allow`.
+        list.snapshot = None;
+        match shared::read_snapshot(|key| host.shared_data(key)) {
+            Some(snapshot)
+                if snapshot.version() >= published.generation
+                    && held.is_none_or(|h| snapshot.version() > h) =>
+            {
+                list.snapshot = Some(snapshot);
+                list.fresh_at = Some(published.fresh_at);
+                list.lost = false;
+                list.failed_generation = None;
+            }
+            _ => {
+                list.lost = true;
+                list.failed_generation = Some(published.generation);
+                host.log(
+                    LogLevel::Warn,
+                    &format!(
+                        "the published revocation snapshot (generation {}) is unreadable or older than announced; \
+                         requests that need the list are refused until a good one is published",
+                        published.generation
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Before a decision: a worker that holds no list and has not failed
+    /// to read one (it was configured before the service first published,
+    /// at start-up) looks in shared data now instead of waiting for its
+    /// next tick, so the first request after the list is published is
+    /// decided with it, not refused with 503 for up to a tick. One host
+    /// call per request only while nothing has been published.
+    fn before_decision(&self, host: &dyn Host) {
+        if self.config.revocation.is_none() {
+            return;
+        }
+        let looking = {
+            let list = self.list.borrow();
+            list.snapshot.is_none() && !list.lost && list.failed_generation.is_none()
+        };
+        if looking {
+            self.take_published(host);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -201,64 +282,12 @@ impl GateRoot {
         true
     }
 
-    /// Picks up a newly published snapshot. The small state record is read
-    /// every tick; the snapshot itself only when its generation rose. A
-    /// lower generation is ignored, whoever wrote it.
+    /// Reads the log level, and picks up a newly published snapshot
+    /// (`Shared::take_published`).
     pub fn on_tick(&mut self, host: &dyn Host) {
         let Some(shared) = &self.shared else { return };
         shared.debug.set(host.log_enabled(LogLevel::Debug));
-        if shared.config.revocation.is_none() {
-            return;
-        }
-        let Some(published) = host
-            .shared_data(shared::STATE_KEY)
-            .and_then(|b| Published::decode(&b))
-        else {
-            return;
-        };
-        let mut list = shared.list.borrow_mut();
-        let held = list.snapshot.as_ref().map(Snapshot::version);
-        match held {
-            Some(v) if published.generation < v => return,
-            Some(v) if published.generation == v => {
-                list.fresh_at = Some(published.fresh_at);
-                return;
-            }
-            _ => {}
-        }
-        if list.failed_generation == Some(published.generation) {
-            return;
-        }
-        // Drop the old copy first: nothing runs on this worker during the
-        // tick, and reading the new one beside it would double the VM's
-        // memory (wasm memory never shrinks) for a million-entry list. If
-        // the new one cannot be read, the worker has no list and refuses
-        // what needs one until it can: a fault never un-revokes.
-        let had = list.snapshot.is_some() || list.lost;
-        list.snapshot = None;
-        match shared::read_snapshot(|key| host.shared_data(key)) {
-            Some(snapshot)
-                if snapshot.version() >= published.generation
-                    && held.is_none_or(|h| snapshot.version() > h) =>
-            {
-                list.snapshot = Some(snapshot);
-                list.fresh_at = Some(published.fresh_at);
-                list.lost = false;
-                list.failed_generation = None;
-            }
-            _ => {
-                list.lost = had;
-                list.failed_generation = Some(published.generation);
-                host.log(
-                    LogLevel::Warn,
-                    &format!(
-                        "the published revocation snapshot (generation {}) is unreadable or older than announced; \
-                         requests that need the list are refused until a good one is published",
-                        published.generation
-                    ),
-                );
-            }
-        }
+        shared.take_published(host);
     }
 
     pub fn new_request(&self) -> Option<Gate> {
@@ -372,6 +401,7 @@ impl Gate {
             }
             return Flow::Pause;
         }
+        shared.before_decision(host);
         let verdict = {
             let list = shared.list.borrow();
             let revocations = Revocations {
@@ -531,6 +561,7 @@ impl Gate {
             shared.internal(host, Verdict::empty(), "no randomness for a new token id");
             return;
         }
+        shared.before_decision(host);
         let answer = {
             let list = shared.list.borrow();
             let revocations = Revocations {

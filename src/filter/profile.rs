@@ -1,6 +1,7 @@
 //! Build variants that leave one step of the request path out, for
 //! `benches/breakdown.sh` (which shows where the time goes) and the
-//! panic-probe module of `tests/e2e/test_failure.py`. Each is chosen with
+//! panic-probe module of `tests/e2e/test_failure.py` (which also writes and
+//! reads another snapshot format, see `revocation::SNAPSHOT_FORMAT`). Each is chosen with
 //! `RUSTFLAGS='--cfg tokengate_profile="…"'`; in the shipped module every
 //! flag here is `false` and the compiler drops the branches.
 

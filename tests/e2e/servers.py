@@ -7,8 +7,12 @@
   request's headers. It can be steered in-process (attributes / ``set()``) or
   from another process through ``POST /_control`` (JSON) and read back through
   ``GET /_control``.
+* Nginx: Debian's nginx as a child process (not a daemon, one process, its
+  own prefix, config, pid and log files in a temp dir) serving a directory
+  as static files with nginx's own ``ETag``; its access log records each
+  request's status and bytes. Stopped and started again by PID.
 
-Both bind 127.0.0.1 only. Command line (for the demo)::
+All bind 127.0.0.1 only. Command line (for the demo)::
 
     python tests/e2e/servers.py echo --port 10080
     python tests/e2e/servers.py revocations --port 10081 --file .run/revocations.json
@@ -23,8 +27,11 @@ import argparse
 import base64
 import hashlib
 import json
+import shutil
 import signal
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -345,6 +352,124 @@ class RevocationSource(_ServerBase):
             return
         record["answered"] = status
         handler._send(status, body if status == 200 else f"status {status}\n".encode(), headers)
+
+
+# -------------------------------------------------------------------------- nginx
+
+NGINX_CANDIDATES = ("nginx", "/usr/sbin/nginx")
+
+
+def nginx_binary() -> str | None:
+    """Debian's nginx (``/usr/sbin`` is often outside PATH), or None."""
+    for name in NGINX_CANDIDATES:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+class Nginx:
+    """nginx serving ``root`` (a directory) on 127.0.0.1:``port``: static
+    files, nginx's own ``ETag`` (its hex mtime and size), ``If-None-Match``
+    answered with 304.
+
+    It runs in the foreground as one process (``daemon off``, ``master_process
+    off``) with everything under its own prefix, so ``stop()`` ends it by PID
+    and ``start()`` brings it back on the same port. The access log
+    (``access_lines()``) has one line per request: ``msec status bytes_sent
+    body_bytes_sent request_length if_none_match etag``.
+    """
+
+    LOG_FORMAT = "$msec $status $bytes_sent $body_bytes_sent $request_length \"$http_if_none_match\" \"$sent_http_etag\""
+
+    def __init__(self, root: str | Path, port: int, binary: str, prefix: str | Path | None = None) -> None:
+        self.root = Path(root)
+        self.port = port
+        self.binary = binary
+        self.prefix = Path(prefix or tempfile.mkdtemp(prefix="tokengate-nginx-"))
+        (self.prefix / "tmp").mkdir(parents=True, exist_ok=True)
+        self.access_log = self.prefix / "access.log"
+        self.error_log = self.prefix / "error.log"
+        self.conf = self.prefix / "nginx.conf"
+        self.conf.write_text(
+            f"""daemon off;
+master_process off;
+worker_processes 1;
+pid {self.prefix}/nginx.pid;
+error_log {self.error_log} warn;
+events {{ worker_connections 256; }}
+http {{
+    log_format fleet '{self.LOG_FORMAT}';
+    access_log {self.access_log} fleet;
+    client_body_temp_path {self.prefix}/tmp/body;
+    proxy_temp_path {self.prefix}/tmp/proxy;
+    default_type application/json;
+    keepalive_requests 100000;
+    server {{
+        listen {HOST}:{port};
+        server_name _;
+        root {self.root};
+        location / {{ }}
+    }}
+}}
+"""
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def start(self, timeout: float = 10.0) -> "Nginx":
+        """Start nginx and wait until its port accepts connections."""
+        import socket
+
+        self.proc = subprocess.Popen(
+            [self.binary, "-p", str(self.prefix), "-c", str(self.conf), "-e", str(self.error_log)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.prefix / "stderr.log", "ab"),
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nginx exited with {self.proc.returncode}: {self.errors()}")
+            try:
+                with socket.create_connection((HOST, self.port), timeout=0.5):
+                    return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"nginx not listening on {HOST}:{self.port} after {timeout}s: {self.errors()}")
+                time.sleep(0.05)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop nginx by its PID (TERM, then KILL); idempotent."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout)
+
+    def errors(self) -> str:
+        out = []
+        for path in (self.error_log, self.prefix / "stderr.log"):
+            try:
+                out.append(path.read_text(errors="replace")[-2000:])
+            except FileNotFoundError:
+                pass
+        return "\n".join(out)
+
+    def access_lines(self) -> list[list[str]]:
+        """The access log, each line split into its fields (see the class)."""
+        try:
+            text = self.access_log.read_text(errors="replace")
+        except FileNotFoundError:
+            return []
+        return [line.split(" ") for line in text.splitlines() if line]
 
 
 # --------------------------------------------------------------------------- main
