@@ -510,7 +510,8 @@ pub fn select<'r>(
 /// (Express and Spring before 6 ignore it), without an extension on the
 /// last segment (Rails' `(.:format)`, Spring's suffix patterns: `/admin.json`
 /// is `/admin` to them), after a PHP front controller (`/index.php/admin` is
-/// `/admin` to Symfony, Laravel and `PATH_INFO` set-ups), and without
+/// `/admin` to Symfony, Laravel and `PATH_INFO` set-ups) or another script
+/// (any file under `/cgi-bin/`), and without
 /// encoded white space at its end (`/admin%0A`: a regex `$` that matches
 /// before a final newline, as in nginx regex locations and older Django;
 /// routers that trim); and each combination. Percent-escapes keep their
@@ -520,7 +521,7 @@ pub fn path_readings(path: &str) -> Vec<String> {
     // The common path has nothing to read otherwise: no letter in upper
     // case, no trailing slash, no dot in any segment but as the first
     // character of the last (a script or an extension), no escape, no
-    // white space, control or byte beyond ASCII.
+    // white space, control or byte beyond ASCII, no `/cgi-bin/`.
     let (dirs, last) = path.rsplit_once('/').unwrap_or(("", path));
     if !path
         .bytes()
@@ -528,6 +529,7 @@ pub fn path_readings(path: &str) -> Vec<String> {
         && (path.len() <= 1 || !path.ends_with('/'))
         && !last.chars().skip(1).any(|c| c == '.')
         && !dirs.contains('.')
+        && !path.contains("/cgi-bin/")
     {
         return out;
     }
@@ -576,24 +578,37 @@ pub fn path_readings(path: &str) -> Vec<String> {
 /// a script ([`is_script`]), when something follows it.
 fn after_front_controller(path: &str) -> Option<String> {
     let mut at = 0;
+    let mut in_cgi_bin = false;
     for segment in path.split('/') {
         let end = at + segment.len();
-        if !segment.is_empty() && is_script(segment) {
+        // Apache's ScriptAlias runs any file under `/cgi-bin/`, whatever
+        // its name.
+        if !segment.is_empty() && (in_cgi_bin || is_script(segment)) {
             let behind = path.get(end..)?;
             return (behind.len() > 1).then(|| behind.to_owned());
         }
+        in_cgi_bin = is_cgi_bin(segment);
         at = end + 1;
     }
     None
 }
 
+/// Whether a segment is `cgi-bin`, in any case and any escape.
+fn is_cgi_bin(segment: &str) -> bool {
+    segment.len() >= 7
+        && crate::wire::percent_decode_path(segment.as_bytes()).eq_ignore_ascii_case(b"cgi-bin")
+}
+
 /// The extensions of scripts a stock server runs with what follows them
-/// as `PATH_INFO` (Apache's PHP handler: `.php`, `.phtml`, `.phar` and
-/// numbered `.php`s; CGI and FastCGI: `.cgi`, `.fcgi`, `.pl`; mod_wsgi:
-/// `.wsgi`; ASP.NET: `.aspx`, `.ashx`, `.asmx`).
-const SCRIPT_EXTENSIONS: [&str; 15] = [
-    ".php", ".php3", ".php4", ".php5", ".php7", ".php8", ".phtml", ".phar", ".cgi", ".fcgi", ".pl",
-    ".wsgi", ".aspx", ".ashx", ".asmx",
+/// as `PATH_INFO` (Apache's PHP handler: `.php`, `.phtml`, `.pht`, `.phar`
+/// and numbered `.php`s; CGI and FastCGI: `.cgi`, `.fcgi`, `.pl`, `.py`;
+/// mod_wsgi: `.wsgi`; ASP.NET: `.aspx`, `.ashx`, `.asmx`, `.svc`, `.rem`,
+/// `.soap`, `.cshtml`, `.vbhtml`; classic ASP: `.asp`; ColdFusion: `.cfm`,
+/// `.cfc`).
+const SCRIPT_EXTENSIONS: [&str; 25] = [
+    "php", "php3", "php4", "php5", "php7", "php8", "phtml", "pht", "phar", "cgi", "fcgi", "pl",
+    "py", "wsgi", "aspx", "ashx", "asmx", "svc", "rem", "soap", "cshtml", "vbhtml", "asp", "cfm",
+    "cfc",
 ];
 
 /// Whether a path segment names a script as a server reads it
@@ -601,7 +616,9 @@ const SCRIPT_EXTENSIONS: [&str; 15] = [
 /// decode reserved characters too: `index.php%3A%3A%24DATA` is
 /// `index.php::$DATA`), any case, and as Windows opens files: trailing dots
 /// and spaces dropped, `::$DATA` the file itself, in any order
-/// (`index.php.`, `index.php%20`, `index.php::$DATA.`).
+/// (`index.php.`, `index.php%20`, `index.php::$DATA.`). Any extension of
+/// the name counts, not only the last: Apache's `AddHandler` runs
+/// `x.php.jpg` as PHP.
 pub fn is_script(segment: &str) -> bool {
     // Every extension opens with a dot, written as itself or escaped.
     if !segment.bytes().any(|b| b == b'.' || b == b'%') {
@@ -619,9 +636,11 @@ pub fn is_script(segment: &str) -> bool {
             name = shorter;
             continue;
         }
-        return SCRIPT_EXTENSIONS
-            .iter()
-            .any(|ext| name.ends_with(ext.as_bytes()));
+        return name.split(|b| *b == b'.').skip(1).any(|ext| {
+            SCRIPT_EXTENSIONS
+                .iter()
+                .any(|known| ext == known.as_bytes())
+        });
     }
 }
 
@@ -1595,6 +1614,26 @@ mod script_tests {
         ] {
             assert!(is_script(name), "{name}");
         }
+        // And those red-team round 7 found missing: older PHP packages,
+        // ColdFusion, WCF, ASP.NET Web Pages, classic ASP, .NET remoting,
+        // CGI in Python, and an extension before the last (AddHandler).
+        for name in [
+            "x.pht",
+            "index.cfm",
+            "x.cfc",
+            "Service.svc",
+            "x.cshtml",
+            "x.vbhtml",
+            "x.asp",
+            "x.rem",
+            "x.soap",
+            "a.py",
+            "x.php.jpg",
+            "x.cgi.txt",
+            "x.PHP.%6Apg",
+        ] {
+            assert!(is_script(name), "{name}");
+        }
         for name in [
             "index.php+",
             "index.phpx",
@@ -1602,8 +1641,9 @@ mod script_tests {
             "index.php%3B",
             "php",
             "index.php%2",
-            "a.py",
             "x.html",
+            "x.phpx.jpg",
+            "cgi-bin",
         ] {
             assert!(!is_script(name), "{name}");
         }

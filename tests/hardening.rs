@@ -1053,6 +1053,17 @@ fn a_php_front_controller_or_trailing_white_space_is_read_as_the_path_behind() {
         "/trac.fcgi/internal/x",
         "/x.pl/admin",
         "/default.aspx/admin",
+        // Round 7: more script names, any extension of a name, and every
+        // file under /cgi-bin/.
+        "/healthz/x.pht/admin",
+        "/healthz/index.cfm/admin",
+        "/healthz/Service.svc/admin/users",
+        "/healthz/x.cshtml/admin",
+        "/healthz/x.php.jpg/admin",
+        "/healthz/x.cgi.txt/internal",
+        "/healthz/cgi-bin/x/internal",
+        "/healthz/CGI-BIN/x/admin",
+        "/healthz/cgi%2Dbin/x/admin",
     ] {
         let v = decide_on(&c, "GET", path, "api.example.com", &[("authorization", &t)]);
         assert_eq!(reason(&v), Some(Reason::BadRequest), "{path}");

@@ -1238,22 +1238,29 @@ pub fn readings_model(path: &str) -> BTreeSet<String> {
                 } else if name.ends_with(b"::$data") {
                     name.truncate(name.len() - 7);
                 } else {
-                    return [
-                        "php", "php3", "php4", "php5", "php7", "php8", "phtml", "phar", "cgi",
-                        "fcgi", "pl", "wsgi", "aspx", "ashx", "asmx",
-                    ]
-                    .iter()
-                    .any(|ext| name.ends_with(format!(".{ext}").as_bytes()));
+                    // Any extension of the name, not only the last.
+                    return name.split(|b| *b == b'.').skip(1).any(|part| {
+                        [
+                            "php", "php3", "php4", "php5", "php7", "php8", "phtml", "pht", "phar",
+                            "cgi", "fcgi", "pl", "py", "wsgi", "aspx", "ashx", "asmx", "svc",
+                            "rem", "soap", "cshtml", "vbhtml", "asp", "cfm", "cfc",
+                        ]
+                        .iter()
+                        .any(|ext| part == ext.as_bytes())
+                    });
                 }
             }
         }
         let mut offset = 0;
+        let mut after_cgi_bin = false;
         for segment in path.split('/') {
             offset += segment.len();
-            if !segment.is_empty() && names_script(segment) {
+            // Every file under /cgi-bin/ is a script.
+            if !segment.is_empty() && (after_cgi_bin || names_script(segment)) {
                 let rest = &path[offset..];
                 return (rest.len() > 1).then(|| rest.to_owned());
             }
+            after_cgi_bin = decoded(segment) == b"cgi-bin";
             offset += 1;
         }
         None
