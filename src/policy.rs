@@ -521,7 +521,7 @@ pub fn path_readings(path: &str) -> Vec<String> {
     // The common path has nothing to read otherwise: no letter in upper
     // case, no trailing slash, no dot in any segment but as the first
     // character of the last (a script or an extension), no escape, no
-    // white space, control or byte beyond ASCII, no `/cgi-bin/`.
+    // white space, control or byte beyond ASCII, no script directory.
     let (dirs, last) = path.rsplit_once('/').unwrap_or(("", path));
     if !path
         .bytes()
@@ -529,7 +529,8 @@ pub fn path_readings(path: &str) -> Vec<String> {
         && (path.len() <= 1 || !path.ends_with('/'))
         && !last.chars().skip(1).any(|c| c == '.')
         && !dirs.contains('.')
-        && !path.contains("/cgi-bin/")
+        && !path.contains("/cgi-bi")
+        && !path.contains("/htbin/")
     {
         return out;
     }
@@ -578,37 +579,79 @@ pub fn path_readings(path: &str) -> Vec<String> {
 /// a script ([`is_script`]), when something follows it.
 fn after_front_controller(path: &str) -> Option<String> {
     let mut at = 0;
-    let mut in_cgi_bin = false;
+    let mut in_script_dir = false;
     for segment in path.split('/') {
         let end = at + segment.len();
-        // Apache's ScriptAlias runs any file under `/cgi-bin/`, whatever
-        // its name.
-        if !segment.is_empty() && (in_cgi_bin || is_script(segment)) {
+        if !segment.is_empty() && (in_script_dir || is_script(segment)) {
             let behind = path.get(end..)?;
             return (behind.len() > 1).then(|| behind.to_owned());
         }
-        in_cgi_bin = is_cgi_bin(segment);
+        in_script_dir = is_script_dir(segment);
         at = end + 1;
     }
     None
 }
 
-/// Whether a segment is `cgi-bin`, in any case and any escape.
-fn is_cgi_bin(segment: &str) -> bool {
-    segment.len() >= 7
-        && crate::wire::percent_decode_path(segment.as_bytes()).eq_ignore_ascii_case(b"cgi-bin")
+/// Whether `path` ends in a script: its last segment names one, or sits
+/// in a script directory (`/cgi-bin/report`): what a front controller's
+/// query is read behind.
+pub fn ends_in_script(path: &str) -> bool {
+    let mut segments = path.rsplit('/');
+    let last = segments.next().unwrap_or("");
+    is_script(last) || (!last.is_empty() && segments.next().is_some_and(is_script_dir))
+}
+
+/// Whether a segment names a directory whose every file a stock server
+/// runs as a script with `PATH_INFO`: `cgi-bin` (Apache's `ScriptAlias`,
+/// IIS's CGI folder; its 8.3 short name too) and `htbin` (Python's
+/// `CGIHTTPRequestHandler`), read as [`windows_name`] reads names.
+fn is_script_dir(segment: &str) -> bool {
+    if segment.len() < 5 {
+        return false;
+    }
+    let name = windows_name(segment);
+    matches!(name.as_slice(), b"cgi-bin" | b"htbin")
+        || name
+            .strip_prefix(b"cgi-bi~")
+            .is_some_and(|n| !n.is_empty() && n.iter().all(u8::is_ascii_digit))
+}
+
+/// A name as a server opens the file: every percent-escape decoded (IIS
+/// and Apache decode reserved characters too), in lower case, without what
+/// Windows drops at the end of a name: dots, spaces, `::$DATA` (the file
+/// itself), `::$INDEX_ALLOCATION` and `:$I30:$INDEX_ALLOCATION` (the
+/// directory itself), in any order.
+fn windows_name(segment: &str) -> Vec<u8> {
+    let mut name = crate::wire::percent_decode_path(segment.as_bytes());
+    name.make_ascii_lowercase();
+    let mut end = name.len();
+    while let Some(kept) = name.get(..end) {
+        let shorter = kept
+            .strip_suffix(b".")
+            .or_else(|| kept.strip_suffix(b" "))
+            .or_else(|| kept.strip_suffix(b"::$data"))
+            .or_else(|| kept.strip_suffix(b":$i30:$index_allocation"))
+            .or_else(|| kept.strip_suffix(b"::$index_allocation"));
+        match shorter {
+            Some(rest) => end = rest.len(),
+            None => break,
+        }
+    }
+    name.truncate(end);
+    name
 }
 
 /// The extensions of scripts a stock server runs with what follows them
 /// as `PATH_INFO` (Apache's PHP handler: `.php`, `.phtml`, `.pht`, `.phar`
 /// and numbered `.php`s; CGI and FastCGI: `.cgi`, `.fcgi`, `.pl`, `.py`;
 /// mod_wsgi: `.wsgi`; ASP.NET: `.aspx`, `.ashx`, `.asmx`, `.svc`, `.rem`,
-/// `.soap`, `.cshtml`, `.vbhtml`; classic ASP: `.asp`; ColdFusion: `.cfm`,
-/// `.cfc`).
-const SCRIPT_EXTENSIONS: [&str; 25] = [
+/// `.soap`, `.cshtml`, `.vbhtml`, `.xamlx`; classic ASP: `.asp`, `.asa`,
+/// `.cer`, `.cdx`; ColdFusion and Lucee: `.cfm`, `.cfml`, `.cfc`; IIS's
+/// ISAPI and CGI handlers: `.dll`, `.exe`; server-side includes: `.shtml`).
+const SCRIPT_EXTENSIONS: [&str; 33] = [
     "php", "php3", "php4", "php5", "php7", "php8", "phtml", "pht", "phar", "cgi", "fcgi", "pl",
-    "py", "wsgi", "aspx", "ashx", "asmx", "svc", "rem", "soap", "cshtml", "vbhtml", "asp", "cfm",
-    "cfc",
+    "py", "wsgi", "aspx", "ashx", "asmx", "svc", "xamlx", "rem", "soap", "cshtml", "vbhtml", "asp",
+    "asa", "cer", "cdx", "cfm", "cfml", "cfc", "dll", "exe", "shtml",
 ];
 
 /// Whether a path segment names a script as a server reads it
@@ -624,24 +667,14 @@ pub fn is_script(segment: &str) -> bool {
     if !segment.bytes().any(|b| b == b'.' || b == b'%') {
         return false;
     }
-    let mut decoded = crate::wire::percent_decode_path(segment.as_bytes());
-    decoded.make_ascii_lowercase();
-    let mut name = decoded.as_slice();
-    loop {
-        if let Some(shorter) = name
-            .strip_suffix(b".")
-            .or_else(|| name.strip_suffix(b" "))
-            .or_else(|| name.strip_suffix(b"::$data"))
-        {
-            name = shorter;
-            continue;
-        }
-        return name.split(|b| *b == b'.').skip(1).any(|ext| {
+    windows_name(segment)
+        .split(|b| *b == b'.')
+        .skip(1)
+        .any(|ext| {
             SCRIPT_EXTENSIONS
                 .iter()
                 .any(|known| ext == known.as_bytes())
-        });
-    }
+        })
 }
 
 /// `path` without the white space at its end, percent-encoded or not:
@@ -1631,9 +1664,41 @@ mod script_tests {
             "x.php.jpg",
             "x.cgi.txt",
             "x.PHP.%6Apg",
+            // Round 8: IIS's ISAPI and CGI handlers, Lucee, and more.
+            "x.dll",
+            "x.exe",
+            "x.cfml",
+            "x.xamlx",
+            "x.shtml",
+            "x.dll::$DATA",
         ] {
             assert!(is_script(name), "{name}");
         }
+        // Script directories, as Windows names them too (round 8).
+        for dir in [
+            "cgi-bin",
+            "CGI-BIN.",
+            "cgi-bin%2e",
+            "cgi-bin%20",
+            "cgi-bin.%20.",
+            "cgi-bin::$INDEX_ALLOCATION",
+            "cgi-bin:$I30:$INDEX_ALLOCATION",
+            "cgi-bin%3A%3A%24index_allocation",
+            "CGI-BI~1",
+            "htbin",
+            "HTBIN.",
+        ] {
+            assert!(super::is_script_dir(dir), "{dir}");
+        }
+        for dir in [
+            "cgi", "cgibin", "cgi-bin2", "cgi-bi~", "cgi-bi~x", "bin", "",
+        ] {
+            assert!(!super::is_script_dir(dir), "{dir}");
+        }
+        assert!(super::ends_in_script("/app/cgi-bin/report"));
+        assert!(super::ends_in_script("/x.dll"));
+        assert!(!super::ends_in_script("/cgi-bin/"));
+        assert!(!super::ends_in_script("/app/report"));
         for name in [
             "index.php+",
             "index.phpx",

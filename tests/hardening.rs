@@ -1064,6 +1064,18 @@ fn a_php_front_controller_or_trailing_white_space_is_read_as_the_path_behind() {
         "/healthz/cgi-bin/x/internal",
         "/healthz/CGI-BIN/x/admin",
         "/healthz/cgi%2Dbin/x/admin",
+        // Round 8: IIS's handlers, Lucee, Python's htbin, Windows names of
+        // the CGI directory, and CodeIgniter's query behind a CGI file.
+        "/healthz/x.dll/admin",
+        "/healthz/x.exe/internal",
+        "/healthz/x.cfml/admin",
+        "/htbin/x/admin",
+        "/healthz/cgi-bin./x/admin",
+        "/healthz/cgi-bin%20/x/internal",
+        "/healthz/cgi-bin::$INDEX_ALLOCATION/x/admin",
+        "/healthz/CGI-BI~1/x/admin",
+        "/healthz/cgi-bin/x?/admin",
+        "/healthz/cgi-bin/x.?/internal",
     ] {
         let v = decide_on(&c, "GET", path, "api.example.com", &[("authorization", &t)]);
         assert_eq!(reason(&v), Some(Reason::BadRequest), "{path}");

@@ -1237,13 +1237,18 @@ pub fn readings_model(path: &str) -> BTreeSet<String> {
                     name.pop();
                 } else if name.ends_with(b"::$data") {
                     name.truncate(name.len() - 7);
+                } else if name.ends_with(b":$i30:$index_allocation") {
+                    name.truncate(name.len() - 23);
+                } else if name.ends_with(b"::$index_allocation") {
+                    name.truncate(name.len() - 19);
                 } else {
                     // Any extension of the name, not only the last.
                     return name.split(|b| *b == b'.').skip(1).any(|part| {
                         [
                             "php", "php3", "php4", "php5", "php7", "php8", "phtml", "pht", "phar",
                             "cgi", "fcgi", "pl", "py", "wsgi", "aspx", "ashx", "asmx", "svc",
-                            "rem", "soap", "cshtml", "vbhtml", "asp", "cfm", "cfc",
+                            "xamlx", "rem", "soap", "cshtml", "vbhtml", "asp", "asa", "cer", "cdx",
+                            "cfm", "cfml", "cfc", "dll", "exe", "shtml",
                         ]
                         .iter()
                         .any(|ext| part == ext.as_bytes())
@@ -1260,7 +1265,28 @@ pub fn readings_model(path: &str) -> BTreeSet<String> {
                 let rest = &path[offset..];
                 return (rest.len() > 1).then(|| rest.to_owned());
             }
-            after_cgi_bin = decoded(segment) == b"cgi-bin";
+            // cgi-bin or htbin as Windows names a directory: trailing dots,
+            // spaces and the directory's own streams dropped; cgi-bin's 8.3
+            // short name.
+            let mut dir = decoded(segment);
+            loop {
+                if dir.ends_with(b".") || dir.ends_with(b" ") {
+                    dir.pop();
+                } else if dir.ends_with(b"::$data") {
+                    dir.truncate(dir.len() - 7);
+                } else if dir.ends_with(b":$i30:$index_allocation") {
+                    dir.truncate(dir.len() - 23);
+                } else if dir.ends_with(b"::$index_allocation") {
+                    dir.truncate(dir.len() - 19);
+                } else {
+                    break;
+                }
+            }
+            after_cgi_bin = dir == b"cgi-bin"
+                || dir == b"htbin"
+                || (dir.len() > 7
+                    && dir.starts_with(b"cgi-bi~")
+                    && dir[7..].iter().all(u8::is_ascii_digit));
             offset += 1;
         }
         None

@@ -204,7 +204,7 @@ fn query_as_path(raw: &[u8], path: &str) -> Result<Option<String>, Reason> {
     // The script as `after_front_controller` reads it in a path: Windows
     // spellings and escapes included (`/index.php.?/admin`,
     // `/index.php%3A%3A%24DATA?/admin`).
-    let front = path.ends_with('/') || path.rsplit('/').next().is_some_and(policy::is_script);
+    let front = path.ends_with('/') || policy::ends_in_script(path);
     if !front {
         return Ok(None);
     }
