@@ -1281,3 +1281,35 @@ fn white_space_before_an_extension_and_windows_script_names_are_read() {
         assert_eq!(reason(&v), Some(Reason::BadRequest), "{path}");
     }
 }
+
+// --- the bounds and the strict readings, at their edges ---
+
+/// At most 32 readings of the path in all: path-override headers that
+/// bring more are a bad request, up to 32 are decided (docs/security.md,
+/// "Threats": path overrides).
+#[test]
+fn thirty_two_path_readings_are_decided_and_more_are_a_bad_request() {
+    let c = config();
+    let t = bearer(&token_with(|_| {}));
+    let paths: Vec<String> = (1..=33).map(|i| format!("/orders/{i}")).collect();
+    let headers = |n: usize| -> Vec<(&str, &str)> {
+        let mut h = vec![("authorization", t.as_str())];
+        h.extend(paths.iter().take(n).map(|p| ("x-original-url", p.as_str())));
+        h
+    };
+    let v = decide_on(&c, "GET", "/orders/7", "api.example.com", &headers(1));
+    assert_eq!(
+        v.decision,
+        Decision::Allow,
+        "one override under the same rule"
+    );
+    let v = decide_on(&c, "GET", "/orders/7", "api.example.com", &headers(32));
+    assert_eq!(v.decision, Decision::Allow, "32 readings");
+    let v = decide_on(&c, "GET", "/orders/7", "api.example.com", &headers(33));
+    assert_eq!(reason(&v), Some(Reason::BadRequest), "33 readings");
+    // An override's own readings count too: `/Orders/8` is also `/orders/8`.
+    let mut h = headers(31);
+    h.push(("x-original-url", "/Orders/8"));
+    let v = decide_on(&c, "GET", "/orders/7", "api.example.com", &h);
+    assert_eq!(reason(&v), Some(Reason::BadRequest), "31 + 2 readings");
+}
