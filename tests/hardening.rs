@@ -1284,6 +1284,91 @@ fn white_space_before_an_extension_and_windows_script_names_are_read() {
 
 // --- the bounds and the strict readings, at their edges ---
 
+/// At most 8 method-override values are read, all headers and `_method`
+/// parameters together; a ninth is a bad request (docs/security.md,
+/// "Threats": method overrides).
+#[test]
+fn eight_method_override_values_are_read_and_a_ninth_is_a_bad_request() {
+    let c = with_delete_rule();
+    let writer = bearer(&token_with(|c| {
+        c["scope"] = json!("orders:read orders:write")
+    }));
+    // Every value falls under the same rule as POST: the request is decided.
+    let eight = "PUT, PATCH, POST, PUT, PATCH, POST, PUT, PATCH";
+    let v = decide_on(
+        &c,
+        "POST",
+        "/orders/7",
+        "api.example.com",
+        &[
+            ("authorization", &writer),
+            ("x-http-method-override", eight),
+        ],
+    );
+    assert_eq!(v.decision, Decision::Allow);
+    // The same eight split between a header and the query still count once each.
+    let v = decide_on(
+        &c,
+        "POST",
+        "/orders/7?_method=PUT",
+        "api.example.com",
+        &[
+            ("authorization", &writer),
+            (
+                "x-http-method-override",
+                "PATCH, POST, PUT, PATCH, POST, PUT, PATCH",
+            ),
+        ],
+    );
+    assert_eq!(v.decision, Decision::Allow);
+    let nine = format!("{eight}, POST");
+    let v = decide_on(
+        &c,
+        "POST",
+        "/orders/7",
+        "api.example.com",
+        &[
+            ("authorization", &writer),
+            ("x-http-method-override", &nine),
+        ],
+    );
+    assert_eq!(reason(&v), Some(Reason::BadRequest));
+}
+
+/// A `Forwarded` value is strict RFC 7239: every element is `name=value`.
+/// A name without `=` or a value without a name is a bad request, and an
+/// escaped quote (a quoted-pair) inside a quoted value does not end it
+/// (docs/security.md, "Threats": `Forwarded`).
+#[test]
+fn a_forwarded_pair_needs_a_name_and_an_equals_sign_and_quoted_pairs_are_read() {
+    let c = config();
+    let t = bearer(&token_with(|_| {}));
+    for value in ["host admin.example.com", "=admin.example.com", "for=x;=y"] {
+        let v = decide_on(
+            &c,
+            "GET",
+            "/x",
+            "a.com",
+            &[("authorization", &t), ("forwarded", value)],
+        );
+        assert_eq!(reason(&v), Some(Reason::BadRequest), "{value}");
+    }
+    for value in [
+        r#"for="x\"y""#,
+        r#"for="\\";host=a.com"#,
+        r#"for="ab\"cd\"ef""#,
+    ] {
+        let v = decide_on(
+            &c,
+            "GET",
+            "/x",
+            "a.com",
+            &[("authorization", &t), ("forwarded", value)],
+        );
+        assert_eq!(v.decision, Decision::Allow, "{value}");
+    }
+}
+
 /// At most 32 readings of the path in all: path-override headers that
 /// bring more are a bad request, up to 32 are decided (docs/security.md,
 /// "Threats": path overrides).
