@@ -314,6 +314,30 @@ fn not_yet_valid_by_nbf_or_iat() {
     );
 }
 
+/// `iat` is refused only when later than now + `clock_skew_s`: a token
+/// issued exactly at that instant is valid (docs/token.md, "Claims").
+#[test]
+fn a_token_issued_exactly_at_now_plus_skew_is_accepted() {
+    let t = token_with(|c| c["iat"] = json!(NOW + 30));
+    assert_eq!(get("/orders").bearer(&t).decision(), Decision::Allow);
+    let t = token_with(|c| c["iat"] = json!(NOW as f64 + 30.5));
+    assert_eq!(
+        get("/orders").bearer(&t).decision(),
+        refused(Reason::NotYetValid)
+    );
+}
+
+/// `max_lifetime_s` refuses a token whose `exp - iat` exceeds it: exactly
+/// the maximum is fine (docs/configuration.md, "Filter configuration").
+#[test]
+fn a_lifetime_of_exactly_max_lifetime_s_is_accepted() {
+    let t = token_with(|c| {
+        c["iat"] = json!(NOW - 10);
+        c["exp"] = json!(NOW - 10 + 86400);
+    });
+    assert_eq!(get("/orders").bearer(&t).decision(), Decision::Allow);
+}
+
 #[test]
 fn lifetime_too_long_or_without_iat() {
     let t = token_with(|c| {
