@@ -956,6 +956,40 @@ fn fuzz_property_holds_on_a_mixed_document() {
     fuzzing::document_json(body.as_bytes()).unwrap();
 }
 
+/// A property that cannot fail is no property: each check of the
+/// `revocation` fuzz target reports a counterexample fed to it, naming what
+/// broke (docs/revocation.md, "List format": every entry is enforced, by
+/// the snapshot and by the static list alike).
+#[test]
+fn fuzz_properties_report_their_counterexamples() {
+    let entries = vec![jti("j-1"), sub("user-42", Some(NOW)), kid("2026-09")];
+    let whole = doc(entries.clone());
+    assert_eq!(fuzzing::same_document(&whole, &whole.clone()), Ok(()));
+    let fewer = doc(entries[..2].to_vec());
+    assert!(fuzzing::same_document(&whole, &fewer).is_err());
+    let older = Document {
+        version: 41,
+        ..whole.clone()
+    };
+    assert!(fuzzing::same_document(&whole, &older).is_err());
+
+    let all = StaticList::new(entries.clone());
+    assert_eq!(
+        fuzzing::enforces_every_entry("static list", &entries, |t| all.is_revoked(t)),
+        Ok(())
+    );
+    for (i, missing) in entries.iter().enumerate() {
+        let mut rest = entries.clone();
+        rest.remove(i);
+        let partial = Snapshot::build(&doc(rest), NOW);
+        let err = fuzzing::enforces_every_entry("snapshot", &entries, |t| partial.is_revoked(t))
+            .unwrap_err();
+        assert!(err.starts_with("snapshot: "), "{err}");
+        assert!(err.contains(&format!("{:?}", missing.kind())), "{err}");
+    }
+    assert!(fuzzing::enforces_every_entry("nothing", &entries, |_| false).is_err());
+}
+
 // --- size and speed -----------------------------------------------------------
 
 fn bytes_per_entry(entries: Vec<Entry>) -> f64 {
