@@ -1403,3 +1403,44 @@ fn thirty_two_path_readings_are_decided_and_more_are_a_bad_request() {
         assert_eq!(reason(&v), expected, "{plain} + 1 + {more} readings");
     }
 }
+
+/// At most 8 readings of the host (`:authority`, `host`, the
+/// X-Forwarded-Host family, `Forwarded`) are compared; a ninth distinct one
+/// is a bad request (docs/security.md, "Threats": other hosts).
+#[test]
+fn eight_host_readings_are_decided_and_a_ninth_is_a_bad_request() {
+    let c = config();
+    let t = bearer(&token_with(|_| {}));
+    let seven = "b.com, c.com, d.com, e.com, f.com, g.com, h.com";
+    let v = decide_on(
+        &c,
+        "GET",
+        "/x",
+        "a.com",
+        &[("authorization", &t), ("x-forwarded-host", seven)],
+    );
+    assert_eq!(v.decision, Decision::Allow);
+    // A repeated host is one reading.
+    let v = decide_on(
+        &c,
+        "GET",
+        "/x",
+        "a.com",
+        &[
+            ("authorization", &t),
+            ("x-forwarded-host", &format!("{seven}, a.com, b.com")),
+        ],
+    );
+    assert_eq!(v.decision, Decision::Allow);
+    let v = decide_on(
+        &c,
+        "GET",
+        "/x",
+        "a.com",
+        &[
+            ("authorization", &t),
+            ("x-forwarded-host", &format!("{seven}, i.com")),
+        ],
+    );
+    assert_eq!(reason(&v), Some(Reason::BadRequest));
+}
