@@ -326,6 +326,7 @@ fn every_setting_reads_back_as_configured() {
     assert_eq!(r.max_stale_s(), 60);
     assert_eq!(r.on_unavailable(), OnUnavailable::Allow);
     assert_eq!(r.static_list().len(), 2);
+    assert!(!r.static_list().is_empty());
     let refresh = c.refresh_config().unwrap();
     assert_eq!(refresh.path(), "/oauth/token");
     assert_eq!(refresh.access_ttl_s(), 600);
