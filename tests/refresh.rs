@@ -233,3 +233,48 @@ fn the_refresh_path_is_recognised_after_normalization() {
     assert!(c.is_refresh_path(b"/oauth//token?x=1"));
     assert!(!c.is_refresh_path(b"/oauth/token/x"));
 }
+
+/// The body is read as a form only when `content-type` says it is one: the
+/// same form under another type, or none, is `invalid_request`
+/// (docs/configuration.md, "Refresh at the edge").
+#[test]
+fn a_form_body_under_another_content_type_is_invalid_request() {
+    let form = format!(
+        "grant_type=refresh_token&refresh_token={}",
+        refresh_token(|_| {})
+    );
+    for content_type in [Some("application/json"), Some("text/plain"), None] {
+        let a = send("POST", content_type, &form);
+        assert_eq!(
+            (a.reply.status, body(&a)["error"].as_str()),
+            (400, Some("invalid_request")),
+            "{content_type:?}"
+        );
+    }
+    assert_eq!(post(&form).reply.status, 200);
+}
+
+/// An empty `refresh_token` is a missing one (`invalid_request`), never a
+/// token to check (docs/configuration.md, "Refresh at the edge").
+#[test]
+fn an_empty_refresh_token_is_invalid_request() {
+    let a = post("grant_type=refresh_token&refresh_token=");
+    let b = body(&a);
+    assert_eq!(
+        (a.reply.status, b["error"].as_str(), b["reason"].as_str()),
+        (400, Some("invalid_request"), Some("bad_request"))
+    );
+}
+
+/// An empty `scope` asks for nothing in particular: the new token carries
+/// the refresh token's own scopes and roles, as when `scope` is left out
+/// (docs/configuration.md, "Refresh at the edge").
+#[test]
+fn an_empty_scope_parameter_is_no_scope_asked() {
+    let a = post(&format!(
+        "grant_type=refresh_token&scope=&refresh_token={}",
+        refresh_token(|_| {})
+    ));
+    assert_eq!(a.reply.status, 200, "{}", a.reply.body);
+    assert_eq!(body(&a)["scope"], "orders:read orders:write");
+}
