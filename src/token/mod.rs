@@ -949,6 +949,22 @@ mod tests {
         assert_eq!(check(&t, &keys), Err(Reason::Malformed));
     }
 
+    /// Only `application/` may precede the type: twelve other characters
+    /// before `jwt` are a bad `typ` (docs/token.md, "Header").
+    #[test]
+    fn only_the_application_prefix_is_dropped_from_typ() {
+        let (keys, k) = one_key();
+        for typ in ["example.com/jwt", "applicationXjwt", "vnd.example+jwt"] {
+            let t = craft(&format!(r#"{{"alg":"HS256","typ":"{typ}"}}"#), "{}", &k);
+            assert_eq!(check(&t, &keys), Err(Reason::Malformed), "{typ}");
+        }
+        assert_eq!(
+            token_type_of("application/rt+jwt"),
+            Some(TokenType::Refresh)
+        );
+        assert_eq!(token_type_of("Application/JWT"), Some(TokenType::Access));
+    }
+
     #[test]
     fn rejects_non_string_kid() {
         let (keys, k) = one_key();
