@@ -190,6 +190,33 @@ fn allows_a_valid_token_and_forwards_claims() {
     );
 }
 
+/// Claims beyond the registered ones go upstream each in its own header,
+/// strings as they are and numbers in decimal; an absent one sets none
+/// (docs/configuration.md, "claims_to_headers").
+#[test]
+fn each_forwarded_extra_claim_goes_in_its_own_header() {
+    let mut json = config_json();
+    json["claims_to_headers"]["tenant"] = json!("x-auth-tenant");
+    json["claims_to_headers"]["level"] = json!("x-auth-level");
+    json["claims_to_headers"]["region"] = json!("x-auth-region");
+    let config = config_from(json);
+    let t = token_with(|c| {
+        c["tenant"] = json!("acme");
+        c["level"] = json!(3);
+    });
+    let v = get("/orders/7").bearer(&t).run(&config);
+    assert_eq!(v.decision, Decision::Allow);
+    assert!(v
+        .set_headers
+        .contains(&("x-auth-tenant".into(), "acme".into())));
+    assert!(v.set_headers.contains(&("x-auth-level".into(), "3".into())));
+    assert!(
+        !v.set_headers.iter().any(|(h, _)| h == "x-auth-region"),
+        "{:?}",
+        v.set_headers
+    );
+}
+
 #[test]
 fn bad_request_for_a_path_escaping_the_root() {
     assert_eq!(

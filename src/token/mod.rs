@@ -779,6 +779,20 @@ mod tests {
         assert_eq!(check(&t, &keys), Err(Reason::Malformed));
     }
 
+    /// Past 32 members the duplicate check sorts the names: distinct names
+    /// are still accepted however many there are (docs/token.md, "Claims":
+    /// unknown claims are ignored).
+    #[test]
+    fn accepts_many_distinct_members() {
+        let (keys, k) = one_key();
+        for n in [31, 32, 33, 40] {
+            let members: Vec<String> = (0..n).map(|i| format!("\"m{i}\":{i}")).collect();
+            let payload = format!("{{{}}}", members.join(","));
+            let t = craft(r#"{"alg":"HS256"}"#, &payload, &k);
+            assert!(check(&t, &keys).is_ok(), "{n} members");
+        }
+    }
+
     #[test]
     fn rejects_padded_and_noncanonical_base64url() {
         let (keys, k) = one_key();
