@@ -907,6 +907,16 @@ mod tests {
         assert_eq!(norm("/a/b.;x/c"), ok("/a/b./c"));
     }
 
+    /// Path parameters are cut whole, escapes included: an escape inside
+    /// one never reaches the path matched (docs/configuration.md, "Rules":
+    /// path parameters).
+    #[test]
+    fn escapes_inside_path_parameters_are_cut_with_them() {
+        assert_eq!(norm("/admin;x%41y/users"), ok("/admin/users"));
+        assert_eq!(norm("/admin;%7E/users"), ok("/admin/users"));
+        assert_eq!(norm("/a;%20"), ok("/a"));
+    }
+
     #[test]
     fn refuses_dot_segments_hidden_behind_parameters() {
         // Tomcat resolves these, nginx and Go take them as names: the gate
@@ -1155,6 +1165,21 @@ mod tests {
         ] {
             assert!(HostPattern::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    /// A configured host with a port never fits (ports are ignored when
+    /// matching), so it is refused, bracketed IPv6 included; the error says
+    /// why (docs/configuration.md, "Rules": hosts).
+    #[test]
+    fn a_host_pattern_with_a_port_is_refused_saying_so() {
+        for bad in ["[::1]:8080", "*.example.com:443", "example.com:443"] {
+            let e = HostPattern::parse(bad).unwrap_err();
+            assert!(e.contains("port"), "{bad:?}: {e}");
+        }
+        assert_eq!(
+            HostPattern::parse("a..b").unwrap_err(),
+            r#""a..b" is not a host: is not a host name (empty, trailing-dot or invalid label)"#
+        );
     }
 
     #[test]
