@@ -1091,6 +1091,32 @@ mod tests {
         assert_eq!(host(b"a:65535"), Ok("a".to_owned()));
     }
 
+    /// A host name is at most 253 bytes, each label at most 63
+    /// (docs/security.md, "Threats": malformed hosts).
+    #[test]
+    fn authority_host_names_up_to_253_bytes_and_labels_up_to_63() {
+        let label = |c: char, n: usize| c.to_string().repeat(n);
+        let longest = format!(
+            "{}.{}.{}.{}",
+            label('a', 63),
+            label('b', 63),
+            label('c', 63),
+            label('d', 61)
+        );
+        assert_eq!(longest.len(), 253);
+        assert_eq!(
+            host(format!("{longest}:443").as_bytes()),
+            Ok(longest.clone())
+        );
+        let over = format!("{longest}e");
+        assert_eq!(host(over.as_bytes()), Err(AuthorityError::BadHostName));
+        assert_eq!(host(label('a', 63).as_bytes()), Ok(label('a', 63)));
+        assert_eq!(
+            host(label('a', 64).as_bytes()),
+            Err(AuthorityError::BadHostName)
+        );
+    }
+
     #[test]
     fn authority_refuses_what_upstreams_would_serve_as_another_host() {
         // Each of these is served as admin.example.com by some upstream
