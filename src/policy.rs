@@ -1298,6 +1298,16 @@ mod tests {
         ]
     }
 
+    /// A last segment that is one character and dots (`/orders/7.`) is read
+    /// without them, as an extension is cut (docs/security.md, "Threats":
+    /// extensions and Windows' trailing dots).
+    #[test]
+    fn a_short_last_segment_ending_in_dots_is_read_without_them() {
+        assert!(path_readings("/orders/7.").contains(&"/orders/7".to_owned()));
+        assert!(path_readings("/a..").contains(&"/a".to_owned()));
+        assert!(path_readings("/orders/7").is_empty());
+    }
+
     #[test]
     fn first_fitting_rule_decides() {
         let rules = spec_rules();
