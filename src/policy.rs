@@ -1308,6 +1308,18 @@ mod tests {
         assert!(path_readings("/orders/7").is_empty());
     }
 
+    /// A front controller is read as what follows it only when something
+    /// does: `/index.php/x` is also `/x`, while `/index.php/` is read as the
+    /// script (without its slash or extension), never as `/` (docs/security.md, "Threats": front
+    /// controllers).
+    #[test]
+    fn a_front_controller_with_nothing_behind_it_is_the_script() {
+        assert!(path_readings("/index.php/x").contains(&"/x".to_owned()));
+        let bare = path_readings("/index.php/");
+        assert!(bare.contains(&"/index.php".to_owned()), "{bare:?}");
+        assert!(!bare.contains(&"/".to_owned()), "{bare:?}");
+    }
+
     #[test]
     fn first_fitting_rule_decides() {
         let rules = spec_rules();
