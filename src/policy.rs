@@ -1320,6 +1320,17 @@ mod tests {
         assert!(!bare.contains(&"/".to_owned()), "{bare:?}");
     }
 
+    /// A short path ending in an escaped byte that is no whole character
+    /// (`/%80`) has no white space to trim: it is read as it is, and the
+    /// scan back over its bytes stops at the start (docs/security.md,
+    /// "Threats": trailing white space).
+    #[test]
+    fn a_path_ending_in_a_stray_escaped_byte_has_no_trimmed_reading() {
+        for path in ["/%80", "/%C3", "/%E2%80", "/a%80"] {
+            assert_eq!(path_readings(path), Vec::<String>::new(), "{path}");
+        }
+    }
+
     #[test]
     fn first_fitting_rule_decides() {
         let rules = spec_rules();
