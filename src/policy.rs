@@ -1331,6 +1331,15 @@ mod tests {
         }
     }
 
+    /// Letters after an escape are lower-cased like any other; only the
+    /// escape's two hex digits keep their case (docs/security.md, "Threats":
+    /// path case).
+    #[test]
+    fn letters_after_an_escape_are_lower_cased() {
+        assert_eq!(path_readings("/a%3AB"), vec!["/a%3Ab".to_owned()]);
+        assert_eq!(path_readings("/%7EAdmin/X"), vec!["/%7Eadmin/x".to_owned()]);
+    }
+
     #[test]
     fn first_fitting_rule_decides() {
         let rules = spec_rules();
