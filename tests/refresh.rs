@@ -278,3 +278,17 @@ fn an_empty_scope_parameter_is_no_scope_asked() {
     assert_eq!(a.reply.status, 200, "{}", a.reply.body);
     assert_eq!(body(&a)["scope"], "orders:read orders:write");
 }
+
+/// The form is at most 8 KiB: exactly 8 KiB is read, one byte more is
+/// refused before it is parsed (docs/configuration.md, "Refresh at the edge").
+#[test]
+fn a_form_of_exactly_8_kib_is_read_and_one_byte_more_is_too_large() {
+    use tokengate::refresh::{parse_form, FormError, MAX_FORM_BYTES};
+    assert_eq!(MAX_FORM_BYTES, 8 * 1024);
+    let head = "grant_type=refresh_token&pad=";
+    let exact = format!("{head}{}", "x".repeat(MAX_FORM_BYTES - head.len()));
+    assert_eq!(exact.len(), 8 * 1024);
+    assert_eq!(parse_form(exact.as_bytes()).unwrap().len(), 2);
+    let over = format!("{exact}x");
+    assert_eq!(parse_form(over.as_bytes()), Err(FormError::TooLarge));
+}
