@@ -217,6 +217,24 @@ fn each_forwarded_extra_claim_goes_in_its_own_header() {
     );
 }
 
+/// `require_claims` may name any claim, not only registered ones: a token
+/// without it is malformed (docs/configuration.md, "require_claims").
+#[test]
+fn a_required_extra_claim_must_be_present() {
+    let mut json = config_json();
+    json["require_claims"] = json!(["exp", "tenant"]);
+    let config = config_from(json);
+    let with = token_with(|c| c["tenant"] = json!("acme"));
+    assert_eq!(
+        get("/orders/7").bearer(&with).run(&config).decision,
+        Decision::Allow
+    );
+    assert_eq!(
+        get("/orders/7").bearer(&token()).run(&config).decision,
+        refused(Reason::Malformed)
+    );
+}
+
 #[test]
 fn bad_request_for_a_path_escaping_the_root() {
     assert_eq!(

@@ -919,6 +919,64 @@ mod tests {
         assert!(check(&t, &keys).is_ok());
     }
 
+    /// Text beyond ASCII is fine in a claim; the line and paragraph
+    /// separators U+2028 and U+2029 and the C1 controls are refused like
+    /// any control (docs/token.md, "Claims").
+    #[test]
+    fn accepts_non_ascii_text_but_not_separators_or_c1_controls() {
+        let (keys, k) = one_key();
+        for sub in ["josé", "日本語", "Ünïcödé"] {
+            let t = craft(r#"{"alg":"HS256"}"#, &format!(r#"{{"sub":"{sub}"}}"#), &k);
+            assert_eq!(check(&t, &keys).unwrap().sub.as_deref(), Some(sub));
+        }
+        // JSON escapes, and the characters themselves.
+        for bad in [
+            r"a\u2028b",
+            r"a\u2029b",
+            r"a\u0085b",
+            "é\u{2028}",
+            "\u{2029}é",
+        ] {
+            let t = craft(r#"{"alg":"HS256"}"#, &format!(r#"{{"sub":"{bad}"}}"#), &k);
+            assert_eq!(check(&t, &keys), Err(Reason::Malformed), "{bad}");
+        }
+    }
+
+    /// An array that is forwarded joined by spaces (`aud`, or an extra claim
+    /// named in `claims_to_headers`) may not hold an element with a space,
+    /// nor an empty one: joined, it would turn into two or vanish. Arrays
+    /// that are not forwarded are not held to it (docs/token.md, "Claims").
+    #[test]
+    fn forwarded_arrays_refuse_elements_that_would_split_when_joined() {
+        let (keys, k) = one_key();
+        let run = |spec: &ClaimSpec, payload: &str| {
+            let t = craft(r#"{"alg":"HS256"}"#, payload, &k);
+            verify(&t, &keys, 4096, spec).map(|_| ())
+        };
+        let groups = ClaimSpec {
+            extra: vec!["groups".into(), "tags".into()],
+            joined: vec!["groups".into()],
+        };
+        assert_eq!(run(&groups, r#"{"groups":["a","b"]}"#), Ok(()));
+        for payload in [r#"{"groups":["a b"]}"#, r#"{"groups":["a",""]}"#] {
+            assert_eq!(run(&groups, payload), Err(Reason::Malformed), "{payload}");
+        }
+        // Not forwarded joined: `tags` and `aud` may hold spaces here.
+        assert_eq!(run(&groups, r#"{"tags":["a b"],"aud":["x y"]}"#), Ok(()));
+        let aud = ClaimSpec {
+            extra: vec![],
+            joined: vec!["aud".into()],
+        };
+        assert_eq!(run(&aud, r#"{"aud":["a","b"]}"#), Ok(()));
+        for payload in [
+            r#"{"aud":["a b"]}"#,
+            r#"{"aud":"a b"}"#,
+            r#"{"aud":["", "x"]}"#,
+        ] {
+            assert_eq!(run(&aud, payload), Err(Reason::Malformed), "{payload}");
+        }
+    }
+
     #[test]
     fn rejects_wrong_claim_types() {
         let (keys, k) = one_key();
