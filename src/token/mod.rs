@@ -977,6 +977,26 @@ mod tests {
         }
     }
 
+    /// `x5t#S256` beside any other `cnf` member is a binding tokengate
+    /// cannot enforce, never taken for a certificate binding alone
+    /// (docs/token.md, "Claims": `cnf`).
+    #[test]
+    fn a_thumbprint_beside_another_confirmation_member_is_unsupported() {
+        let spec = ClaimSpec::default();
+        let parse = |json: &str| Claims::parse(json.as_bytes(), &spec).unwrap().cnf;
+        assert_eq!(
+            parse(r#"{"cnf":{"x5t#S256":"abc"}}"#),
+            Some(Binding::X5tS256("abc".into()))
+        );
+        for cnf in [
+            r#"{"cnf":{"x5t#S256":"abc","jkt":"def"}}"#,
+            r#"{"cnf":{"jkt":"def","x5t#S256":"abc"}}"#,
+            r#"{"cnf":{}}"#,
+        ] {
+            assert_eq!(parse(cnf), Some(Binding::Unsupported), "{cnf}");
+        }
+    }
+
     #[test]
     fn rejects_wrong_claim_types() {
         let (keys, k) = one_key();
