@@ -372,3 +372,95 @@ fn with_revocation(revocation: &str) -> String {
         r#"{{"keys":[{{"kid":"k","alg":"HS256","secret":"{KEY32}"}}],"revocation":{revocation}}}"#
     )
 }
+
+/// `max_token_bytes` is between 1 and 1 MiB; the error names the field
+/// (docs/configuration.md, "Filter configuration").
+#[test]
+fn max_token_bytes_is_between_1_byte_and_1_mib() {
+    for ok in [1, 1 << 20] {
+        let c = parse(&with(&format!(r#""max_token_bytes":{ok}"#))).unwrap();
+        assert_eq!(c.max_token_bytes(), ok);
+    }
+    for bad in [0, (1 << 20) + 1] {
+        assert_eq!(
+            err(&with(&format!(r#""max_token_bytes":{bad}"#))),
+            "max_token_bytes: must be between 1 and 1048576"
+        );
+    }
+}
+
+/// No claim is forwarded in `host` (nor a pseudo-header): the error names
+/// the claim's entry (docs/configuration.md, "claims_to_headers").
+#[test]
+fn a_claim_cannot_be_forwarded_in_the_host_header() {
+    for header in ["host", "Host"] {
+        assert_eq!(
+            err(&with(&format!(
+                r#""claims_to_headers":{{"sub":"{header}"}}"#
+            ))),
+            r#"claims_to_headers.sub: "host" cannot carry a claim"#
+        );
+    }
+    parse(&with(r#""claims_to_headers":{"sub":"x-host"}"#)).unwrap();
+}
+
+/// A token source is exactly one non-empty header, query or cookie name; a
+/// scheme is one word and only for a header. Each error names the source
+/// and what is wrong (docs/configuration.md, "token_sources").
+#[test]
+fn token_source_errors_name_the_source_and_what_is_wrong() {
+    for (source, want) in [
+        (
+            r#"{"header":"authorization","scheme":""}"#,
+            "token_sources[0].scheme: must be one word",
+        ),
+        (
+            r#"{"header":"authorization","scheme":"Bearer token"}"#,
+            "token_sources[0].scheme: must be one word",
+        ),
+        (
+            r#"{"cookie":"tg_token","scheme":"Bearer"}"#,
+            "token_sources[0].scheme: applies to header sources only",
+        ),
+        (
+            r#"{"query":""}"#,
+            "token_sources[0]: needs exactly one of header, query, cookie (non-empty)",
+        ),
+        (
+            r#"{"cookie":""}"#,
+            "token_sources[0]: needs exactly one of header, query, cookie (non-empty)",
+        ),
+    ] {
+        assert_eq!(
+            err(&with(&format!(r#""token_sources":[{source}]"#))),
+            want,
+            "{source}"
+        );
+    }
+    let c = parse(&with(
+        r#""token_sources":[{"header":"x-api-key","scheme":"Token"},{"query":"access_token"},{"cookie":"tg_token"}]"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        c.token_sources(),
+        [
+            TokenSource::Header {
+                name: "x-api-key".into(),
+                scheme: Some("Token".into())
+            },
+            TokenSource::Query("access_token".into()),
+            TokenSource::Cookie("tg_token".into())
+        ]
+    );
+}
+
+/// Method names are upper-case letters, `-` and `_` (`M-SEARCH`,
+/// `VERSION_CONTROL`) (docs/configuration.md, "Rules").
+#[test]
+fn method_names_may_hold_dashes_and_underscores() {
+    let c = parse(&with(
+        r#""rules":[{"match":{"prefix":"/","methods":["GET","M-SEARCH","VERSION_CONTROL"]}}]"#,
+    ))
+    .unwrap();
+    assert_eq!(c.rules().len(), 1);
+}
