@@ -464,3 +464,15 @@ fn method_names_may_hold_dashes_and_underscores() {
     .unwrap();
     assert_eq!(c.rules().len(), 1);
 }
+
+/// In a configuration written over many lines, the error still names the
+/// field where it is, not one on another line (docs/configuration.md,
+/// "Filter configuration": errors name the field).
+#[test]
+fn an_error_on_a_later_line_names_its_own_field() {
+    let json = format!(
+        "{{\n  \"keys\": [\n    {{\"kid\": \"k\", \"alg\": \"HS256\", \"secret\": \"{KEY32}\"}}\n  ],\n  \"audiences\": [\"a\"],\n  \"clock_skew_s\": \"30\"\n}}\n"
+    );
+    let e = err(&json);
+    assert!(e.starts_with("clock_skew_s: "), "{e}");
+}
