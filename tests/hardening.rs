@@ -1444,3 +1444,25 @@ fn eight_host_readings_are_decided_and_a_ninth_is_a_bad_request() {
     );
     assert_eq!(reason(&v), Some(Reason::BadRequest));
 }
+
+/// Each forged name is removed once however often it is sent, and a
+/// pseudo-header is never taken for one (docs/security.md, "Threats":
+/// forged claim headers).
+#[test]
+fn each_forged_header_name_is_listed_once() {
+    let c = config();
+    let headers: Vec<(String, Vec<u8>)> = [
+        ("x-auth-subject", "a"),
+        ("x_auth_subject", "b"),
+        ("x-auth-subject", "c"),
+        (":authority", "a.com"),
+        ("x-other", "d"),
+    ]
+    .iter()
+    .map(|(n, v)| ((*n).to_owned(), v.as_bytes().to_vec()))
+    .collect();
+    assert_eq!(
+        c.forged_names(&headers, false),
+        ["x-auth-subject", "x_auth_subject"]
+    );
+}

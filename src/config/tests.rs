@@ -476,3 +476,22 @@ fn an_error_on_a_later_line_names_its_own_field() {
     let e = err(&json);
     assert!(e.starts_with("clock_skew_s: "), "{e}");
 }
+
+/// What the revocation service reads of its configuration is what the
+/// operator wrote (docs/revocation.md, "The follower": service
+/// configuration).
+#[test]
+fn every_service_setting_reads_back_as_configured() {
+    let s = ServiceConfig::from_json(
+        br#"{"cluster":"revocation_source","authority":"revocations.internal","path":"/v1/revocations","poll_interval_s":7,"timeout_ms":1500,"max_bytes":65536}"#,
+        &Secrets::Placeholder,
+    )
+    .unwrap();
+    assert_eq!(s.cluster(), "revocation_source");
+    assert_eq!(s.authority(), "revocations.internal");
+    assert_eq!(s.path(), "/v1/revocations");
+    assert_eq!(s.poll_interval_s(), 7);
+    assert_eq!(s.timeout_ms(), 1500);
+    assert_eq!(s.max_bytes(), 65536);
+    assert!(s.verify_key().is_none());
+}
