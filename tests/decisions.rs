@@ -583,6 +583,58 @@ fn token_is_cut_from_query_and_cookie() {
     assert_eq!(v.new_cookie, Some(Some(b"theme=dark".to_vec())));
 }
 
+/// Cutting the token out of the query keeps every other pair with the
+/// separator that stood before it, `;` as well as `&` (docs/configuration.md,
+/// "forward_token").
+#[test]
+fn the_query_keeps_its_own_separators_when_the_token_is_cut() {
+    let t = token();
+    for (path, forwarded) in [
+        (
+            format!("/orders?a=1&access_token={t};b=2"),
+            "/orders?a=1;b=2",
+        ),
+        (
+            format!("/orders?a=1;access_token={t}&b=2;c=3"),
+            "/orders?a=1&b=2;c=3",
+        ),
+    ] {
+        let v = get(&path).run(&config());
+        assert_eq!(v.decision, Decision::Allow, "{path}");
+        assert_eq!(v.new_path.as_deref(), Some(forwarded.as_bytes()), "{path}");
+    }
+}
+
+/// The header map the adapter sets in one call is the request's own, in
+/// order, without the token and forged claim headers, then the claim
+/// headers set (docs/configuration.md, "claims_to_headers").
+#[test]
+fn the_edited_header_map_keeps_other_headers_in_order_then_adds_the_claims() {
+    let t = token();
+    let headers: Vec<(String, Vec<u8>)> = [
+        ("x-request-id", "r-1".to_owned()),
+        ("authorization", format!("Bearer {t}")),
+        ("x-auth-subject", "spoofed".to_owned()),
+        ("accept", "*/*".to_owned()),
+    ]
+    .into_iter()
+    .map(|(n, v)| (n.to_owned(), v.into_bytes()))
+    .collect();
+    let mut req = get("/orders/7");
+    req.headers = headers.clone();
+    let v = req.run(&config());
+    assert_eq!(v.decision, Decision::Allow);
+    let map = v.edited_map(&headers);
+    let mut want: Vec<(&str, &[u8])> = vec![("x-request-id", b"r-1"), ("accept", b"*/*")];
+    want.extend(
+        v.set_headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_bytes())),
+    );
+    assert_eq!(map, want);
+    assert!(map.contains(&("x-auth-subject", &b"user-7"[..])));
+}
+
 #[test]
 fn forward_token_keeps_it() {
     let mut value = config_json();
