@@ -441,3 +441,21 @@ fn a_response_to_no_poll_is_ignored() {
         Outcome::Stale
     ));
 }
+
+/// The list's entries, for the `tokengate.revocation.entries` gauge: those
+/// of a new list as it is published, then those of the list in force
+/// (docs/telemetry.md, "Revocation").
+#[test]
+fn a_new_list_and_the_list_in_force_count_their_entries() {
+    let config = unsigned();
+    let mut f = Follower::new(&config);
+    assert_eq!(f.entries(), None);
+    let body = doc(1, NOW, vec![jti("a"), jti("b"), jti("c")]).to_json();
+    let outcome = answer(&mut f, &config, NOW, &body);
+    match &outcome {
+        Outcome::Publish(p) => assert_eq!(p.entries(), 3),
+        other => panic!("expected a new list, got {other:?}"),
+    }
+    commit(&mut f, outcome);
+    assert_eq!(f.entries(), Some(3));
+}

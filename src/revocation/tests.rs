@@ -990,6 +990,44 @@ fn fuzz_properties_report_their_counterexamples() {
     assert!(fuzzing::enforces_every_entry("nothing", &entries, |_| false).is_err());
 }
 
+/// A body that is JSON, but not a list document, is refused as a document
+/// of the wrong shape, never reported as "not JSON" (docs/revocation.md,
+/// "List format").
+#[test]
+fn json_of_another_shape_is_a_shape_error_not_a_json_error() {
+    for body in [
+        "[]",
+        "42",
+        "null",
+        r#"{"version":1,"entries":[[1]]}"#,
+        r#"{"version":"1","entries":[]}"#,
+    ] {
+        match Document::parse_json(body.as_bytes()) {
+            Err(DocumentError::Shape(m)) => assert!(!m.is_empty(), "{body}"),
+            other => panic!("{body}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        Document::parse_json(b"{\"version\":1,"),
+        Err(DocumentError::Json(_))
+    ));
+}
+
+/// The canonical writer escapes what JSON needs escaped and nothing more:
+/// a space or any printable character is written as itself
+/// (docs/revocation.md, "List format").
+#[test]
+fn the_canonical_form_writes_printable_text_as_itself() {
+    let json = doc(vec![sub("John Doe ~é", None), jti("a\"b\\c\u{7f}\u{1f}")]).to_json();
+    assert!(json.contains(r#"{"sub":"John Doe ~é"}"#), "{json}");
+    assert!(json.contains(r#"{"jti":"a\"b\\c\u007f\u001f"}"#), "{json}");
+    let again = Document::parse_json(json.as_bytes()).unwrap();
+    assert_eq!(
+        again,
+        doc(vec![sub("John Doe ~é", None), jti("a\"b\\c\u{7f}\u{1f}")])
+    );
+}
+
 // --- size and speed -----------------------------------------------------------
 
 fn bytes_per_entry(entries: Vec<Entry>) -> f64 {
