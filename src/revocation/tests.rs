@@ -337,6 +337,17 @@ fn drop_expired_keeps_entries_expiring_now_or_later() {
     assert_eq!(left, ["now", "forever"]);
 }
 
+/// Entries read with no path of their own (a bare array) are named from
+/// their index: `[0].before` (docs/revocation.md, "List format").
+#[test]
+fn entries_without_a_base_path_are_named_from_their_index() {
+    let value = r#"[{"jti":"a"},{"sub":"u","before":-3}]"#.as_bytes();
+    assert_eq!(
+        Document::parse_entries(value, ""),
+        Err("[1].before: must be an integer >= 0".into())
+    );
+}
+
 #[test]
 fn static_entries_name_their_json_path() {
     let value = r#"[{"jti":"a"},{"kid":"k"},{"jti":"b","sub":"c"}]"#.as_bytes();
@@ -1026,6 +1037,67 @@ fn the_canonical_form_writes_printable_text_as_itself() {
         again,
         doc(vec![sub("John Doe ~é", None), jti("a\"b\\c\u{7f}\u{1f}")])
     );
+}
+
+/// A `sub` entry with `before` B revokes the tokens issued before B, those
+/// without `iat`, and those whose `iat` cannot be read as a time (NaN, or
+/// negative from hostile bytes): a fault never un-revokes. With B = 0, a
+/// token issued at 0 is not before it (docs/revocation.md, "List format":
+/// `before`).
+#[test]
+fn issued_before_at_zero_and_for_unreadable_times() {
+    use super::lookup::issued_before;
+    assert!(!issued_before(Some(0.0), 0));
+    assert!(!issued_before(Some(0.5), 0));
+    assert!(issued_before(None, 0));
+    assert!(issued_before(Some(f64::NAN), 0));
+    assert!(issued_before(Some(-1.0), 0));
+    assert!(issued_before(Some(-0.5), 0));
+    assert!(issued_before(Some(0.0), 1));
+    assert!(!issued_before(Some(1.0), 1));
+}
+
+/// Writes a snapshot of `slots` (fingerprint, aux) with one home slot, so
+/// every lookup starts at slot 0 and may probe them all.
+fn crafted_table(slots: &[(Fingerprint, u32)]) -> Snapshot {
+    let n = slots.len();
+    let mut bytes = vec![0u8; HEADER_LEN + n * SLOT_LEN];
+    bytes[..4].copy_from_slice(&SNAPSHOT_MAGIC);
+    bytes[4..8].copy_from_slice(&SNAPSHOT_FORMAT.to_le_bytes());
+    set_u64(&mut bytes, 8, 1);
+    set_u64(&mut bytes, 16, NOW);
+    set_u64(&mut bytes, 24, n as u64);
+    set_u64(&mut bytes, 32, 1);
+    set_u64(&mut bytes, 40, n as u64);
+    set_u64(&mut bytes, 48, 0);
+    set_u64(&mut bytes, 56, n as u64 - 1);
+    for (i, (fp, aux)) in slots.iter().enumerate() {
+        let at = HEADER_LEN + i * SLOT_LEN;
+        set_u64(&mut bytes, at, fp.hi);
+        bytes[at + 8..at + 12].copy_from_slice(&fp.lo.to_le_bytes());
+        bytes[at + 12..at + 16].copy_from_slice(&aux.to_le_bytes());
+    }
+    Snapshot::from_bytes(bytes).unwrap()
+}
+
+/// A slot is empty only when all of it is zero: a fingerprint with one half
+/// zero is an entry like any other, which a lookup passes over to the next;
+/// at an empty slot a lookup stops (docs/revocation.md, "The snapshot").
+#[test]
+fn only_an_all_zero_slot_is_empty_and_a_lookup_stops_there() {
+    let fp = fingerprint(Kind::Jti, "a");
+    assert!(fp.hi > 0 && fp.lo > 0);
+    let token = token(Some("a"), None, None, "k");
+    for before in [
+        Fingerprint { hi: 0, lo: 5 },
+        Fingerprint { hi: fp.hi, lo: 0 },
+    ] {
+        assert!(before < fp);
+        assert!(crafted_table(&[(before, 0), (fp, 0)]).is_revoked(&token));
+    }
+    let empty = Fingerprint { hi: 0, lo: 0 };
+    assert!(!crafted_table(&[(empty, 0), (fp, 0)]).is_revoked(&token));
+    assert!(crafted_table(&[(fp, 0), (empty, 0)]).is_revoked(&token));
 }
 
 // --- size and speed -----------------------------------------------------------
