@@ -348,6 +348,25 @@ fn entries_without_a_base_path_are_named_from_their_index() {
     );
 }
 
+/// A member given twice in one entry is refused, whichever it is: the last
+/// value never silently wins (docs/revocation.md, "List format").
+#[test]
+fn every_repeated_entry_member_is_refused() {
+    for (entry, field) in [
+        (r#"{"jti":"a","jti":"b"}"#, "jti"),
+        (r#"{"sub":"a","sub":"b"}"#, "sub"),
+        (r#"{"kid":"a","kid":"b"}"#, "kid"),
+        (r#"{"jti":"a","exp":1,"exp":2}"#, "exp"),
+        (r#"{"sub":"a","before":1,"before":2}"#, "before"),
+    ] {
+        assert_eq!(
+            shape(&format!(r#"{{"version":1,"entries":[{entry}]}}"#)),
+            format!(r#"entries[0]: duplicate field "{field}""#),
+            "{entry}"
+        );
+    }
+}
+
 #[test]
 fn static_entries_name_their_json_path() {
     let value = r#"[{"jti":"a"},{"kid":"k"},{"jti":"b","sub":"c"}]"#.as_bytes();
