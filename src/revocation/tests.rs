@@ -367,6 +367,20 @@ fn every_repeated_entry_member_is_refused() {
     }
 }
 
+/// `null` is no value for a string member, never taken for an absent one
+/// (docs/revocation.md, "List format").
+#[test]
+fn a_null_string_member_is_refused() {
+    for field in ["jti", "sub", "kid"] {
+        assert_eq!(
+            shape(&format!(
+                r#"{{"version":1,"entries":[{{"{field}":null}}]}}"#
+            )),
+            format!("entries[0].{field}: must be a non-empty string"),
+        );
+    }
+}
+
 #[test]
 fn static_entries_name_their_json_path() {
     let value = r#"[{"jti":"a"},{"kid":"k"},{"jti":"b","sub":"c"}]"#.as_bytes();
