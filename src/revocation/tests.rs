@@ -381,6 +381,18 @@ fn a_null_string_member_is_refused() {
     }
 }
 
+/// A snapshot counts its distinct entries, for the entries gauge
+/// (docs/telemetry.md, "Revocation").
+#[test]
+fn a_snapshot_counts_its_distinct_entries() {
+    let empty = Snapshot::build(&doc(vec![]), NOW);
+    assert!(empty.is_empty());
+    assert_eq!(empty.len(), 0);
+    let some = Snapshot::build(&doc(vec![jti("a"), jti("a"), kid("k")]), NOW);
+    assert!(!some.is_empty());
+    assert_eq!(some.len(), 2);
+}
+
 #[test]
 fn static_entries_name_their_json_path() {
     let value = r#"[{"jti":"a"},{"kid":"k"},{"jti":"b","sub":"c"}]"#.as_bytes();
