@@ -393,6 +393,28 @@ fn a_snapshot_counts_its_distinct_entries() {
     assert_eq!(some.len(), 2);
 }
 
+/// The filter's `static` entries, counted (one per distinct entry) and
+/// empty only when there are none of any kind (docs/revocation.md,
+/// "Static entries").
+#[test]
+fn a_static_list_counts_its_entries_of_every_kind() {
+    assert!(StaticList::new(vec![]).is_empty());
+    assert_eq!(StaticList::new(vec![]).len(), 0);
+    for one in [jti("a"), kid("k"), sub("u", None)] {
+        let list = StaticList::new(vec![one.clone()]);
+        assert!(!list.is_empty(), "{one:?}");
+        assert_eq!(list.len(), 1, "{one:?}");
+    }
+    let list = StaticList::new(vec![
+        jti("a"),
+        kid("k"),
+        sub("u", None),
+        sub("v", Some(NOW)),
+        sub("v", Some(NOW - 10)),
+    ]);
+    assert_eq!(list.len(), 4);
+}
+
 #[test]
 fn static_entries_name_their_json_path() {
     let value = r#"[{"jti":"a"},{"kid":"k"},{"jti":"b","sub":"c"}]"#.as_bytes();

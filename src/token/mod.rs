@@ -1115,6 +1115,87 @@ mod tests {
         );
     }
 
+    /// The per-worker cache remembers each verified token once, counts the
+    /// bytes of the token and of every claim it holds, never holds more than
+    /// its byte bound (a token that does not fit is verified, not
+    /// remembered), and answers a repeat with the same claims
+    /// (docs/deployment.md, "Memory"; docs/security.md, "Threats": CPU and
+    /// memory).
+    #[test]
+    fn the_cache_remembers_verified_tokens_within_its_byte_bound() {
+        let kid = "k".repeat(40);
+        let k = key(&kid, Alg::Hs256, &[9; 32]);
+        let keys = KeySet::new(vec![k.clone()]);
+        let spec = ClaimSpec {
+            extra: vec!["tenant".into()],
+            joined: vec![],
+        };
+        let off = VerifyCache::new(0, 1 << 20);
+        assert!(off.is_empty());
+        assert_eq!((off.len(), off.bytes()), (0, 0));
+
+        // Every claim the cache counts, each of a different size.
+        let text = |c: &str, n: usize| c.repeat(n);
+        let four = |c: &str| {
+            (0..4)
+                .map(|i| format!("{}{i}", text(c, 19)))
+                .collect::<Vec<_>>()
+        };
+        let aud: Vec<String> = (0..16).map(|i| format!("audience-{i:015}")).collect();
+        let t = sign(
+            &serde_json::json!({
+                "iss": text("i", 50), "sub": text("u", 1000), "jti": text("j", 60),
+                "role": text("r", 70), "token_use": text("e", 80), "aud": aud,
+                "scope": four("s").join(" "), "scp": four("p"), "roles": four("o"),
+                "cnf": {"x5t#S256": text("t", 100)}, "tenant": text("x", 500),
+            }),
+            &k,
+            "JWT",
+        );
+        // The entry's overhead, the token, and each claim's text; a list's
+        // strings also count their own `String` each.
+        let list = |n: usize, len: usize| n * (std::mem::size_of::<String>() + len);
+        let claims = 40
+            + 50
+            + 1000
+            + 60
+            + 70
+            + 80
+            + list(16, 24)
+            + list(4, 20) * 3
+            + 100
+            + "tenant".len()
+            + std::mem::size_of::<(String, ClaimValue)>()
+            + 500;
+        let floor = 128 + t.len() + claims;
+        let mut cache = VerifyCache::new(1024, 1 << 20);
+        assert!(cache.is_empty());
+        let v = cache.verify(&t, &keys, 8192, &spec).unwrap();
+        assert_eq!(v.claims().sub.as_deref(), Some(text("u", 1000).as_str()));
+        assert_eq!(cache.len(), 1);
+        assert!(!cache.is_empty());
+        let bytes = cache.bytes();
+        assert!((floor..floor + 64).contains(&bytes), "{bytes} for {floor}");
+
+        // A repeat is answered from the cache: the same claims, nothing added.
+        let again = cache.verify(&t, &keys, 8192, &spec).unwrap();
+        assert_eq!(again.claims(), v.claims());
+        assert_eq!((cache.len(), cache.bytes()), (1, bytes));
+        // Another token takes its own slot.
+        let other = sign(&serde_json::json!({"sub": "v"}), &k, "JWT");
+        cache.verify(&other, &keys, 8192, &spec).unwrap();
+        assert_eq!(cache.len(), 2);
+        assert!(cache.bytes() > bytes);
+
+        // One byte short of the token's size: verified, not remembered.
+        let mut small = VerifyCache::new(8, bytes - 1);
+        assert!(small.verify(&t, &keys, 8192, &spec).is_ok());
+        assert_eq!((small.len(), small.bytes()), (0, 0));
+        let mut exact = VerifyCache::new(8, bytes);
+        assert!(exact.verify(&t, &keys, 8192, &spec).is_ok());
+        assert_eq!((exact.len(), exact.bytes()), (1, bytes));
+    }
+
     #[test]
     fn sign_then_verify_roundtrips_every_algorithm() {
         for (alg, len) in [(Alg::Hs256, 32), (Alg::Hs384, 48), (Alg::Hs512, 64)] {
