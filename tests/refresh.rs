@@ -292,3 +292,48 @@ fn a_form_of_exactly_8_kib_is_read_and_one_byte_more_is_too_large() {
     let over = format!("{exact}x");
     assert_eq!(parse_form(over.as_bytes()), Err(FormError::TooLarge));
 }
+
+/// With `require_tls`, the refresh endpoint answers only over TLS; without
+/// it the request is refused (`invalid_request`, reason `tls_required`)
+/// before the token is read (docs/configuration.md, "Refresh at the edge").
+#[test]
+fn with_require_tls_a_refresh_is_answered_only_over_tls() {
+    use base64::Engine as _;
+    let secret = base64::engine::general_purpose::STANDARD.encode(SECRET);
+    let json = json!({
+        "keys": [{"kid": "k1", "alg": "HS256", "secret": secret}],
+        "issuers": ["https://auth.example.com"],
+        "require_tls": true,
+        "rules": [{"match": {"prefix": "/"}}],
+        "refresh": {"path": "/oauth/token", "kid": "k1"}
+    });
+    let config = Config::from_json(json.to_string().as_bytes(), &Secrets::Placeholder).unwrap();
+    let form = format!(
+        "grant_type=refresh_token&refresh_token={}",
+        refresh_token(|_| {})
+    );
+    let req = RefreshRequest {
+        method: "POST",
+        content_type: Some(b"application/x-www-form-urlencoded"),
+        body: form.as_bytes(),
+    };
+    let over = |tls: bool| {
+        config.refresh(
+            &req,
+            &FixedConnection {
+                tls,
+                peer_certificate_sha256: None,
+            },
+            Revocations::default(),
+            NOW,
+            [7; 16],
+        )
+    };
+    assert_eq!(over(true).reply.status, 200, "{}", over(true).reply.body);
+    let a = over(false);
+    let b = body(&a);
+    assert_eq!(
+        (a.reply.status, b["error"].as_str(), b["reason"].as_str()),
+        (400, Some("invalid_request"), Some("tls_required"))
+    );
+}
