@@ -319,7 +319,7 @@ mod tests {
     }
 
     /// The configured keys, counted and listed in configuration order, as
-    /// `check-config` reports them (docs/configuration.md, "keys"); a key
+    /// `check-config` reports them (docs/configuration.md, "Keys"); a key
     /// id displays as its text.
     #[test]
     fn a_key_set_counts_and_lists_its_keys_in_order() {

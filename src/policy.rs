@@ -1092,7 +1092,7 @@ mod tests {
     }
 
     /// A host name is at most 253 bytes, each label at most 63
-    /// (docs/security.md, "Threats": malformed hosts).
+    /// (docs/security.md, "Rules: path, method, host": malformed hosts).
     #[test]
     fn authority_host_names_up_to_253_bytes_and_labels_up_to_63() {
         let label = |c: char, n: usize| c.to_string().repeat(n);
@@ -1299,7 +1299,7 @@ mod tests {
     }
 
     /// A last segment that is one character and dots (`/orders/7.`) is read
-    /// without them, as an extension is cut (docs/security.md, "Threats":
+    /// without them, as an extension is cut (docs/security.md, "Rules: path, method, host":
     /// extensions and Windows' trailing dots).
     #[test]
     fn a_short_last_segment_ending_in_dots_is_read_without_them() {
@@ -1310,7 +1310,7 @@ mod tests {
 
     /// A front controller is read as what follows it only when something
     /// does: `/index.php/x` is also `/x`, while `/index.php/` is read as the
-    /// script (without its slash or extension), never as `/` (docs/security.md, "Threats": front
+    /// script (without its slash or extension), never as `/` (docs/security.md, "Rules: path, method, host": front
     /// controllers).
     #[test]
     fn a_front_controller_with_nothing_behind_it_is_the_script() {
@@ -1332,7 +1332,7 @@ mod tests {
     }
 
     /// Letters after an escape are lower-cased like any other; only the
-    /// escape's two hex digits keep their case (docs/security.md, "Threats":
+    /// escape's two hex digits keep their case (docs/security.md, "Rules: path, method, host":
     /// path case).
     #[test]
     fn letters_after_an_escape_are_lower_cased() {

@@ -349,7 +349,7 @@ mod tests {
 
     /// The realm is configuration text inside a quoted string: `"` and `\`
     /// are dropped from it, never sent to break the challenge open
-    /// (docs/responses.md, "Refusals").
+    /// (docs/responses.md, "The answer").
     #[test]
     fn quotes_and_backslashes_are_dropped_from_the_realm() {
         let r = refusal_response(Reason::Missing, r#"orders "api" \ v2"#, &[]);

@@ -375,7 +375,7 @@ mod tests {
 
     /// PHP reads `base[…]` as the parameter `base`, whatever `base` holds
     /// (a `]` included, where Rack and qs cut the name short): a configured
-    /// name is found under its array spelling (docs/security.md, "Threats":
+    /// name is found under its array spelling (docs/security.md, "Headers the upstream trusts":
     /// token names PHP reads as the token's).
     #[test]
     fn php_reads_an_array_suffix_off_any_name() {

@@ -192,7 +192,7 @@ fn allows_a_valid_token_and_forwards_claims() {
 
 /// Claims beyond the registered ones go upstream each in its own header,
 /// strings as they are and numbers in decimal; an absent one sets none
-/// (docs/configuration.md, "claims_to_headers").
+/// (docs/configuration.md, "Token sources and forwarding").
 #[test]
 fn each_forwarded_extra_claim_goes_in_its_own_header() {
     let mut json = config_json();
@@ -218,7 +218,7 @@ fn each_forwarded_extra_claim_goes_in_its_own_header() {
 }
 
 /// `require_claims` may name any claim, not only registered ones: a token
-/// without it is malformed (docs/configuration.md, "require_claims").
+/// without it is malformed (docs/configuration.md, "Filter (`root_id: tokengate`)").
 #[test]
 fn a_required_extra_claim_must_be_present() {
     let mut json = config_json();
@@ -373,7 +373,7 @@ fn a_token_issued_exactly_at_now_plus_skew_is_accepted() {
 }
 
 /// `max_lifetime_s` refuses a token whose `exp - iat` exceeds it: exactly
-/// the maximum is fine (docs/configuration.md, "Filter configuration").
+/// the maximum is fine (docs/configuration.md, "Filter (`root_id: tokengate`)").
 #[test]
 fn a_lifetime_of_exactly_max_lifetime_s_is_accepted() {
     let t = token_with(|c| {
@@ -607,7 +607,7 @@ fn the_query_keeps_its_own_separators_when_the_token_is_cut() {
 
 /// The header map the adapter sets in one call is the request's own, in
 /// order, without the token and forged claim headers, then the claim
-/// headers set (docs/configuration.md, "claims_to_headers").
+/// headers set (docs/configuration.md, "Token sources and forwarding").
 #[test]
 fn the_edited_header_map_keeps_other_headers_in_order_then_adds_the_claims() {
     let t = token();

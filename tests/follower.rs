@@ -444,7 +444,7 @@ fn a_response_to_no_poll_is_ignored() {
 
 /// The list's entries, for the `tokengate.revocation.entries` gauge: those
 /// of a new list as it is published, then those of the list in force
-/// (docs/telemetry.md, "Revocation").
+/// (docs/telemetry.md, "Counters and gauges").
 #[test]
 fn a_new_list_and_the_list_in_force_count_their_entries() {
     let config = unsigned();
@@ -462,7 +462,7 @@ fn a_new_list_and_the_list_in_force_count_their_entries() {
 
 /// An unsigned list confirmed by a 200 with the same version and entries
 /// is fresh from that fetch, in the follower's own age as in what it
-/// publishes (docs/revocation.md, "Freshness").
+/// publishes (docs/revocation.md, "Age and staleness").
 #[test]
 fn an_unsigned_list_confirmed_by_the_same_version_is_fresh_from_that_fetch() {
     let config = unsigned();
@@ -477,7 +477,7 @@ fn an_unsigned_list_confirmed_by_the_same_version_is_fresh_from_that_fetch() {
 }
 
 /// A body of exactly `max_bytes` is read; one byte more is a failed fetch
-/// (docs/revocation.md, "The follower": `max_bytes`).
+/// (docs/revocation.md, "Polling and the hand-over to workers").
 #[test]
 fn a_body_of_exactly_max_bytes_is_read_and_one_byte_more_fails() {
     let config = unsigned();

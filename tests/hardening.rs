@@ -1338,7 +1338,7 @@ fn eight_method_override_values_are_read_and_a_ninth_is_a_bad_request() {
 /// A `Forwarded` value is strict RFC 7239: every element is `name=value`.
 /// A name without `=` or a value without a name is a bad request, and an
 /// escaped quote (a quoted-pair) inside a quoted value does not end it
-/// (docs/security.md, "Threats": `Forwarded`).
+/// (docs/security.md, "Rules: path, method, host": `Forwarded`).
 #[test]
 fn a_forwarded_pair_needs_a_name_and_an_equals_sign_and_quoted_pairs_are_read() {
     let c = config();
@@ -1406,7 +1406,7 @@ fn thirty_two_path_readings_are_decided_and_more_are_a_bad_request() {
 
 /// At most 8 readings of the host (`:authority`, `host`, the
 /// X-Forwarded-Host family, `Forwarded`) are compared; a ninth distinct one
-/// is a bad request (docs/security.md, "Threats": other hosts).
+/// is a bad request (docs/security.md, "Rules: path, method, host": other hosts).
 #[test]
 fn eight_host_readings_are_decided_and_a_ninth_is_a_bad_request() {
     let c = config();
@@ -1446,7 +1446,7 @@ fn eight_host_readings_are_decided_and_a_ninth_is_a_bad_request() {
 }
 
 /// Each forged name is removed once however often it is sent, and a
-/// pseudo-header is never taken for one (docs/security.md, "Threats":
+/// pseudo-header is never taken for one (docs/security.md, "Headers the upstream trusts":
 /// forged claim headers).
 #[test]
 fn each_forged_header_name_is_listed_once() {

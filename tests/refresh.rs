@@ -236,7 +236,7 @@ fn the_refresh_path_is_recognised_after_normalization() {
 
 /// The body is read as a form only when `content-type` says it is one: the
 /// same form under another type, or none, is `invalid_request`
-/// (docs/configuration.md, "Refresh at the edge").
+/// (docs/refresh.md).
 #[test]
 fn a_form_body_under_another_content_type_is_invalid_request() {
     let form = format!(
@@ -255,7 +255,7 @@ fn a_form_body_under_another_content_type_is_invalid_request() {
 }
 
 /// An empty `refresh_token` is a missing one (`invalid_request`), never a
-/// token to check (docs/configuration.md, "Refresh at the edge").
+/// token to check (docs/refresh.md).
 #[test]
 fn an_empty_refresh_token_is_invalid_request() {
     let a = post("grant_type=refresh_token&refresh_token=");
@@ -268,7 +268,7 @@ fn an_empty_refresh_token_is_invalid_request() {
 
 /// An empty `scope` asks for nothing in particular: the new token carries
 /// the refresh token's own scopes and roles, as when `scope` is left out
-/// (docs/configuration.md, "Refresh at the edge").
+/// (docs/refresh.md).
 #[test]
 fn an_empty_scope_parameter_is_no_scope_asked() {
     let a = post(&format!(
@@ -280,7 +280,7 @@ fn an_empty_scope_parameter_is_no_scope_asked() {
 }
 
 /// The form is at most 8 KiB: exactly 8 KiB is read, one byte more is
-/// refused before it is parsed (docs/configuration.md, "Refresh at the edge").
+/// refused before it is parsed (docs/refresh.md).
 #[test]
 fn a_form_of_exactly_8_kib_is_read_and_one_byte_more_is_too_large() {
     use tokengate::refresh::{parse_form, FormError, MAX_FORM_BYTES};
@@ -295,7 +295,7 @@ fn a_form_of_exactly_8_kib_is_read_and_one_byte_more_is_too_large() {
 
 /// With `require_tls`, the refresh endpoint answers only over TLS; without
 /// it the request is refused (`invalid_request`, reason `tls_required`)
-/// before the token is read (docs/configuration.md, "Refresh at the edge").
+/// before the token is read (docs/refresh.md).
 #[test]
 fn with_require_tls_a_refresh_is_answered_only_over_tls() {
     use base64::Engine as _;

@@ -257,7 +257,7 @@ fn a_misplaced_value_is_described_never_quoted() {
 /// What the filter and the CLI read of a compiled configuration (the realm
 /// of `www-authenticate`, the keys `check-config` lists, the refresh path
 /// the adapter answers…) is what the operator wrote, every setting changed
-/// from its default (docs/configuration.md, "Filter configuration").
+/// from its default (docs/configuration.md, "Filter (`root_id: tokengate`)").
 #[test]
 fn every_setting_reads_back_as_configured() {
     let json = format!(
@@ -337,7 +337,7 @@ fn every_setting_reads_back_as_configured() {
 }
 
 /// The same accessors on a minimal configuration give the documented
-/// defaults (docs/configuration.md, "Filter configuration").
+/// defaults (docs/configuration.md, "Filter (`root_id: tokengate`)").
 #[test]
 fn the_accessors_give_the_documented_defaults() {
     let c = parse(&minimal()).unwrap();
@@ -374,7 +374,7 @@ fn with_revocation(revocation: &str) -> String {
 }
 
 /// `max_token_bytes` is between 1 and 1 MiB; the error names the field
-/// (docs/configuration.md, "Filter configuration").
+/// (docs/configuration.md, "Filter (`root_id: tokengate`)").
 #[test]
 fn max_token_bytes_is_between_1_byte_and_1_mib() {
     for ok in [1, 1 << 20] {
@@ -390,7 +390,7 @@ fn max_token_bytes_is_between_1_byte_and_1_mib() {
 }
 
 /// No claim is forwarded in `host` (nor a pseudo-header): the error names
-/// the claim's entry (docs/configuration.md, "claims_to_headers").
+/// the claim's entry (docs/configuration.md, "Token sources and forwarding").
 #[test]
 fn a_claim_cannot_be_forwarded_in_the_host_header() {
     for header in ["host", "Host"] {
@@ -406,7 +406,7 @@ fn a_claim_cannot_be_forwarded_in_the_host_header() {
 
 /// A token source is exactly one non-empty header, query or cookie name; a
 /// scheme is one word and only for a header. Each error names the source
-/// and what is wrong (docs/configuration.md, "token_sources").
+/// and what is wrong (docs/configuration.md, "Token sources and forwarding").
 #[test]
 fn token_source_errors_name_the_source_and_what_is_wrong() {
     for (source, want) in [
@@ -467,7 +467,7 @@ fn method_names_may_hold_dashes_and_underscores() {
 
 /// In a configuration written over many lines, the error still names the
 /// field where it is, not one on another line (docs/configuration.md,
-/// "Filter configuration": errors name the field).
+/// "Configuration errors").
 #[test]
 fn an_error_on_a_later_line_names_its_own_field() {
     let json = format!(
@@ -478,8 +478,8 @@ fn an_error_on_a_later_line_names_its_own_field() {
 }
 
 /// What the revocation service reads of its configuration is what the
-/// operator wrote (docs/revocation.md, "The follower": service
-/// configuration).
+/// operator wrote (docs/configuration.md,
+/// "Revocation service (`root_id: tokengate-revocations`)").
 #[test]
 fn every_service_setting_reads_back_as_configured() {
     let s = ServiceConfig::from_json(

@@ -338,7 +338,7 @@ fn drop_expired_keeps_entries_expiring_now_or_later() {
 }
 
 /// Entries read with no path of their own (a bare array) are named from
-/// their index: `[0].before` (docs/revocation.md, "List format").
+/// their index: `[0].before` (docs/revocation.md, "The list document").
 #[test]
 fn entries_without_a_base_path_are_named_from_their_index() {
     let value = r#"[{"jti":"a"},{"sub":"u","before":-3}]"#.as_bytes();
@@ -349,7 +349,7 @@ fn entries_without_a_base_path_are_named_from_their_index() {
 }
 
 /// A member given twice in one entry is refused, whichever it is: the last
-/// value never silently wins (docs/revocation.md, "List format").
+/// value never silently wins (docs/revocation.md, "The list document").
 #[test]
 fn every_repeated_entry_member_is_refused() {
     for (entry, field) in [
@@ -368,7 +368,7 @@ fn every_repeated_entry_member_is_refused() {
 }
 
 /// `null` is no value for a string member, never taken for an absent one
-/// (docs/revocation.md, "List format").
+/// (docs/revocation.md, "The list document").
 #[test]
 fn a_null_string_member_is_refused() {
     for field in ["jti", "sub", "kid"] {
@@ -382,7 +382,7 @@ fn a_null_string_member_is_refused() {
 }
 
 /// A snapshot counts its distinct entries, for the entries gauge
-/// (docs/telemetry.md, "Revocation").
+/// (docs/telemetry.md, "Counters and gauges").
 #[test]
 fn a_snapshot_counts_its_distinct_entries() {
     let empty = Snapshot::build(&doc(vec![]), NOW);
@@ -1036,7 +1036,7 @@ fn fuzz_property_holds_on_a_mixed_document() {
 
 /// A property that cannot fail is no property: each check of the
 /// `revocation` fuzz target reports a counterexample fed to it, naming what
-/// broke (docs/revocation.md, "List format": every entry is enforced, by
+/// broke (docs/revocation.md, "The list document": every entry is enforced, by
 /// the snapshot and by the static list alike).
 #[test]
 fn fuzz_properties_report_their_counterexamples() {
@@ -1070,7 +1070,7 @@ fn fuzz_properties_report_their_counterexamples() {
 
 /// A body that is JSON, but not a list document, is refused as a document
 /// of the wrong shape, never reported as "not JSON" (docs/revocation.md,
-/// "List format").
+/// "The list document").
 #[test]
 fn json_of_another_shape_is_a_shape_error_not_a_json_error() {
     for body in [
@@ -1093,7 +1093,7 @@ fn json_of_another_shape_is_a_shape_error_not_a_json_error() {
 
 /// The canonical writer escapes what JSON needs escaped and nothing more:
 /// a space or any printable character is written as itself
-/// (docs/revocation.md, "List format").
+/// (docs/revocation.md, "The list document").
 #[test]
 fn the_canonical_form_writes_printable_text_as_itself() {
     let json = doc(vec![sub("John Doe ~é", None), jti("a\"b\\c\u{7f}\u{1f}")]).to_json();
@@ -1109,7 +1109,7 @@ fn the_canonical_form_writes_printable_text_as_itself() {
 /// A `sub` entry with `before` B revokes the tokens issued before B, those
 /// without `iat`, and those whose `iat` cannot be read as a time (NaN, or
 /// negative from hostile bytes): a fault never un-revokes. With B = 0, a
-/// token issued at 0 is not before it (docs/revocation.md, "List format":
+/// token issued at 0 is not before it (docs/revocation.md, "The list document":
 /// `before`).
 #[test]
 fn issued_before_at_zero_and_for_unreadable_times() {
@@ -1149,7 +1149,7 @@ fn crafted_table(slots: &[(Fingerprint, u32)]) -> Snapshot {
 
 /// A slot is empty only when all of it is zero: a fingerprint with one half
 /// zero is an entry like any other, which a lookup passes over to the next;
-/// at an empty slot a lookup stops (docs/revocation.md, "The snapshot").
+/// at an empty slot a lookup stops (docs/revocation.md, "Polling and the hand-over to workers").
 #[test]
 fn only_an_all_zero_slot_is_empty_and_a_lookup_stops_there() {
     let fp = fingerprint(Kind::Jti, "a");

@@ -1042,7 +1042,7 @@ mod tests {
     }
 
     /// Only `application/` may precede the type: twelve other characters
-    /// before `jwt` are a bad `typ` (docs/token.md, "Header").
+    /// before `jwt` are a bad `typ` (docs/token.md, "Header and signature").
     #[test]
     fn only_the_application_prefix_is_dropped_from_typ() {
         let (keys, k) = one_key();
@@ -1119,8 +1119,7 @@ mod tests {
     /// bytes of the token and of every claim it holds, never holds more than
     /// its byte bound (a token that does not fit is verified, not
     /// remembered), and answers a repeat with the same claims
-    /// (docs/deployment.md, "Memory"; docs/security.md, "Threats": CPU and
-    /// memory).
+    /// (docs/security.md, "Inside the gate").
     #[test]
     fn the_cache_remembers_verified_tokens_within_its_byte_bound() {
         let kid = "k".repeat(40);
