@@ -318,6 +318,29 @@ mod tests {
         assert!(set.select(Some("b"), Alg::Hs256).is_none());
     }
 
+    /// The configured keys, counted and listed in configuration order, as
+    /// `check-config` reports them (docs/configuration.md, "Keys"); a key
+    /// id displays as its text.
+    #[test]
+    fn a_key_set_counts_and_lists_its_keys_in_order() {
+        let empty = KeySet::default();
+        assert!(empty.is_empty());
+        assert_eq!(empty.len(), 0);
+        assert_eq!(empty.iter().count(), 0);
+        let set = KeySet::new(vec![
+            Key::new(KeyId("b".into()), Alg::Hs256, &[1; 32]).unwrap(),
+            Key::new(KeyId("a".into()), Alg::Hs384, &[2; 48]).unwrap(),
+        ]);
+        assert!(!set.is_empty());
+        assert_eq!(set.len(), 2);
+        let listed: Vec<(String, Alg)> =
+            set.iter().map(|k| (k.kid().to_string(), k.alg())).collect();
+        assert_eq!(
+            listed,
+            [("b".to_owned(), Alg::Hs256), ("a".to_owned(), Alg::Hs384)]
+        );
+    }
+
     #[test]
     fn missing_kid_needs_exactly_one_key() {
         let set = KeySet::new(vec![

@@ -959,6 +959,16 @@ mod tests {
         assert_eq!(norm("/a/b.;x/c"), ok("/a/b./c"));
     }
 
+    /// Path parameters are cut whole, escapes included: an escape inside
+    /// one never reaches the path matched (docs/configuration.md, "Rules":
+    /// path parameters).
+    #[test]
+    fn escapes_inside_path_parameters_are_cut_with_them() {
+        assert_eq!(norm("/admin;x%41y/users"), ok("/admin/users"));
+        assert_eq!(norm("/admin;%7E/users"), ok("/admin/users"));
+        assert_eq!(norm("/a;%20"), ok("/a"));
+    }
+
     #[test]
     fn refuses_dot_segments_hidden_behind_parameters() {
         // Tomcat resolves these, nginx and Go take them as names: the gate
@@ -1133,6 +1143,32 @@ mod tests {
         assert_eq!(host(b"a:65535"), Ok("a".to_owned()));
     }
 
+    /// A host name is at most 253 bytes, each label at most 63
+    /// (docs/security.md, "Rules: path, method, host": malformed hosts).
+    #[test]
+    fn authority_host_names_up_to_253_bytes_and_labels_up_to_63() {
+        let label = |c: char, n: usize| c.to_string().repeat(n);
+        let longest = format!(
+            "{}.{}.{}.{}",
+            label('a', 63),
+            label('b', 63),
+            label('c', 63),
+            label('d', 61)
+        );
+        assert_eq!(longest.len(), 253);
+        assert_eq!(
+            host(format!("{longest}:443").as_bytes()),
+            Ok(longest.clone())
+        );
+        let over = format!("{longest}e");
+        assert_eq!(host(over.as_bytes()), Err(AuthorityError::BadHostName));
+        assert_eq!(host(label('a', 63).as_bytes()), Ok(label('a', 63)));
+        assert_eq!(
+            host(label('a', 64).as_bytes()),
+            Err(AuthorityError::BadHostName)
+        );
+    }
+
     #[test]
     fn authority_refuses_what_upstreams_would_serve_as_another_host() {
         // Each of these is served as admin.example.com by some upstream
@@ -1207,6 +1243,21 @@ mod tests {
         ] {
             assert!(HostPattern::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    /// A configured host with a port never fits (ports are ignored when
+    /// matching), so it is refused, bracketed IPv6 included; the error says
+    /// why (docs/configuration.md, "Rules": hosts).
+    #[test]
+    fn a_host_pattern_with_a_port_is_refused_saying_so() {
+        for bad in ["[::1]:8080", "*.example.com:443", "example.com:443"] {
+            let e = HostPattern::parse(bad).unwrap_err();
+            assert!(e.contains("port"), "{bad:?}: {e}");
+        }
+        assert_eq!(
+            HostPattern::parse("a..b").unwrap_err(),
+            r#""a..b" is not a host: is not a host name (empty, trailing-dot or invalid label)"#
+        );
     }
 
     #[test]
@@ -1297,6 +1348,48 @@ mod tests {
                 action: Action::Deny,
             },
         ]
+    }
+
+    /// A last segment that is one character and dots (`/orders/7.`) is read
+    /// without them, as an extension is cut (docs/security.md, "Rules: path, method, host":
+    /// extensions and Windows' trailing dots).
+    #[test]
+    fn a_short_last_segment_ending_in_dots_is_read_without_them() {
+        assert!(path_readings("/orders/7.").contains(&"/orders/7".to_owned()));
+        assert!(path_readings("/a..").contains(&"/a".to_owned()));
+        assert!(path_readings("/orders/7").is_empty());
+    }
+
+    /// A front controller is read as what follows it only when something
+    /// does: `/index.php/x` is also `/x`, while `/index.php/` is read as the
+    /// script (without its slash or extension), never as `/` (docs/security.md, "Rules: path, method, host": front
+    /// controllers).
+    #[test]
+    fn a_front_controller_with_nothing_behind_it_is_the_script() {
+        assert!(path_readings("/index.php/x").contains(&"/x".to_owned()));
+        let bare = path_readings("/index.php/");
+        assert!(bare.contains(&"/index.php".to_owned()), "{bare:?}");
+        assert!(!bare.contains(&"/".to_owned()), "{bare:?}");
+    }
+
+    /// A short path ending in an escaped byte that is no whole character
+    /// (`/%80`) has no white space to trim: it is read as it is, and the
+    /// scan back over its bytes stops at the start (docs/security.md,
+    /// "Threats": trailing white space).
+    #[test]
+    fn a_path_ending_in_a_stray_escaped_byte_has_no_trimmed_reading() {
+        for path in ["/%80", "/%C3", "/%E2%80", "/a%80"] {
+            assert_eq!(path_readings(path), Vec::<String>::new(), "{path}");
+        }
+    }
+
+    /// Letters after an escape are lower-cased like any other; only the
+    /// escape's two hex digits keep their case (docs/security.md, "Rules: path, method, host":
+    /// path case).
+    #[test]
+    fn letters_after_an_escape_are_lower_cased() {
+        assert_eq!(path_readings("/a%3AB"), vec!["/a%3Ab".to_owned()]);
+        assert_eq!(path_readings("/%7EAdmin/X"), vec!["/%7Eadmin/x".to_owned()]);
     }
 
     #[test]

@@ -310,6 +310,7 @@ mod tests {
         assert_eq!(table.len(), Reason::ALL.len());
         for (reason, (name, status, code)) in Reason::ALL.iter().zip(table) {
             assert_eq!(reason.as_str(), name);
+            assert_eq!(reason.to_string(), name, "displays as its name");
             assert_eq!(reason.status(), status, "{name}");
             assert_eq!(reason.error_code(), code, "{name}");
         }
@@ -343,6 +344,18 @@ mod tests {
         assert_eq!(
             challenge,
             "Bearer realm=\"api\", error=\"insufficient_scope\", error_description=\"the token lacks a required scope or role\", scope=\"orders:read orders:write\""
+        );
+    }
+
+    /// The realm is configuration text inside a quoted string: `"` and `\`
+    /// are dropped from it, never sent to break the challenge open
+    /// (docs/responses.md, "The answer").
+    #[test]
+    fn quotes_and_backslashes_are_dropped_from_the_realm() {
+        let r = refusal_response(Reason::Missing, r#"orders "api" \ v2"#, &[]);
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some(r#"Bearer realm="orders api  v2""#)
         );
     }
 

@@ -373,6 +373,18 @@ mod tests {
         assert!(!same_header_name(b"x-auth-subject", b"x-auth-subjec"));
     }
 
+    /// PHP reads `base[…]` as the parameter `base`, whatever `base` holds
+    /// (a `]` included, where Rack and qs cut the name short): a configured
+    /// name is found under its array spelling (docs/security.md, "Headers the upstream trusts":
+    /// token names PHP reads as the token's).
+    #[test]
+    fn php_reads_an_array_suffix_off_any_name() {
+        assert!(same_param_name(b"tok]en[0]", b"tok]en"));
+        assert!(same_param_name(b"tok]en[]", b"tok]en"));
+        assert!(!same_param_name(b"tok]en[0", b"tok]en"));
+        assert!(!same_param_name(b"tok]en]", b"tok]en"));
+    }
+
     #[test]
     fn jws_shaped_words_are_found_under_any_scheme() {
         assert!(holds_jws(b"JWT eyJh.eyJw.c2ln"));

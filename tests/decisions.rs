@@ -190,6 +190,51 @@ fn allows_a_valid_token_and_forwards_claims() {
     );
 }
 
+/// Claims beyond the registered ones go upstream each in its own header,
+/// strings as they are and numbers in decimal; an absent one sets none
+/// (docs/configuration.md, "Token sources and forwarding").
+#[test]
+fn each_forwarded_extra_claim_goes_in_its_own_header() {
+    let mut json = config_json();
+    json["claims_to_headers"]["tenant"] = json!("x-auth-tenant");
+    json["claims_to_headers"]["level"] = json!("x-auth-level");
+    json["claims_to_headers"]["region"] = json!("x-auth-region");
+    let config = config_from(json);
+    let t = token_with(|c| {
+        c["tenant"] = json!("acme");
+        c["level"] = json!(3);
+    });
+    let v = get("/orders/7").bearer(&t).run(&config);
+    assert_eq!(v.decision, Decision::Allow);
+    assert!(v
+        .set_headers
+        .contains(&("x-auth-tenant".into(), "acme".into())));
+    assert!(v.set_headers.contains(&("x-auth-level".into(), "3".into())));
+    assert!(
+        !v.set_headers.iter().any(|(h, _)| h == "x-auth-region"),
+        "{:?}",
+        v.set_headers
+    );
+}
+
+/// `require_claims` may name any claim, not only registered ones: a token
+/// without it is malformed (docs/configuration.md, "Filter (`root_id: tokengate`)").
+#[test]
+fn a_required_extra_claim_must_be_present() {
+    let mut json = config_json();
+    json["require_claims"] = json!(["exp", "tenant"]);
+    let config = config_from(json);
+    let with = token_with(|c| c["tenant"] = json!("acme"));
+    assert_eq!(
+        get("/orders/7").bearer(&with).run(&config).decision,
+        Decision::Allow
+    );
+    assert_eq!(
+        get("/orders/7").bearer(&token()).run(&config).decision,
+        refused(Reason::Malformed)
+    );
+}
+
 #[test]
 fn bad_request_for_a_path_escaping_the_root() {
     assert_eq!(
@@ -312,6 +357,30 @@ fn not_yet_valid_by_nbf_or_iat() {
         get("/orders").bearer(&t).decision(),
         refused(Reason::NotYetValid)
     );
+}
+
+/// `iat` is refused only when later than now + `clock_skew_s`: a token
+/// issued exactly at that instant is valid (docs/token.md, "Claims").
+#[test]
+fn a_token_issued_exactly_at_now_plus_skew_is_accepted() {
+    let t = token_with(|c| c["iat"] = json!(NOW + 30));
+    assert_eq!(get("/orders").bearer(&t).decision(), Decision::Allow);
+    let t = token_with(|c| c["iat"] = json!(NOW as f64 + 30.5));
+    assert_eq!(
+        get("/orders").bearer(&t).decision(),
+        refused(Reason::NotYetValid)
+    );
+}
+
+/// `max_lifetime_s` refuses a token whose `exp - iat` exceeds it: exactly
+/// the maximum is fine (docs/configuration.md, "Filter (`root_id: tokengate`)").
+#[test]
+fn a_lifetime_of_exactly_max_lifetime_s_is_accepted() {
+    let t = token_with(|c| {
+        c["iat"] = json!(NOW - 10);
+        c["exp"] = json!(NOW - 10 + 86400);
+    });
+    assert_eq!(get("/orders").bearer(&t).decision(), Decision::Allow);
 }
 
 #[test]
@@ -512,6 +581,58 @@ fn token_is_cut_from_query_and_cookie() {
         .run(&config());
     assert_eq!(v.decision, Decision::Allow);
     assert_eq!(v.new_cookie, Some(Some(b"theme=dark".to_vec())));
+}
+
+/// Cutting the token out of the query keeps every other pair with the
+/// separator that stood before it, `;` as well as `&` (docs/configuration.md,
+/// "forward_token").
+#[test]
+fn the_query_keeps_its_own_separators_when_the_token_is_cut() {
+    let t = token();
+    for (path, forwarded) in [
+        (
+            format!("/orders?a=1&access_token={t};b=2"),
+            "/orders?a=1;b=2",
+        ),
+        (
+            format!("/orders?a=1;access_token={t}&b=2;c=3"),
+            "/orders?a=1&b=2;c=3",
+        ),
+    ] {
+        let v = get(&path).run(&config());
+        assert_eq!(v.decision, Decision::Allow, "{path}");
+        assert_eq!(v.new_path.as_deref(), Some(forwarded.as_bytes()), "{path}");
+    }
+}
+
+/// The header map the adapter sets in one call is the request's own, in
+/// order, without the token and forged claim headers, then the claim
+/// headers set (docs/configuration.md, "Token sources and forwarding").
+#[test]
+fn the_edited_header_map_keeps_other_headers_in_order_then_adds_the_claims() {
+    let t = token();
+    let headers: Vec<(String, Vec<u8>)> = [
+        ("x-request-id", "r-1".to_owned()),
+        ("authorization", format!("Bearer {t}")),
+        ("x-auth-subject", "spoofed".to_owned()),
+        ("accept", "*/*".to_owned()),
+    ]
+    .into_iter()
+    .map(|(n, v)| (n.to_owned(), v.into_bytes()))
+    .collect();
+    let mut req = get("/orders/7");
+    req.headers = headers.clone();
+    let v = req.run(&config());
+    assert_eq!(v.decision, Decision::Allow);
+    let map = v.edited_map(&headers);
+    let mut want: Vec<(&str, &[u8])> = vec![("x-request-id", b"r-1"), ("accept", b"*/*")];
+    want.extend(
+        v.set_headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_bytes())),
+    );
+    assert_eq!(map, want);
+    assert!(map.contains(&("x-auth-subject", &b"user-7"[..])));
 }
 
 #[test]

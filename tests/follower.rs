@@ -441,3 +441,60 @@ fn a_response_to_no_poll_is_ignored() {
         Outcome::Stale
     ));
 }
+
+/// The list's entries, for the `tokengate.revocation.entries` gauge: those
+/// of a new list as it is published, then those of the list in force
+/// (docs/telemetry.md, "Counters and gauges").
+#[test]
+fn a_new_list_and_the_list_in_force_count_their_entries() {
+    let config = unsigned();
+    let mut f = Follower::new(&config);
+    assert_eq!(f.entries(), None);
+    let body = doc(1, NOW, vec![jti("a"), jti("b"), jti("c")]).to_json();
+    let outcome = answer(&mut f, &config, NOW, &body);
+    match &outcome {
+        Outcome::Publish(p) => assert_eq!(p.entries(), 3),
+        other => panic!("expected a new list, got {other:?}"),
+    }
+    commit(&mut f, outcome);
+    assert_eq!(f.entries(), Some(3));
+}
+
+/// An unsigned list confirmed by a 200 with the same version and entries
+/// is fresh from that fetch, in the follower's own age as in what it
+/// publishes (docs/revocation.md, "Age and staleness").
+#[test]
+fn an_unsigned_list_confirmed_by_the_same_version_is_fresh_from_that_fetch() {
+    let config = unsigned();
+    let mut f = Follower::new(&config);
+    let body = doc(5, NOW, vec![jti("a")]).to_json();
+    take(&mut f, &config, NOW, &body);
+    assert!(matches!(
+        answer(&mut f, &config, NOW + 100, &body),
+        Outcome::Confirmed { .. }
+    ));
+    assert_eq!(f.age_s(NOW + 103), Some(3));
+}
+
+/// A body of exactly `max_bytes` is read; one byte more is a failed fetch
+/// (docs/revocation.md, "Polling and the hand-over to workers").
+#[test]
+fn a_body_of_exactly_max_bytes_is_read_and_one_byte_more_fails() {
+    let config = unsigned();
+    assert_eq!(config.max_bytes(), 4096);
+    let json = doc(1, NOW, vec![jti("a")]).to_json();
+    let exact = format!("{json}{}", " ".repeat(4096 - json.len()));
+    let mut f = Follower::new(&config);
+    take(&mut f, &config, NOW, &exact);
+    assert_eq!(f.version(), Some(1));
+    let over = format!(
+        "{}{}",
+        doc(2, NOW, vec![jti("a")]).to_json(),
+        " ".repeat(4097 - json.len())
+    );
+    assert_eq!(over.len(), 4097);
+    let (why, rollback) = failed(answer(&mut f, &config, NOW + 10, &over));
+    assert!(why.contains("max_bytes"), "{why}");
+    assert!(!rollback);
+    assert_eq!(f.version(), Some(1));
+}

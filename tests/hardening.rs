@@ -1304,3 +1304,188 @@ fn white_space_before_an_extension_and_windows_script_names_are_read() {
         assert_eq!(reason(&v), Some(Reason::BadRequest), "{path}");
     }
 }
+
+// --- the bounds and the strict readings, at their edges ---
+
+/// At most 8 method-override values are read, all headers and `_method`
+/// parameters together; a ninth is a bad request (docs/security.md,
+/// "Threats": method overrides).
+#[test]
+fn eight_method_override_values_are_read_and_a_ninth_is_a_bad_request() {
+    let c = with_delete_rule();
+    let writer = bearer(&token_with(|c| {
+        c["scope"] = json!("orders:read orders:write")
+    }));
+    // Every value falls under the same rule as POST: the request is decided.
+    let eight = "PUT, PATCH, POST, PUT, PATCH, POST, PUT, PATCH";
+    let v = decide_on(
+        &c,
+        "POST",
+        "/orders/7",
+        "api.example.com",
+        &[
+            ("authorization", &writer),
+            ("x-http-method-override", eight),
+        ],
+    );
+    assert_eq!(v.decision, Decision::Allow);
+    // The same eight split between a header and the query still count once each.
+    let v = decide_on(
+        &c,
+        "POST",
+        "/orders/7?_method=PUT",
+        "api.example.com",
+        &[
+            ("authorization", &writer),
+            (
+                "x-http-method-override",
+                "PATCH, POST, PUT, PATCH, POST, PUT, PATCH",
+            ),
+        ],
+    );
+    assert_eq!(v.decision, Decision::Allow);
+    let nine = format!("{eight}, POST");
+    let v = decide_on(
+        &c,
+        "POST",
+        "/orders/7",
+        "api.example.com",
+        &[
+            ("authorization", &writer),
+            ("x-http-method-override", &nine),
+        ],
+    );
+    assert_eq!(reason(&v), Some(Reason::BadRequest));
+}
+
+/// A `Forwarded` value is strict RFC 7239: every element is `name=value`.
+/// A name without `=` or a value without a name is a bad request, and an
+/// escaped quote (a quoted-pair) inside a quoted value does not end it
+/// (docs/security.md, "Rules: path, method, host": `Forwarded`).
+#[test]
+fn a_forwarded_pair_needs_a_name_and_an_equals_sign_and_quoted_pairs_are_read() {
+    let c = config();
+    let t = bearer(&token_with(|_| {}));
+    for value in ["host admin.example.com", "=admin.example.com", "for=x;=y"] {
+        let v = decide_on(
+            &c,
+            "GET",
+            "/x",
+            "a.com",
+            &[("authorization", &t), ("forwarded", value)],
+        );
+        assert_eq!(reason(&v), Some(Reason::BadRequest), "{value}");
+    }
+    for value in [
+        r#"for="x\"y""#,
+        r#"for="\\";host=a.com"#,
+        r#"for="ab\"cd\"ef""#,
+    ] {
+        let v = decide_on(
+            &c,
+            "GET",
+            "/x",
+            "a.com",
+            &[("authorization", &t), ("forwarded", value)],
+        );
+        assert_eq!(v.decision, Decision::Allow, "{value}");
+    }
+}
+
+/// At most 32 readings of the path in all: path-override headers that
+/// bring more are a bad request, up to 32 are decided (docs/security.md,
+/// "Threats": path overrides).
+#[test]
+fn thirty_two_path_readings_are_decided_and_more_are_a_bad_request() {
+    let c = config();
+    let t = bearer(&token_with(|_| {}));
+    let paths: Vec<String> = (1..=33).map(|i| format!("/orders/{i}")).collect();
+    let headers = |n: usize| -> Vec<(&str, &str)> {
+        let mut h = vec![("authorization", t.as_str())];
+        h.extend(paths.iter().take(n).map(|p| ("x-original-url", p.as_str())));
+        h
+    };
+    let v = decide_on(&c, "GET", "/orders/7", "api.example.com", &headers(1));
+    assert_eq!(
+        v.decision,
+        Decision::Allow,
+        "one override under the same rule"
+    );
+    let v = decide_on(&c, "GET", "/orders/7", "api.example.com", &headers(32));
+    assert_eq!(v.decision, Decision::Allow, "32 readings");
+    let v = decide_on(&c, "GET", "/orders/7", "api.example.com", &headers(33));
+    assert_eq!(reason(&v), Some(Reason::BadRequest), "33 readings");
+    // An override's own readings count too: `/orders/a.json/` is also
+    // `/orders/a.json` and `/orders/a` to some upstream.
+    let more = tokengate::policy::path_readings("/orders/a.json/").len();
+    assert!(more >= 2, "{more}");
+    for (plain, expected) in [(31 - more, None), (32 - more, Some(Reason::BadRequest))] {
+        let mut h = headers(plain);
+        h.push(("x-original-url", "/orders/a.json/"));
+        let v = decide_on(&c, "GET", "/orders/7", "api.example.com", &h);
+        assert_eq!(reason(&v), expected, "{plain} + 1 + {more} readings");
+    }
+}
+
+/// At most 8 readings of the host (`:authority`, `host`, the
+/// X-Forwarded-Host family, `Forwarded`) are compared; a ninth distinct one
+/// is a bad request (docs/security.md, "Rules: path, method, host": other hosts).
+#[test]
+fn eight_host_readings_are_decided_and_a_ninth_is_a_bad_request() {
+    let c = config();
+    let t = bearer(&token_with(|_| {}));
+    let seven = "b.com, c.com, d.com, e.com, f.com, g.com, h.com";
+    let v = decide_on(
+        &c,
+        "GET",
+        "/x",
+        "a.com",
+        &[("authorization", &t), ("x-forwarded-host", seven)],
+    );
+    assert_eq!(v.decision, Decision::Allow);
+    // A repeated host is one reading.
+    let v = decide_on(
+        &c,
+        "GET",
+        "/x",
+        "a.com",
+        &[
+            ("authorization", &t),
+            ("x-forwarded-host", &format!("{seven}, a.com, b.com")),
+        ],
+    );
+    assert_eq!(v.decision, Decision::Allow);
+    let v = decide_on(
+        &c,
+        "GET",
+        "/x",
+        "a.com",
+        &[
+            ("authorization", &t),
+            ("x-forwarded-host", &format!("{seven}, i.com")),
+        ],
+    );
+    assert_eq!(reason(&v), Some(Reason::BadRequest));
+}
+
+/// Each forged name is removed once however often it is sent, and a
+/// pseudo-header is never taken for one (docs/security.md, "Headers the upstream trusts":
+/// forged claim headers).
+#[test]
+fn each_forged_header_name_is_listed_once() {
+    let c = config();
+    let headers: Vec<(String, Vec<u8>)> = [
+        ("x-auth-subject", "a"),
+        ("x_auth_subject", "b"),
+        ("x-auth-subject", "c"),
+        (":authority", "a.com"),
+        ("x-other", "d"),
+    ]
+    .iter()
+    .map(|(n, v)| ((*n).to_owned(), v.as_bytes().to_vec()))
+    .collect();
+    assert_eq!(
+        c.forged_names(&headers, false),
+        ["x-auth-subject", "x_auth_subject"]
+    );
+}

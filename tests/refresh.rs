@@ -233,3 +233,107 @@ fn the_refresh_path_is_recognised_after_normalization() {
     assert!(c.is_refresh_path(b"/oauth//token?x=1"));
     assert!(!c.is_refresh_path(b"/oauth/token/x"));
 }
+
+/// The body is read as a form only when `content-type` says it is one: the
+/// same form under another type, or none, is `invalid_request`
+/// (docs/refresh.md).
+#[test]
+fn a_form_body_under_another_content_type_is_invalid_request() {
+    let form = format!(
+        "grant_type=refresh_token&refresh_token={}",
+        refresh_token(|_| {})
+    );
+    for content_type in [Some("application/json"), Some("text/plain"), None] {
+        let a = send("POST", content_type, &form);
+        assert_eq!(
+            (a.reply.status, body(&a)["error"].as_str()),
+            (400, Some("invalid_request")),
+            "{content_type:?}"
+        );
+    }
+    assert_eq!(post(&form).reply.status, 200);
+}
+
+/// An empty `refresh_token` is a missing one (`invalid_request`), never a
+/// token to check (docs/refresh.md).
+#[test]
+fn an_empty_refresh_token_is_invalid_request() {
+    let a = post("grant_type=refresh_token&refresh_token=");
+    let b = body(&a);
+    assert_eq!(
+        (a.reply.status, b["error"].as_str(), b["reason"].as_str()),
+        (400, Some("invalid_request"), Some("bad_request"))
+    );
+}
+
+/// An empty `scope` asks for nothing in particular: the new token carries
+/// the refresh token's own scopes and roles, as when `scope` is left out
+/// (docs/refresh.md).
+#[test]
+fn an_empty_scope_parameter_is_no_scope_asked() {
+    let a = post(&format!(
+        "grant_type=refresh_token&scope=&refresh_token={}",
+        refresh_token(|_| {})
+    ));
+    assert_eq!(a.reply.status, 200, "{}", a.reply.body);
+    assert_eq!(body(&a)["scope"], "orders:read orders:write");
+}
+
+/// The form is at most 8 KiB: exactly 8 KiB is read, one byte more is
+/// refused before it is parsed (docs/refresh.md).
+#[test]
+fn a_form_of_exactly_8_kib_is_read_and_one_byte_more_is_too_large() {
+    use tokengate::refresh::{parse_form, FormError, MAX_FORM_BYTES};
+    assert_eq!(MAX_FORM_BYTES, 8 * 1024);
+    let head = "grant_type=refresh_token&pad=";
+    let exact = format!("{head}{}", "x".repeat(MAX_FORM_BYTES - head.len()));
+    assert_eq!(exact.len(), 8 * 1024);
+    assert_eq!(parse_form(exact.as_bytes()).unwrap().len(), 2);
+    let over = format!("{exact}x");
+    assert_eq!(parse_form(over.as_bytes()), Err(FormError::TooLarge));
+}
+
+/// With `require_tls`, the refresh endpoint answers only over TLS; without
+/// it the request is refused (`invalid_request`, reason `tls_required`)
+/// before the token is read (docs/refresh.md).
+#[test]
+fn with_require_tls_a_refresh_is_answered_only_over_tls() {
+    use base64::Engine as _;
+    let secret = base64::engine::general_purpose::STANDARD.encode(SECRET);
+    let json = json!({
+        "keys": [{"kid": "k1", "alg": "HS256", "secret": secret}],
+        "issuers": ["https://auth.example.com"],
+        "require_tls": true,
+        "rules": [{"match": {"prefix": "/"}}],
+        "refresh": {"path": "/oauth/token", "kid": "k1"}
+    });
+    let config = Config::from_json(json.to_string().as_bytes(), &Secrets::Placeholder).unwrap();
+    let form = format!(
+        "grant_type=refresh_token&refresh_token={}",
+        refresh_token(|_| {})
+    );
+    let req = RefreshRequest {
+        method: "POST",
+        content_type: Some(b"application/x-www-form-urlencoded"),
+        body: form.as_bytes(),
+    };
+    let over = |tls: bool| {
+        config.refresh(
+            &req,
+            &FixedConnection {
+                tls,
+                peer_certificate_sha256: None,
+            },
+            Revocations::default(),
+            NOW,
+            [7; 16],
+        )
+    };
+    assert_eq!(over(true).reply.status, 200, "{}", over(true).reply.body);
+    let a = over(false);
+    let b = body(&a);
+    assert_eq!(
+        (a.reply.status, b["error"].as_str(), b["reason"].as_str()),
+        (400, Some("invalid_request"), Some("tls_required"))
+    );
+}

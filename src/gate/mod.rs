@@ -93,7 +93,7 @@ const OTHER_HOST_HEADERS: [&str; 3] = ["x-forwarded-host", "x-original-host", "x
 /// parameters together); more is a bad request.
 const MAX_METHOD_VALUES: usize = 8;
 
-/// At most this many readings of the path in all; more is a bad request.
+/// At most this many readings of the path in all (an override counts its own); more is a bad request.
 const MAX_PATH_READINGS: usize = 32;
 
 /// Headers that old Symfony, Zend and IIS rewrites read as the request's
@@ -352,7 +352,7 @@ impl Config {
             {
                 let other = policy::normalize_path(value).map_err(|_| Reason::BadRequest)?;
                 let more = policy::path_readings(&other);
-                if readings.len() + more.len() > MAX_PATH_READINGS {
+                if readings.len() + 1 + more.len() > MAX_PATH_READINGS {
                     return Err(Reason::BadRequest);
                 }
                 readings.push(other);

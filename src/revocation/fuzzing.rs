@@ -32,20 +32,36 @@ pub fn document_json(data: &[u8]) -> Result<(), String> {
     };
     let again = Document::parse_json(doc.to_json().as_bytes())
         .map_err(|e| format!("canonical form does not parse: {e}"))?;
-    if again != doc {
-        return Err("canonical form parses to another document".into());
-    }
+    same_document(&doc, &again)?;
     let snapshot = Snapshot::build(&doc, 0);
     let static_list = StaticList::new(doc.entries.clone());
     let reloaded = Snapshot::from_bytes(snapshot.as_bytes().to_vec())
         .map_err(|e| format!("built snapshot refused: {e}"))?;
-    for entry in &doc.entries {
-        let token = token_for(entry);
-        if !snapshot.is_revoked(&token)
-            || !reloaded.is_revoked(&token)
-            || !static_list.is_revoked(&token)
-        {
-            return Err(format!("entry not enforced: {:?}", entry.kind()));
+    enforces_every_entry("snapshot", &doc.entries, |t| snapshot.is_revoked(t))?;
+    enforces_every_entry("reloaded snapshot", &doc.entries, |t| {
+        reloaded.is_revoked(t)
+    })?;
+    enforces_every_entry("static list", &doc.entries, |t| static_list.is_revoked(t))
+}
+
+/// The canonical form parsed back (`again`) is the document itself.
+pub fn same_document(doc: &Document, again: &Document) -> Result<(), String> {
+    if again != doc {
+        return Err("canonical form parses to another document".into());
+    }
+    Ok(())
+}
+
+/// The lookup `what` (`is_revoked`), built from `entries`, revokes each
+/// entry's token ([`token_for`]).
+pub fn enforces_every_entry(
+    what: &str,
+    entries: &[Entry],
+    is_revoked: impl Fn(&TokenRef<'_>) -> bool,
+) -> Result<(), String> {
+    for entry in entries {
+        if !is_revoked(&token_for(entry)) {
+            return Err(format!("{what}: entry not enforced: {:?}", entry.kind()));
         }
     }
     Ok(())

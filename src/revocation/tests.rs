@@ -337,6 +337,84 @@ fn drop_expired_keeps_entries_expiring_now_or_later() {
     assert_eq!(left, ["now", "forever"]);
 }
 
+/// Entries read with no path of their own (a bare array) are named from
+/// their index: `[0].before` (docs/revocation.md, "The list document").
+#[test]
+fn entries_without_a_base_path_are_named_from_their_index() {
+    let value = r#"[{"jti":"a"},{"sub":"u","before":-3}]"#.as_bytes();
+    assert_eq!(
+        Document::parse_entries(value, ""),
+        Err("[1].before: must be an integer >= 0".into())
+    );
+}
+
+/// A member given twice in one entry is refused, whichever it is: the last
+/// value never silently wins (docs/revocation.md, "The list document").
+#[test]
+fn every_repeated_entry_member_is_refused() {
+    for (entry, field) in [
+        (r#"{"jti":"a","jti":"b"}"#, "jti"),
+        (r#"{"sub":"a","sub":"b"}"#, "sub"),
+        (r#"{"kid":"a","kid":"b"}"#, "kid"),
+        (r#"{"jti":"a","exp":1,"exp":2}"#, "exp"),
+        (r#"{"sub":"a","before":1,"before":2}"#, "before"),
+    ] {
+        assert_eq!(
+            shape(&format!(r#"{{"version":1,"entries":[{entry}]}}"#)),
+            format!(r#"entries[0]: duplicate field "{field}""#),
+            "{entry}"
+        );
+    }
+}
+
+/// `null` is no value for a string member, never taken for an absent one
+/// (docs/revocation.md, "The list document").
+#[test]
+fn a_null_string_member_is_refused() {
+    for field in ["jti", "sub", "kid"] {
+        assert_eq!(
+            shape(&format!(
+                r#"{{"version":1,"entries":[{{"{field}":null}}]}}"#
+            )),
+            format!("entries[0].{field}: must be a non-empty string"),
+        );
+    }
+}
+
+/// A snapshot counts its distinct entries, for the entries gauge
+/// (docs/telemetry.md, "Counters and gauges").
+#[test]
+fn a_snapshot_counts_its_distinct_entries() {
+    let empty = Snapshot::build(&doc(vec![]), NOW);
+    assert!(empty.is_empty());
+    assert_eq!(empty.len(), 0);
+    let some = Snapshot::build(&doc(vec![jti("a"), jti("a"), kid("k")]), NOW);
+    assert!(!some.is_empty());
+    assert_eq!(some.len(), 2);
+}
+
+/// The filter's `static` entries, counted (one per distinct entry) and
+/// empty only when there are none of any kind (docs/revocation.md,
+/// "Static entries").
+#[test]
+fn a_static_list_counts_its_entries_of_every_kind() {
+    assert!(StaticList::new(vec![]).is_empty());
+    assert_eq!(StaticList::new(vec![]).len(), 0);
+    for one in [jti("a"), kid("k"), sub("u", None)] {
+        let list = StaticList::new(vec![one.clone()]);
+        assert!(!list.is_empty(), "{one:?}");
+        assert_eq!(list.len(), 1, "{one:?}");
+    }
+    let list = StaticList::new(vec![
+        jti("a"),
+        kid("k"),
+        sub("u", None),
+        sub("v", Some(NOW)),
+        sub("v", Some(NOW - 10)),
+    ]);
+    assert_eq!(list.len(), 4);
+}
+
 #[test]
 fn static_entries_name_their_json_path() {
     let value = r#"[{"jti":"a"},{"kid":"k"},{"jti":"b","sub":"c"}]"#.as_bytes();
@@ -954,6 +1032,139 @@ fn random_bytes_never_panic() {
 fn fuzz_property_holds_on_a_mixed_document() {
     let body = doc(mixed_entries(200)).to_json();
     fuzzing::document_json(body.as_bytes()).unwrap();
+}
+
+/// A property that cannot fail is no property: each check of the
+/// `revocation` fuzz target reports a counterexample fed to it, naming what
+/// broke (docs/revocation.md, "The list document": every entry is enforced, by
+/// the snapshot and by the static list alike).
+#[test]
+fn fuzz_properties_report_their_counterexamples() {
+    let entries = vec![jti("j-1"), sub("user-42", Some(NOW)), kid("2026-09")];
+    let whole = doc(entries.clone());
+    assert_eq!(fuzzing::same_document(&whole, &whole.clone()), Ok(()));
+    let fewer = doc(entries[..2].to_vec());
+    assert!(fuzzing::same_document(&whole, &fewer).is_err());
+    let older = Document {
+        version: 41,
+        ..whole.clone()
+    };
+    assert!(fuzzing::same_document(&whole, &older).is_err());
+
+    let all = StaticList::new(entries.clone());
+    assert_eq!(
+        fuzzing::enforces_every_entry("static list", &entries, |t| all.is_revoked(t)),
+        Ok(())
+    );
+    for (i, missing) in entries.iter().enumerate() {
+        let mut rest = entries.clone();
+        rest.remove(i);
+        let partial = Snapshot::build(&doc(rest), NOW);
+        let err = fuzzing::enforces_every_entry("snapshot", &entries, |t| partial.is_revoked(t))
+            .unwrap_err();
+        assert!(err.starts_with("snapshot: "), "{err}");
+        assert!(err.contains(&format!("{:?}", missing.kind())), "{err}");
+    }
+    assert!(fuzzing::enforces_every_entry("nothing", &entries, |_| false).is_err());
+}
+
+/// A body that is JSON, but not a list document, is refused as a document
+/// of the wrong shape, never reported as "not JSON" (docs/revocation.md,
+/// "The list document").
+#[test]
+fn json_of_another_shape_is_a_shape_error_not_a_json_error() {
+    for body in [
+        "[]",
+        "42",
+        "null",
+        r#"{"version":1,"entries":[[1]]}"#,
+        r#"{"version":"1","entries":[]}"#,
+    ] {
+        match Document::parse_json(body.as_bytes()) {
+            Err(DocumentError::Shape(m)) => assert!(!m.is_empty(), "{body}"),
+            other => panic!("{body}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        Document::parse_json(b"{\"version\":1,"),
+        Err(DocumentError::Json(_))
+    ));
+}
+
+/// The canonical writer escapes what JSON needs escaped and nothing more:
+/// a space or any printable character is written as itself
+/// (docs/revocation.md, "The list document").
+#[test]
+fn the_canonical_form_writes_printable_text_as_itself() {
+    let json = doc(vec![sub("John Doe ~é", None), jti("a\"b\\c\u{7f}\u{1f}")]).to_json();
+    assert!(json.contains(r#"{"sub":"John Doe ~é"}"#), "{json}");
+    assert!(json.contains(r#"{"jti":"a\"b\\c\u007f\u001f"}"#), "{json}");
+    let again = Document::parse_json(json.as_bytes()).unwrap();
+    assert_eq!(
+        again,
+        doc(vec![sub("John Doe ~é", None), jti("a\"b\\c\u{7f}\u{1f}")])
+    );
+}
+
+/// A `sub` entry with `before` B revokes the tokens issued before B, those
+/// without `iat`, and those whose `iat` cannot be read as a time (NaN, or
+/// negative from hostile bytes): a fault never un-revokes. With B = 0, a
+/// token issued at 0 is not before it (docs/revocation.md, "The list document":
+/// `before`).
+#[test]
+fn issued_before_at_zero_and_for_unreadable_times() {
+    use super::lookup::issued_before;
+    assert!(!issued_before(Some(0.0), 0));
+    assert!(!issued_before(Some(0.5), 0));
+    assert!(issued_before(None, 0));
+    assert!(issued_before(Some(f64::NAN), 0));
+    assert!(issued_before(Some(-1.0), 0));
+    assert!(issued_before(Some(-0.5), 0));
+    assert!(issued_before(Some(0.0), 1));
+    assert!(!issued_before(Some(1.0), 1));
+}
+
+/// Writes a snapshot of `slots` (fingerprint, aux) with one home slot, so
+/// every lookup starts at slot 0 and may probe them all.
+fn crafted_table(slots: &[(Fingerprint, u32)]) -> Snapshot {
+    let n = slots.len();
+    let mut bytes = vec![0u8; HEADER_LEN + n * SLOT_LEN];
+    bytes[..4].copy_from_slice(&SNAPSHOT_MAGIC);
+    bytes[4..8].copy_from_slice(&SNAPSHOT_FORMAT.to_le_bytes());
+    set_u64(&mut bytes, 8, 1);
+    set_u64(&mut bytes, 16, NOW);
+    set_u64(&mut bytes, 24, n as u64);
+    set_u64(&mut bytes, 32, 1);
+    set_u64(&mut bytes, 40, n as u64);
+    set_u64(&mut bytes, 48, 0);
+    set_u64(&mut bytes, 56, n as u64 - 1);
+    for (i, (fp, aux)) in slots.iter().enumerate() {
+        let at = HEADER_LEN + i * SLOT_LEN;
+        set_u64(&mut bytes, at, fp.hi);
+        bytes[at + 8..at + 12].copy_from_slice(&fp.lo.to_le_bytes());
+        bytes[at + 12..at + 16].copy_from_slice(&aux.to_le_bytes());
+    }
+    Snapshot::from_bytes(bytes).unwrap()
+}
+
+/// A slot is empty only when all of it is zero: a fingerprint with one half
+/// zero is an entry like any other, which a lookup passes over to the next;
+/// at an empty slot a lookup stops (docs/revocation.md, "Polling and the hand-over to workers").
+#[test]
+fn only_an_all_zero_slot_is_empty_and_a_lookup_stops_there() {
+    let fp = fingerprint(Kind::Jti, "a");
+    assert!(fp.hi > 0 && fp.lo > 0);
+    let token = token(Some("a"), None, None, "k");
+    for before in [
+        Fingerprint { hi: 0, lo: 5 },
+        Fingerprint { hi: fp.hi, lo: 0 },
+    ] {
+        assert!(before < fp);
+        assert!(crafted_table(&[(before, 0), (fp, 0)]).is_revoked(&token));
+    }
+    let empty = Fingerprint { hi: 0, lo: 0 };
+    assert!(!crafted_table(&[(empty, 0), (fp, 0)]).is_revoked(&token));
+    assert!(crafted_table(&[(fp, 0), (empty, 0)]).is_revoked(&token));
 }
 
 // --- size and speed -----------------------------------------------------------

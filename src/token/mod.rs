@@ -779,6 +779,20 @@ mod tests {
         assert_eq!(check(&t, &keys), Err(Reason::Malformed));
     }
 
+    /// Past 32 members the duplicate check sorts the names: distinct names
+    /// are still accepted however many there are (docs/token.md, "Claims":
+    /// unknown claims are ignored).
+    #[test]
+    fn accepts_many_distinct_members() {
+        let (keys, k) = one_key();
+        for n in [31, 32, 33, 40] {
+            let members: Vec<String> = (0..n).map(|i| format!("\"m{i}\":{i}")).collect();
+            let payload = format!("{{{}}}", members.join(","));
+            let t = craft(r#"{"alg":"HS256"}"#, &payload, &k);
+            assert!(check(&t, &keys).is_ok(), "{n} members");
+        }
+    }
+
     #[test]
     fn rejects_padded_and_noncanonical_base64url() {
         let (keys, k) = one_key();
@@ -905,6 +919,84 @@ mod tests {
         assert!(check(&t, &keys).is_ok());
     }
 
+    /// Text beyond ASCII is fine in a claim; the line and paragraph
+    /// separators U+2028 and U+2029 and the C1 controls are refused like
+    /// any control (docs/token.md, "Claims").
+    #[test]
+    fn accepts_non_ascii_text_but_not_separators_or_c1_controls() {
+        let (keys, k) = one_key();
+        for sub in ["josé", "日本語", "Ünïcödé"] {
+            let t = craft(r#"{"alg":"HS256"}"#, &format!(r#"{{"sub":"{sub}"}}"#), &k);
+            assert_eq!(check(&t, &keys).unwrap().sub.as_deref(), Some(sub));
+        }
+        // JSON escapes, and the characters themselves.
+        for bad in [
+            r"a\u2028b",
+            r"a\u2029b",
+            r"a\u0085b",
+            "é\u{2028}",
+            "\u{2029}é",
+        ] {
+            let t = craft(r#"{"alg":"HS256"}"#, &format!(r#"{{"sub":"{bad}"}}"#), &k);
+            assert_eq!(check(&t, &keys), Err(Reason::Malformed), "{bad}");
+        }
+    }
+
+    /// An array that is forwarded joined by spaces (`aud`, or an extra claim
+    /// named in `claims_to_headers`) may not hold an element with a space,
+    /// nor an empty one: joined, it would turn into two or vanish. Arrays
+    /// that are not forwarded are not held to it (docs/token.md, "Claims").
+    #[test]
+    fn forwarded_arrays_refuse_elements_that_would_split_when_joined() {
+        let (keys, k) = one_key();
+        let run = |spec: &ClaimSpec, payload: &str| {
+            let t = craft(r#"{"alg":"HS256"}"#, payload, &k);
+            verify(&t, &keys, 4096, spec).map(|_| ())
+        };
+        let groups = ClaimSpec {
+            extra: vec!["groups".into(), "tags".into()],
+            joined: vec!["groups".into()],
+        };
+        assert_eq!(run(&groups, r#"{"groups":["a","b"]}"#), Ok(()));
+        for payload in [r#"{"groups":["a b"]}"#, r#"{"groups":["a",""]}"#] {
+            assert_eq!(run(&groups, payload), Err(Reason::Malformed), "{payload}");
+        }
+        // Not forwarded joined: `tags` and `aud` may hold spaces here.
+        assert_eq!(run(&groups, r#"{"tags":["a b"],"aud":["x y"]}"#), Ok(()));
+        let aud = ClaimSpec {
+            extra: vec![],
+            joined: vec!["aud".into()],
+        };
+        assert_eq!(run(&aud, r#"{"aud":["a","b"]}"#), Ok(()));
+        for payload in [
+            r#"{"aud":["a b"]}"#,
+            r#"{"aud":"a b"}"#,
+            r#"{"aud":["", "x"]}"#,
+        ] {
+            assert_eq!(run(&aud, payload), Err(Reason::Malformed), "{payload}");
+        }
+    }
+
+    /// `x5t#S256` beside any other `cnf` member is a binding tokengate
+    /// cannot enforce, never taken for a certificate binding alone
+    /// (docs/token.md, "Claims": `cnf`).
+    #[test]
+    fn a_thumbprint_beside_another_confirmation_member_is_unsupported() {
+        let spec = ClaimSpec::default();
+        let parse = |json: &str| Claims::parse(json.as_bytes(), &spec).unwrap().cnf;
+        assert_eq!(
+            parse(r#"{"cnf":{"x5t#S256":"abc"}}"#),
+            Some(Binding::X5tS256("abc".into()))
+        );
+        for cnf in [
+            r#"{"cnf":{"x5t#S256":"abc","jkt":"def"}}"#,
+            r#"{"cnf":{"jkt":"def","x5t#S256":"abc"}}"#,
+            r#"{"cnf":{}}"#,
+        ] {
+            assert_eq!(parse(cnf), Some(Binding::Unsupported), "{cnf}");
+        }
+    }
+
     #[test]
     fn rejects_wrong_claim_types() {
         let (keys, k) = one_key();
@@ -947,6 +1039,22 @@ mod tests {
         }
         let t = craft(r#"{"alg":"HS256","typ":7}"#, "{}", &k);
         assert_eq!(check(&t, &keys), Err(Reason::Malformed));
+    }
+
+    /// Only `application/` may precede the type: twelve other characters
+    /// before `jwt` are a bad `typ` (docs/token.md, "Header and signature").
+    #[test]
+    fn only_the_application_prefix_is_dropped_from_typ() {
+        let (keys, k) = one_key();
+        for typ in ["example.com/jwt", "applicationXjwt", "vnd.example+jwt"] {
+            let t = craft(&format!(r#"{{"alg":"HS256","typ":"{typ}"}}"#), "{}", &k);
+            assert_eq!(check(&t, &keys), Err(Reason::Malformed), "{typ}");
+        }
+        assert_eq!(
+            token_type_of("application/rt+jwt"),
+            Some(TokenType::Refresh)
+        );
+        assert_eq!(token_type_of("Application/JWT"), Some(TokenType::Access));
     }
 
     #[test]
@@ -1005,6 +1113,86 @@ mod tests {
                 ("obj".into(), ClaimValue::Other),
             ]
         );
+    }
+
+    /// The per-worker cache remembers each verified token once, counts the
+    /// bytes of the token and of every claim it holds, never holds more than
+    /// its byte bound (a token that does not fit is verified, not
+    /// remembered), and answers a repeat with the same claims
+    /// (docs/security.md, "Inside the gate").
+    #[test]
+    fn the_cache_remembers_verified_tokens_within_its_byte_bound() {
+        let kid = "k".repeat(40);
+        let k = key(&kid, Alg::Hs256, &[9; 32]);
+        let keys = KeySet::new(vec![k.clone()]);
+        let spec = ClaimSpec {
+            extra: vec!["tenant".into()],
+            joined: vec![],
+        };
+        let off = VerifyCache::new(0, 1 << 20);
+        assert!(off.is_empty());
+        assert_eq!((off.len(), off.bytes()), (0, 0));
+
+        // Every claim the cache counts, each of a different size.
+        let text = |c: &str, n: usize| c.repeat(n);
+        let four = |c: &str| {
+            (0..4)
+                .map(|i| format!("{}{i}", text(c, 19)))
+                .collect::<Vec<_>>()
+        };
+        let aud: Vec<String> = (0..16).map(|i| format!("audience-{i:015}")).collect();
+        let t = sign(
+            &serde_json::json!({
+                "iss": text("i", 50), "sub": text("u", 1000), "jti": text("j", 60),
+                "role": text("r", 70), "token_use": text("e", 80), "aud": aud,
+                "scope": four("s").join(" "), "scp": four("p"), "roles": four("o"),
+                "cnf": {"x5t#S256": text("t", 100)}, "tenant": text("x", 500),
+            }),
+            &k,
+            "JWT",
+        );
+        // The entry's overhead, the token, and each claim's text; a list's
+        // strings also count their own `String` each.
+        let list = |n: usize, len: usize| n * (std::mem::size_of::<String>() + len);
+        let claims = 40
+            + 50
+            + 1000
+            + 60
+            + 70
+            + 80
+            + list(16, 24)
+            + list(4, 20) * 3
+            + 100
+            + "tenant".len()
+            + std::mem::size_of::<(String, ClaimValue)>()
+            + 500;
+        let floor = 128 + t.len() + claims;
+        let mut cache = VerifyCache::new(1024, 1 << 20);
+        assert!(cache.is_empty());
+        let v = cache.verify(&t, &keys, 8192, &spec).unwrap();
+        assert_eq!(v.claims().sub.as_deref(), Some(text("u", 1000).as_str()));
+        assert_eq!(cache.len(), 1);
+        assert!(!cache.is_empty());
+        let bytes = cache.bytes();
+        assert!((floor..floor + 64).contains(&bytes), "{bytes} for {floor}");
+
+        // A repeat is answered from the cache: the same claims, nothing added.
+        let again = cache.verify(&t, &keys, 8192, &spec).unwrap();
+        assert_eq!(again.claims(), v.claims());
+        assert_eq!((cache.len(), cache.bytes()), (1, bytes));
+        // Another token takes its own slot.
+        let other = sign(&serde_json::json!({"sub": "v"}), &k, "JWT");
+        cache.verify(&other, &keys, 8192, &spec).unwrap();
+        assert_eq!(cache.len(), 2);
+        assert!(cache.bytes() > bytes);
+
+        // One byte short of the token's size: verified, not remembered.
+        let mut small = VerifyCache::new(8, bytes - 1);
+        assert!(small.verify(&t, &keys, 8192, &spec).is_ok());
+        assert_eq!((small.len(), small.bytes()), (0, 0));
+        let mut exact = VerifyCache::new(8, bytes);
+        assert!(exact.verify(&t, &keys, 8192, &spec).is_ok());
+        assert_eq!((exact.len(), exact.bytes()), (1, bytes));
     }
 
     #[test]
