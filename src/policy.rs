@@ -1375,7 +1375,7 @@ mod tests {
     /// A short path ending in an escaped byte that is no whole character
     /// (`/%80`) has no white space to trim: it is read as it is, and the
     /// scan back over its bytes stops at the start (docs/security.md,
-    /// "Threats": trailing white space).
+    /// "Rules: path, method, host": trailing white space).
     #[test]
     fn a_path_ending_in_a_stray_escaped_byte_has_no_trimmed_reading() {
         for path in ["/%80", "/%C3", "/%E2%80", "/a%80"] {

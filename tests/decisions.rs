@@ -585,7 +585,7 @@ fn token_is_cut_from_query_and_cookie() {
 
 /// Cutting the token out of the query keeps every other pair with the
 /// separator that stood before it, `;` as well as `&` (docs/configuration.md,
-/// "forward_token").
+/// "Token sources and forwarding").
 #[test]
 fn the_query_keeps_its_own_separators_when_the_token_is_cut() {
     let t = token();

@@ -1309,7 +1309,7 @@ fn white_space_before_an_extension_and_windows_script_names_are_read() {
 
 /// At most 8 method-override values are read, all headers and `_method`
 /// parameters together; a ninth is a bad request (docs/security.md,
-/// "Threats": method overrides).
+/// "Rules: path, method, host": method overrides).
 #[test]
 fn eight_method_override_values_are_read_and_a_ninth_is_a_bad_request() {
     let c = with_delete_rule();
@@ -1394,7 +1394,7 @@ fn a_forwarded_pair_needs_a_name_and_an_equals_sign_and_quoted_pairs_are_read() 
 
 /// At most 32 readings of the path in all: path-override headers that
 /// bring more are a bad request, up to 32 are decided (docs/security.md,
-/// "Threats": path overrides).
+/// "Rules: path, method, host": path overrides).
 #[test]
 fn thirty_two_path_readings_are_decided_and_more_are_a_bad_request() {
     let c = config();

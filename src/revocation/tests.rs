@@ -394,8 +394,8 @@ fn a_snapshot_counts_its_distinct_entries() {
 }
 
 /// The filter's `static` entries, counted (one per distinct entry) and
-/// empty only when there are none of any kind (docs/revocation.md,
-/// "Static entries").
+/// empty only when there are none of any kind (docs/configuration.md,
+/// "Revocation settings of the filter").
 #[test]
 fn a_static_list_counts_its_entries_of_every_kind() {
     assert!(StaticList::new(vec![]).is_empty());
