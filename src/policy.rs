@@ -606,7 +606,12 @@ pub fn ends_in_script(path: &str) -> bool {
 /// IIS's CGI folder; its 8.3 short name too) and `htbin` (Python's
 /// `CGIHTTPRequestHandler`), read as [`windows_name`] reads names.
 fn is_script_dir(segment: &str) -> bool {
-    if segment.len() < 5 {
+    // Both names open with `c` or `h`, written as itself or escaped: any
+    // other segment is done without decoding it.
+    if !matches!(
+        segment.as_bytes().first(),
+        Some(b'c' | b'C' | b'h' | b'H' | b'%')
+    ) {
         return false;
     }
     let name = windows_name(segment);
@@ -1780,6 +1785,8 @@ mod script_tests {
             "CGI-BI~1",
             "htbin",
             "HTBIN.",
+            "%63gi-bin",
+            "%68tbin",
         ] {
             assert!(super::is_script_dir(dir), "{dir}");
         }

@@ -197,21 +197,22 @@ fn forwarded_hosts(value: &[u8]) -> Result<Vec<&[u8]>, Reason> {
 
 /// The path CodeIgniter routes when the request goes to its front
 /// controller (a directory it may be installed in: `/`, `/app/`; or a
-/// script: `/index.php`, any last segment `policy::is_script`) with a
-/// query that starts with `/`: the query up to the next `?`, normalized like
-/// any path. `None` for every other request.
+/// script: `/index.php`, a file under `/cgi-bin/`: `policy::ends_in_script`)
+/// with a query that starts with `/`: the query up to the next `?`,
+/// normalized like any path. `None` for every other request.
 fn query_as_path(raw: &[u8], path: &str) -> Result<Option<String>, Reason> {
-    // The script as `after_front_controller` reads it in a path: Windows
-    // spellings and escapes included (`/index.php.?/admin`,
-    // `/index.php%3A%3A%24DATA?/admin`).
-    let front = path.ends_with('/') || policy::ends_in_script(path);
-    if !front {
-        return Ok(None);
-    }
+    // The query first: the usual request has none that opens with `/`,
+    // and is done without reading its path's segments.
     let Some(query) = wire::query_range(raw).and_then(|r| raw.get(r)) else {
         return Ok(None);
     };
     if query.first() != Some(&b'/') {
+        return Ok(None);
+    }
+    // The script as `after_front_controller` reads it in a path: Windows
+    // spellings and escapes included (`/index.php.?/admin`,
+    // `/index.php%3A%3A%24DATA?/admin`).
+    if !(path.ends_with('/') || policy::ends_in_script(path)) {
         return Ok(None);
     }
     let other = policy::normalize_path(query).map_err(|_| Reason::BadRequest)?;
