@@ -571,7 +571,11 @@ fn check_failure_policy(report: &mut Report, plugin: &Plugin<'_>) {
         (Dialect::GatewayPolicy, Some(FailurePolicy::FailOpenDeprecated)) => {
             return report.error(
                 location,
-                &plugin.json_prefix.replace(".config", ".failOpen"),
+                // `spec.wasm[N].config` → `spec.wasm[N].failOpen`.
+                &plugin
+                    .json_prefix
+                    .strip_suffix("config")
+                    .map_or_else(|| "failOpen".to_owned(), |entry| format!("{entry}failOpen")),
                 "is true: once the VM fails, every request passes unchecked (an auth bypass); set failOpen: false",
             );
         }
