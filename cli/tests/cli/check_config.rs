@@ -459,6 +459,26 @@ fn json_output_lists_configurations_and_findings() {
     assert_eq!(out["errors"][0]["path"], "cluster");
 }
 
+/// check-config passes `path` with no error and no warning.
+#[track_caller]
+fn passes_without_a_warning(dir: &Dir, path: &std::path::Path) {
+    let run = check(dir, path.to_str().unwrap());
+    assert_eq!(
+        run.code,
+        0,
+        "{}: {}{}",
+        path.display(),
+        run.stdout,
+        run.stderr
+    );
+    assert_eq!(run.stderr, "", "{}", path.display());
+    assert!(
+        run.stdout.ends_with(" 0 errors, 0 warnings\n"),
+        "{}",
+        run.stdout
+    );
+}
+
 #[test]
 fn the_shipped_envoy_examples_pass_as_checked_in() {
     // envoy/*.yaml are meant to run as they are (no template to render), so
@@ -473,21 +493,7 @@ fn the_shipped_envoy_examples_pass_as_checked_in() {
         if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
             continue;
         }
-        let run = check(&dir, path.to_str().unwrap());
-        assert_eq!(
-            run.code,
-            0,
-            "{}: {}{}",
-            path.display(),
-            run.stdout,
-            run.stderr
-        );
-        assert_eq!(run.stderr, "", "{}", path.display());
-        assert!(
-            run.stdout.ends_with(" 0 errors, 0 warnings\n"),
-            "{}",
-            run.stdout
-        );
+        passes_without_a_warning(&dir, &path);
         checked.push(path.file_name().unwrap().to_str().unwrap().to_owned());
     }
     checked.sort();
@@ -516,21 +522,7 @@ fn every_yaml_file_under_examples_passes_as_checked_in() {
     files.sort();
     let dir = Dir::new();
     for path in &files {
-        let run = check(&dir, path.to_str().unwrap());
-        assert_eq!(
-            run.code,
-            0,
-            "{}: {}{}",
-            path.display(),
-            run.stdout,
-            run.stderr
-        );
-        assert_eq!(run.stderr, "", "{}", path.display());
-        assert!(
-            run.stdout.ends_with(" 0 errors, 0 warnings\n"),
-            "{}",
-            run.stdout
-        );
+        passes_without_a_warning(&dir, path);
     }
     let names: Vec<String> = files
         .iter()
