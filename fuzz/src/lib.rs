@@ -1230,7 +1230,9 @@ pub fn readings_model(path: &str) -> BTreeSet<String> {
             }
             out.to_ascii_lowercase()
         }
-        fn names_script(segment: &str) -> bool {
+        /// The name as Windows opens it: decoded, in lower case, without
+        /// trailing dots, spaces, `::$data` and the directory streams.
+        fn windows_name(segment: &str) -> Vec<u8> {
             let mut name = decoded(segment);
             loop {
                 if name.ends_with(b".") || name.ends_with(b" ") {
@@ -1242,19 +1244,25 @@ pub fn readings_model(path: &str) -> BTreeSet<String> {
                 } else if name.ends_with(b"::$index_allocation") {
                     name.truncate(name.len() - 19);
                 } else {
-                    // Any extension of the name, not only the last.
-                    return name.split(|b| *b == b'.').skip(1).any(|part| {
-                        [
-                            "php", "php3", "php4", "php5", "php7", "php8", "phtml", "pht", "phar",
-                            "cgi", "fcgi", "pl", "py", "wsgi", "aspx", "ashx", "asmx", "svc",
-                            "xamlx", "rem", "soap", "cshtml", "vbhtml", "asp", "asa", "cer", "cdx",
-                            "cfm", "cfml", "cfc", "dll", "exe", "shtml",
-                        ]
-                        .iter()
-                        .any(|ext| part == ext.as_bytes())
-                    });
+                    return name;
                 }
             }
+        }
+        fn names_script(segment: &str) -> bool {
+            // Any extension of the name, not only the last.
+            windows_name(segment)
+                .split(|b| *b == b'.')
+                .skip(1)
+                .any(|part| {
+                    [
+                        "php", "php3", "php4", "php5", "php7", "php8", "phtml", "pht", "phar",
+                        "cgi", "fcgi", "pl", "py", "wsgi", "aspx", "ashx", "asmx", "svc", "xamlx",
+                        "rem", "soap", "cshtml", "vbhtml", "asp", "asa", "cer", "cdx", "cfm",
+                        "cfml", "cfc", "dll", "exe", "shtml",
+                    ]
+                    .iter()
+                    .any(|ext| part == ext.as_bytes())
+                })
         }
         let mut offset = 0;
         let mut after_cgi_bin = false;
@@ -1265,23 +1273,9 @@ pub fn readings_model(path: &str) -> BTreeSet<String> {
                 let rest = &path[offset..];
                 return (rest.len() > 1).then(|| rest.to_owned());
             }
-            // cgi-bin or htbin as Windows names a directory: trailing dots,
-            // spaces and the directory's own streams dropped; cgi-bin's 8.3
+            // cgi-bin or htbin as Windows names a directory; cgi-bin's 8.3
             // short name.
-            let mut dir = decoded(segment);
-            loop {
-                if dir.ends_with(b".") || dir.ends_with(b" ") {
-                    dir.pop();
-                } else if dir.ends_with(b"::$data") {
-                    dir.truncate(dir.len() - 7);
-                } else if dir.ends_with(b":$i30:$index_allocation") {
-                    dir.truncate(dir.len() - 23);
-                } else if dir.ends_with(b"::$index_allocation") {
-                    dir.truncate(dir.len() - 19);
-                } else {
-                    break;
-                }
-            }
+            let dir = windows_name(segment);
             after_cgi_bin = dir == b"cgi-bin"
                 || dir == b"htbin"
                 || (dir.len() > 7
